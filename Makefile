@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine:
+#   make app    set up, then start the dashboard on http://localhost:8501
+#   make test   set up (Python packages and Debian's Chromium), then run every test
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+
+.PHONY: app test setup setup-test browser benchmark clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+setup-test: setup browser
+
+app: setup
+	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
+
+test: setup-test
+	$(PY) -m pytest
+
+benchmark: setup
+	$(PY) -m benchmarks.bench_pipeline
+	$(PY) -m benchmarks.bench_input_channels
+
+clean:
+	rm -rf $(VENV) .pytest_cache artifacts

@@ -1,0 +1,115 @@
+"""Saving and loading weights.
+
+Two kinds of file:
+
+* training checkpoints (`runs/.../last.pt`, `best.pt`): model, optimizer,
+  scheduler, epoch, history and the config, for resuming. Loaded with
+  `weights_only=True`, so they can hold only tensors and plain data.
+* shipped weights (`assets/*.safetensors`): the state dict alone, no pickle,
+  with its SHA-256 in a side file and the model's config in a JSON file.
+  `load_verified_state_dict` refuses a file whose checksum does not match.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.constants import (
+    CLASS_NAMES,
+    IMAGE_SIZE,
+    MEAN,
+    MODEL_CONFIG_PATH,
+    STD,
+    WEIGHTS_PATH,
+    WEIGHTS_SHA256_PATH,
+)
+from model.data import sha256_file
+
+
+class ChecksumError(RuntimeError):
+    """The weights file on disk is not the one whose checksum was recorded."""
+
+
+def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, history, best) -> None:
+    state = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg),
+        "history": history,
+        "best": best,
+    }
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+def load_training_checkpoint(path, net, optimizer=None, scheduler=None) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
+def export_weights(net, out_dir: Path, *, cfg: dict, temperature: float, data_fingerprint: dict,
+                   selected: dict, half: bool = True) -> dict:
+    """Write <out_dir>/resnet34_alzheimer.safetensors, its .sha256 and model_config.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / WEIGHTS_PATH.name
+    tensors = {}
+    for k, v in net.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        tensors[k] = v.half() if half and v.is_floating_point() else v
+    save_file(tensors, str(weights), metadata={"arch": "resnet34", "classes": ",".join(CLASS_NAMES)})
+    digest = sha256_file(weights)
+    (out_dir / WEIGHTS_SHA256_PATH.name).write_text(f"{digest}  {weights.name}\n")
+    config = {
+        "arch": "torchvision.models.resnet34",
+        "in_channels": 1,
+        "class_names": list(CLASS_NAMES),
+        "image_size": cfg["image_size"],
+        "source_size": IMAGE_SIZE,
+        "mean": MEAN,
+        "std": STD,
+        "temperature": temperature,
+        "weights_file": weights.name,
+        "weights_sha256": digest,
+        "weights_dtype": "float16" if half else "float32",
+        "selected_epoch": selected,
+        "train_config": cfg,
+        "data_sha256": data_fingerprint,
+    }
+    (out_dir / MODEL_CONFIG_PATH.name).write_text(json.dumps(config, indent=2) + "\n")
+    return {"weights": weights, "sha256": digest, "config": out_dir / MODEL_CONFIG_PATH.name}
+
+
+def read_recorded_sha256(path: Path) -> str:
+    try:
+        return path.read_text().split()[0].strip().lower()
+    except (OSError, IndexError) as exc:
+        raise ChecksumError(f"{path}: no recorded SHA-256 for the weights") from exc
+
+
+def load_verified_state_dict(weights: Path = WEIGHTS_PATH, sha_file: Path | None = None) -> dict[str, torch.Tensor]:
+    """State dict (float32) from a safetensors file whose SHA-256 matches the recorded one."""
+    weights = Path(weights)
+    sha_file = Path(sha_file) if sha_file is not None else weights.with_name(weights.name + ".sha256")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: weights file not found; train with `python -m model.train --export-dir assets`")
+    expected = read_recorded_sha256(sha_file)
+    actual = sha256_file(weights)
+    if actual != expected:
+        raise ChecksumError(
+            f"{weights.name}: SHA-256 {actual[:12]}… does not match the recorded {expected[:12]}…; "
+            "the file is corrupt or was replaced. Restore it from git (git checkout -- assets) or retrain."
+        )
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(weights)).items()}

@@ -1,0 +1,57 @@
+"""Names, numbers and paths defined once for the whole project.
+
+Everything else imports from here: label order, display names, normalisation
+constants and the locations of shipped assets.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Label order of the Hugging Face dataset `Falah/Alzheimer_MRI`; index == label id.
+CLASS_NAMES: tuple[str, ...] = (
+    "Mild_Demented",
+    "Moderate_Demented",
+    "Non_Demented",
+    "Very_Mild_Demented",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+DISPLAY_NAMES: tuple[str, ...] = (
+    "Mild dementia",
+    "Moderate dementia",
+    "No dementia",
+    "Very mild dementia",
+)
+# Disease stages from healthy to most severe, as label ids: the order used for
+# confusion matrices and for the quadratic-weighted kappa (an ordinal score).
+STAGE_ORDER: tuple[int, ...] = (2, 3, 0, 1)
+
+# Intensity normalisation of the single grayscale channel, computed on the train
+# split of the shared copy of the dataset (pixels scaled to [0, 1] first).
+MEAN = 0.2786
+STD = 0.3269
+IMAGE_SIZE = 128  # native resolution of the dataset's slices
+
+HF_DATASET_ID = "Falah/Alzheimer_MRI"
+SPLIT_FILES = {
+    "train": "train-00000-of-00001.parquet",
+    "test": "test-00000-of-00001.parquet",
+}
+DATA_ENV_VAR = "ALZ_MRI_DATA"  # where a user's copy of the dataset lives
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = PROJECT_ROOT / "assets"
+WEIGHTS_PATH = ASSETS_DIR / "resnet34_alzheimer.safetensors"
+WEIGHTS_SHA256_PATH = ASSETS_DIR / "resnet34_alzheimer.safetensors.sha256"
+MODEL_CONFIG_PATH = ASSETS_DIR / "model_config.json"
+METRICS_PATH = ASSETS_DIR / "metrics.json"
+PREDICTIONS_PATH = ASSETS_DIR / "test_predictions.csv"
+TRAIN_LOG_PATH = ASSETS_DIR / "train_log.csv"
+
+
+def default_data_dir() -> Path:
+    """The dataset folder: $ALZ_MRI_DATA if set, else ../shared/data/alzheimer_mri."""
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return PROJECT_ROOT.parent / "shared" / "data" / "alzheimer_mri"

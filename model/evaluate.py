@@ -1,0 +1,176 @@
+"""Evaluate the classifier on the test split: `python -m model.evaluate --help`.
+
+Writes a metrics file (JSON) and a per-image predictions table (CSV). Every
+figure is computed by scikit-learn from calibrated probabilities; per-class
+figures get 95% percentile-bootstrap intervals over test images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from model.calibration import expected_calibration_error
+from model.constants import (
+    CLASS_NAMES,
+    METRICS_PATH,
+    MODEL_CONFIG_PATH,
+    NUM_CLASSES,
+    PREDICTIONS_PATH,
+    STAGE_ORDER,
+    WEIGHTS_PATH,
+    default_data_dir,
+)
+
+LABELS = list(range(NUM_CLASSES))
+
+
+def _per_class(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=LABELS, zero_division=0)
+    auc = np.array([skm.roc_auc_score(y == c, probs[:, c]) if 0 < (y == c).sum() < len(y) else np.nan
+                    for c in LABELS])
+    return {"precision": p, "recall": r, "f1": f, "support": s, "roc_auc": auc}
+
+
+def bootstrap_intervals(y: np.ndarray, probs: np.ndarray, n: int = 1000, seed: int = 0) -> dict:
+    """95% percentile intervals of per-class precision, recall, F1 and ROC AUC, and of the headlines."""
+    rng = np.random.default_rng(seed)
+    pred = probs.argmax(1)
+    draws = {k: [] for k in ("precision", "recall", "f1", "roc_auc")}
+    heads = {"accuracy": [], "balanced_accuracy": [], "macro_f1": []}
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        per = _per_class(y[idx], pred[idx], probs[idx])
+        for k in draws:
+            draws[k].append(per[k])
+        heads["accuracy"].append(skm.accuracy_score(y[idx], pred[idx]))
+        heads["balanced_accuracy"].append(skm.balanced_accuracy_score(y[idx], pred[idx]))
+        heads["macro_f1"].append(per["f1"].mean())
+    out = {k: np.nanpercentile(np.stack(v), [2.5, 97.5], axis=0).T.tolist() for k, v in draws.items()}
+    out["headline"] = {k: np.percentile(v, [2.5, 97.5]).tolist() for k, v in heads.items()}
+    return out
+
+
+def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """All evaluation figures for labels y (N,) and calibrated probabilities (N, C)."""
+    y, probs = np.asarray(y), np.asarray(probs, dtype=np.float64)
+    pred = probs.argmax(1)
+    per = _per_class(y, pred, probs)
+    ci = bootstrap_intervals(y, probs, n_bootstrap, seed) if n_bootstrap else None
+    rank = {label: i for i, label in enumerate(STAGE_ORDER)}  # ordinal position of each stage
+    per_class = {}
+    for c, name in enumerate(CLASS_NAMES):
+        positive = y == c
+        entry = {k: (float(per[k][c]) if k != "support" else int(per[k][c])) for k in per}
+        if 0 < positive.sum() < len(y):
+            fpr, tpr, _ = skm.roc_curve(positive, probs[:, c])
+            prec, rec, _ = skm.precision_recall_curve(positive, probs[:, c])
+            entry["pr_auc"] = float(skm.average_precision_score(positive, probs[:, c]))
+            entry["roc_curve"] = {"fpr": fpr.round(5).tolist(), "tpr": tpr.round(5).tolist()}
+            entry["pr_curve"] = {"precision": prec.round(5).tolist(), "recall": rec.round(5).tolist()}
+        if ci:
+            entry["ci95"] = {k: ci[k][c] for k in ("precision", "recall", "f1", "roc_auc")}
+        per_class[name] = entry
+    result = {
+        "n": int(len(y)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
+        "macro_f1": float(skm.f1_score(y, pred, labels=LABELS, average="macro", zero_division=0)),
+        "weighted_f1": float(skm.f1_score(y, pred, labels=LABELS, average="weighted", zero_division=0)),
+        "macro_roc_auc": float(np.nanmean(per["roc_auc"])),
+        "macro_pr_auc": float(np.mean([v.get("pr_auc", np.nan) for v in per_class.values()])),
+        "ece": expected_calibration_error(probs, y),
+        "log_loss": float(skm.log_loss(y, probs, labels=LABELS)),
+        "quadratic_weighted_kappa": float(skm.cohen_kappa_score(
+            [rank[v] for v in y], [rank[v] for v in pred], weights="quadratic", labels=list(range(NUM_CLASSES)))),
+        "confusion_matrix": skm.confusion_matrix(y, pred, labels=LABELS).tolist(),
+        "confusion_matrix_labels": list(CLASS_NAMES),
+        "per_class": per_class,
+    }
+    if ci:
+        result["ci95"] = ci["headline"]
+        result["bootstrap"] = {"resamples": n_bootstrap, "seed": seed, "method": "percentile"}
+    return result
+
+
+def predictions_table(ids, y, probs) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": list(ids), "true_label": [CLASS_NAMES[v] for v in y]})
+    for c, name in enumerate(CLASS_NAMES):
+        frame[f"p_{name}"] = np.round(probs[:, c], 6)
+    frame["prediction"] = [CLASS_NAMES[v] for v in probs.argmax(1)]
+    frame["correct"] = frame["prediction"] == frame["true_label"]
+    return frame
+
+
+def run(data_dir=None, weights=WEIGHTS_PATH, config=MODEL_CONFIG_PATH, device="auto", n_bootstrap=1000,
+        progress=None) -> tuple[dict, pd.DataFrame]:
+    """Predict the whole test split and compute every figure. `progress(fraction)` is called as it goes."""
+    from model.data import fingerprint, load_split
+    from model.inference import Predictor
+
+    t0 = time.perf_counter()
+    predictor = Predictor.from_assets(weights, config, device=device)
+    test = load_split("test", data_dir)
+    batch = 128
+    chunks = []
+    for start in range(0, len(test), batch):
+        chunks.append(predictor.probabilities(test.images[start:start + batch], batch))
+        if progress:
+            progress(min(1.0, (start + batch) / len(test)) * 0.8)
+    probs = np.concatenate([c.numpy() for c in chunks]).astype(np.float64)
+    y = test.labels.numpy()
+    metrics = compute_metrics(y, probs, n_bootstrap=n_bootstrap)
+    if progress:
+        progress(1.0)
+    metrics["model_sha256"] = predictor.sha256
+    metrics["data_sha256"] = fingerprint(data_dir)
+    metrics["temperature"] = predictor.temperature
+    metrics["image_size"] = predictor.image_size
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
+    return metrics, predictions_table(test.ids, y, probs)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="default: %(default)s")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_PATH, help="default: %(default)s")
+    parser.add_argument("--config", type=Path, default=MODEL_CONFIG_PATH, help="default: %(default)s")
+    parser.add_argument("--metrics-out", type=Path, default=METRICS_PATH, help="default: %(default)s")
+    parser.add_argument("--predictions-out", type=Path, default=PREDICTIONS_PATH, help="default: %(default)s")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals (default: 1000)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from model.checkpoint import ChecksumError
+    from model.data import DatasetError
+
+    try:
+        metrics, table = run(args.data_dir, args.weights, args.config, args.device, args.bootstrap)
+    except (DatasetError, ChecksumError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
+    args.metrics_out.write_text(json.dumps(metrics, indent=1) + "\n")
+    table.to_csv(args.predictions_out, index=False)
+    per = metrics["per_class"]
+    print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  "
+          f"macro-F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  QWK {metrics['quadratic_weighted_kappa']:.4f}"
+          f"  ({metrics['seconds']:.1f} s)")
+    for name, entry in per.items():
+        print(f"  {name:20s} P {entry['precision']:.3f}  R {entry['recall']:.3f}  F1 {entry['f1']:.3f}  "
+              f"AUC {entry['roc_auc']:.4f}  n={entry['support']}")
+    print(f"wrote {args.metrics_out} and {args.predictions_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Using the shipped classifier: load once, preprocess as in training, batch.
+
+    predictor = Predictor.from_assets()            # verified safetensors, on GPU if present
+    probs = predictor.predict(slices)              # uint8 (N, 1, 128, 128) -> (N, 4) calibrated
+
+A `Predictor` is safe to share between threads: predictions and explanations
+take its lock, so hooks placed for Grad-CAM never see another caller's forward
+pass. It never changes its weights after loading.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.checkpoint import load_verified_state_dict
+from model.constants import CLASS_NAMES, DISPLAY_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
+from model.network import build_model, pick_device
+from model.preprocess import to_input
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One slice's result: calibrated probabilities in label order, and the arg-max."""
+
+    probabilities: tuple[float, ...]
+    label: int
+
+    @property
+    def class_name(self) -> str:
+        return CLASS_NAMES[self.label]
+
+    @property
+    def display_name(self) -> str:
+        return DISPLAY_NAMES[self.label]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def as_dict(self) -> dict:
+        return {"prediction": self.class_name, "label": self.label,
+                "probabilities": dict(zip(CLASS_NAMES, self.probabilities))}
+
+
+class Predictor:
+    """A loaded, verified, calibrated classifier in eval mode."""
+
+    def __init__(self, net: torch.nn.Module, *, image_size: int, temperature: float = 1.0,
+                 device: torch.device | str = "cpu", sha256: str = "", config: dict | None = None):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.image_size = image_size
+        self.temperature = float(temperature)
+        self.sha256 = sha256
+        self.config = config or {}
+        self.lock = threading.RLock()
+
+    @classmethod
+    def from_assets(cls, weights: Path = WEIGHTS_PATH, config: Path = MODEL_CONFIG_PATH,
+                    device: str = "auto") -> "Predictor":
+        """Load shipped weights after checking their SHA-256 (ChecksumError on mismatch)."""
+        config_path = Path(config)
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path}: model config not found")
+        cfg = json.loads(config_path.read_text())
+        weights = Path(weights)
+        net = build_model(in_channels=cfg.get("in_channels", 1), num_classes=len(cfg["class_names"]))
+        net.load_state_dict(load_verified_state_dict(weights))
+        from model.data import sha256_file
+
+        return cls(net, image_size=cfg["image_size"], temperature=cfg.get("temperature", 1.0),
+                   device=pick_device(device), sha256=sha256_file(weights), config=cfg)
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return "CPU"
+
+    def prepare(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 (N, 1, S, S), (N, S, S) or (S, S) -> normalised float input on the device."""
+        x = to_input(as_batch(images), self.image_size).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @torch.inference_mode()
+    def logits(self, images, batch_size: int = 128) -> torch.Tensor:
+        """Raw logits (N, C), float32 on CPU, for uint8 slices (see `prepare`)."""
+        images = as_batch(images)
+        out = []
+        with self.lock:
+            for start in range(0, len(images), batch_size):
+                out.append(self.net(self.prepare(images[start:start + batch_size])).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(CLASS_NAMES))
+
+    def probabilities(self, images, batch_size: int = 128) -> torch.Tensor:
+        """Calibrated probabilities (N, C): softmax(logits / temperature)."""
+        return torch.softmax(self.logits(images, batch_size) / self.temperature, dim=1)
+
+    def predict(self, images, batch_size: int = 128) -> list[Prediction]:
+        probs = self.probabilities(images, batch_size)
+        return [Prediction(tuple(float(p) for p in row), int(row.argmax())) for row in probs]
+
+    def predict_one(self, image: np.ndarray) -> Prediction:
+        """One uint8 (S, S) slice."""
+        return self.predict(image)[0]
+
+
+def as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """View uint8 slices as (N, 1, S, S): accepts (S, S), (N, S, S) or (N, 1, S, S)."""
+    images = torch.as_tensor(images)
+    if images.dim() == 2:
+        images = images[None, None]
+    elif images.dim() == 3:
+        images = images[:, None]
+    return images

@@ -1,0 +1,315 @@
+"""Train the ResNet-34 stage classifier: `python -m model.train --help`.
+
+Defaults reproduce the original model card (SGD momentum 0.9, lr 0.01, weight
+decay 1e-3, batch 16, 7 epochs, cross-entropy, 224 px, 10% validation). The
+recipe that made the shipped weights is recorded in assets/model_config.json
+and in the README.
+
+Multi-GPU / multi-node: `torchrun --nproc-per-node N -m model.train ...`
+(DistributedDataParallel; NCCL on GPUs, gloo on CPU). `--batch-size` is per
+process.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from model import checkpoint as ckpt
+from model.calibration import fit_temperature
+from model.constants import NUM_CLASSES, default_data_dir
+from model.data import SliceSet, fingerprint, load_split, stratified_split
+from model.network import build_model, pick_device
+from model.preprocess import augment, to_input
+
+CHOICES = {
+    "optimizer": ("sgd", "adamw"),
+    "lr_schedule": ("constant", "cosine"),
+    "class_weights": ("none", "sqrt", "inverse"),
+    "amp": ("auto", "bf16", "off"),
+    "select": ("best", "last"),
+}
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = str(default_data_dir())  # parquet or image-folder dataset
+    output_dir: str = "runs/resnet34"  # checkpoints and the per-epoch log
+    image_size: int = 224  # slices are 128 px; the model card resized them to 224
+    epochs: int = 7
+    batch_size: int = 16  # per process
+    lr: float = 0.01
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 1e-3
+    optimizer: str = "sgd"  # sgd | adamw
+    lr_schedule: str = "constant"  # constant | cosine (per step, to zero)
+    warmup_epochs: float = 0.0  # linear warm-up from lr/100
+    augment: bool = False  # random affine, flip and intensity jitter (model.preprocess.augment)
+    class_weights: str = "none"  # loss weights: none | sqrt | inverse class frequency
+    label_smoothing: float = 0.0
+    val_fraction: float = 0.1  # stratified, seeded; the test split is never used here
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto: bf16 autocast on CUDA only | bf16 | off
+    channels_last: bool = True  # NHWC memory layout for the convolutions
+    limit: int | None = None  # use only the first N train rows (smoke tests)
+    eval_batch_size: int = 128
+    select: str = "best"  # export the best epoch by validation macro-F1, or the last
+    export_dir: str | None = None  # write safetensors + model_config.json here at the end
+    export_half: bool = True  # store exported weights as float16 (half the bytes)
+    resume: bool = False  # continue from <output_dir>/last.pt
+    threads: int | None = None  # CPU threads (default: torch's choice)
+
+    def validate(self) -> None:
+        for field, valid in CHOICES.items():
+            if getattr(self, field) not in valid:
+                raise ValueError(f"--{field.replace('_', '-')} {getattr(self, field)!r} is not one of {list(valid)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 32:
+            raise ValueError("epochs and batch size must be >= 1 and image size >= 32")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n\n")[0])
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"default: {default}")
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0], str)
+        if "None" in str(field.type):
+            kind = int if "int" in str(field.type) else str
+        parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(field.name),
+                            help=f"default: {default}")
+    return parser
+
+
+# ---------------------------------------------------------------- distributed
+def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); starts a process group when run by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, pick_device(device_pref)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_pref)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+# ---------------------------------------------------------------- phases
+def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
+    """Decode the train split once and carve the stratified validation split from it."""
+    data = load_split("train", cfg.data_dir, limit=cfg.limit)
+    keep, held = stratified_split(data.labels, cfg.val_fraction, cfg.seed)
+    return data.subset(keep), data.subset(held)
+
+
+def class_weight_tensor(labels: torch.Tensor, mode: str) -> torch.Tensor | None:
+    """Loss weights per class, scaled so that the average sample weight is 1."""
+    if mode == "none":
+        return None
+    counts = torch.bincount(labels, minlength=NUM_CLASSES).clamp(min=1).double()
+    w = (counts.sum() / counts) ** (0.5 if mode == "sqrt" else 1.0)
+    w = w * counts.sum() / (w * counts).sum()
+    return w.float()
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if step < warmup:
+        return 0.01 + 0.99 * step / max(1, warmup)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    return 1.0
+
+
+def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast: always on CUDA under 'auto'; on CPU only when asked (fast with AVX512-BF16/AMX)."""
+    return cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(cfg, device) else nullcontext()
+
+
+def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig, epoch: int, device,
+                    loss_weight, rank: int = 0, world: int = 1, show_progress: bool = True) -> float:
+    """One pass over this process's shard of `data`. Returns the mean training loss."""
+    net.train()
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    per_rank = len(order) // world
+    order = order[rank * per_rank:(rank + 1) * per_rank]  # equal shards keep DDP in step
+    aug_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + rank)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    total, seen = 0.0, 0
+    batches = range(0, len(order) - cfg.batch_size + 1 if len(order) >= cfg.batch_size else 1, cfg.batch_size)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show_progress, leave=False,
+               file=sys.stderr, mininterval=2.0)
+    for start in bar:
+        idx = order[start:start + cfg.batch_size]
+        x = to_input(data.images[idx], cfg.image_size).to(device, non_blocking=True)  # (B, 1, S, S)
+        y = data.labels[idx].to(device, non_blocking=True)
+        if cfg.augment:
+            x = augment(x, aug_gen)
+        x = x.contiguous(memory_format=memory_format)
+        with autocast_for(cfg, device):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(idx)
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
+    return total / max(1, seen)
+
+
+@torch.inference_mode()
+def predict_logits(net: nn.Module, images: torch.Tensor, image_size: int, device: torch.device,
+                   batch_size: int = 128, amp: bool = False, channels_last: bool = True) -> torch.Tensor:
+    """Logits (N, C) in float32 on CPU for uint8 images (N, 1, H, W)."""
+    net.eval()
+    out = []
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start:start + batch_size], image_size).to(device).contiguous(memory_format=memory_format)
+        with ctx:
+            out.append(net(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
+
+
+def val_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    pred = logits.argmax(1)
+    return {
+        "val_loss": float(F.cross_entropy(logits, labels)),
+        "val_acc": float((pred == labels).float().mean()),
+        "val_macro_f1": float(f1_score(labels, pred, average="macro", labels=list(range(NUM_CLASSES)),
+                                       zero_division=0)),
+    }
+
+
+def main(cfg: TrainConfig) -> dict:
+    cfg.validate()
+    rank, world, device = init_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(cfg.output_dir)
+    is_main = rank == 0
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
+
+    train_set, val_set = load_data(cfg)
+    log(f"train {len(train_set)} {train_set.class_counts()} | val {len(val_set)} {val_set.class_counts()} "
+        f"| device {device} x{world} | {cfg.image_size}px batch {cfg.batch_size}")
+    net = build_model().to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    params = [{"params": [p for p in net.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in net.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    steps_per_epoch = max(1, (len(train_set) // world) // cfg.batch_size)
+    total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.lr_schedule))
+    start_epoch, history, best = 0, [], None
+    if cfg.resume and (out_dir / "last.pt").is_file():
+        state = ckpt.load_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler)
+        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+        log(f"resumed from {out_dir / 'last.pt'} after epoch {start_epoch}")
+    model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world > 1 else net
+    loss_weight = class_weight_tensor(train_set.labels, cfg.class_weights)
+    loss_weight = loss_weight.to(device) if loss_weight is not None else None
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(model, optimizer, scheduler, train_set, cfg, epoch, device, loss_weight,
+                                     rank, world, show_progress=is_main)
+        seconds = time.perf_counter() - t0
+        if is_main:
+            logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+                                    amp=uses_bf16(cfg, device) and device.type == "cuda",
+                                    channels_last=cfg.channels_last)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, **val_metrics(logits, val_set.labels),
+                   "lr": scheduler.get_last_lr()[0], "seconds": seconds}
+            history.append(row)
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            score = (row["val_macro_f1"], -row["val_loss"])
+            if best is None or score > tuple(best["score"]):
+                best = {"epoch": epoch + 1, "score": list(score)}
+                ckpt.save_training_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, epoch, cfg, history, best)
+            ckpt.save_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler, epoch, cfg, history, best)
+            write_log(out_dir / "log.csv", history)
+        if world > 1:
+            dist.barrier()
+
+    result = {"history": history, "best": best}
+    if is_main:
+        chosen = out_dir / ("best.pt" if cfg.select == "best" else "last.pt")
+        ckpt.load_training_checkpoint(chosen, net)
+        logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+                                channels_last=cfg.channels_last)
+        temperature = fit_temperature(logits, val_set.labels)
+        chosen_row = next(r for r in history if r["epoch"] == (best["epoch"] if cfg.select == "best" else history[-1]["epoch"]))
+        log(f"selected epoch {chosen_row['epoch']} ({cfg.select}); temperature {temperature:.3f}")
+        result.update(temperature=temperature, selected=chosen_row)
+        if cfg.export_dir:
+            paths = ckpt.export_weights(net, Path(cfg.export_dir), cfg=dataclasses.asdict(cfg), temperature=temperature,
+                                        data_fingerprint=fingerprint(cfg.data_dir), selected=chosen_row,
+                                        half=cfg.export_half)
+            write_log(Path(cfg.export_dir) / "train_log.csv", history)
+            log(f"exported {paths['weights']} sha256 {paths['sha256'][:12]}")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def write_log(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    cfg = TrainConfig(**vars(args))
+    try:
+        main(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -1,0 +1,93 @@
+import io
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from model.constants import CLASS_NAMES, NUM_CLASSES
+from model.data import DatasetError, fingerprint, load_image_folder, load_parquet, load_split, stratified_split
+
+README_SHA = {
+    "train": "d50b27c943b61afbd0d45cd96dbc5cc4cd5662165f9f42f2e604a93a7404fbb1",
+    "test": "96e2528ba7ecc9d138b79a54a94d36480e29826ef45241138635d6f414d84a80",
+}
+
+
+def jpeg(value=100, size=(128, 128)):
+    buf = io.BytesIO()
+    Image.new("L", size, value).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def write_parquet(path, rows):
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def test_label_order_is_the_datasets():
+    assert CLASS_NAMES == ("Mild_Demented", "Moderate_Demented", "Non_Demented", "Very_Mild_Demented")
+
+
+def test_loads_shared_test_split(test_slices):
+    assert test_slices.images.shape == (64, 1, 128, 128)
+    assert test_slices.images.dtype == torch.uint8
+    assert test_slices.labels.min() >= 0 and test_slices.labels.max() < NUM_CLASSES
+    assert all("/" in i for i in test_slices.ids)  # `<class folder>/<file>` origins
+    for label, name in zip(test_slices.labels.tolist(), test_slices.ids):
+        assert name.split("/")[0].replace(" ", "_").lower().startswith(CLASS_NAMES[label].split("_")[0].lower())
+
+
+def test_fingerprint_matches_dataset_readme(data_dir):
+    assert fingerprint(data_dir) == README_SHA
+
+
+def test_missing_column_is_named(tmp_path):
+    path = write_parquet(tmp_path / "bad.parquet", {"img": [b"x"], "label": [0]})
+    with pytest.raises(DatasetError, match=r"bad.parquet.*missing column.*image"):
+        load_parquet(path)
+
+
+def test_label_out_of_range_names_row(tmp_path):
+    rows = {"image": [{"bytes": jpeg(), "path": "a.jpg"}, {"bytes": jpeg(), "path": "b.jpg"}], "label": [0, 7]}
+    with pytest.raises(DatasetError, match=r"row 1: label 7 is outside 0..3"):
+        load_parquet(write_parquet(tmp_path / "l.parquet", rows))
+
+
+def test_undecodable_image_names_row(tmp_path):
+    rows = {"image": [{"bytes": jpeg(), "path": "a.jpg"}, {"bytes": b"not an image", "path": "b.jpg"}],
+            "label": [0, 1]}
+    with pytest.raises(DatasetError, match=r"row 1: not a readable image"):
+        load_parquet(write_parquet(tmp_path / "u.parquet", rows))
+
+
+def test_missing_dataset_points_to_download(tmp_path):
+    with pytest.raises(DatasetError, match="model.data download"):
+        load_split("train", tmp_path)
+
+
+def test_image_folder_layout(tmp_path):
+    for label, name in enumerate(CLASS_NAMES):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("L", (176, 208), 40 * label).save(tmp_path / "train" / name / "x.png")
+    data = load_split("train", tmp_path)
+    assert data.labels.tolist() == [0, 1, 2, 3]
+    assert data.images.shape == (4, 1, 128, 128)
+    assert data.ids[1] == "Moderate_Demented/x.png"
+
+
+def test_image_folder_rejects_unknown_class(tmp_path):
+    (tmp_path / "Alzheimer").mkdir()
+    with pytest.raises(DatasetError, match="unknown class folder"):
+        load_image_folder(tmp_path)
+
+
+def test_stratified_split_is_seeded_disjoint_and_proportional():
+    labels = torch.tensor([0] * 100 + [1] * 10 + [2] * 500 + [3] * 300)
+    keep, held = stratified_split(labels, 0.1, seed=3)
+    keep2, held2 = stratified_split(labels, 0.1, seed=3)
+    assert torch.equal(held, held2) and torch.equal(keep, keep2)
+    assert not set(keep.tolist()) & set(held.tolist())
+    assert len(keep) + len(held) == len(labels)
+    assert torch.bincount(labels[held], minlength=4).tolist() == [10, 1, 50, 30]
+    assert not torch.equal(stratified_split(labels, 0.1, seed=4)[1], held)

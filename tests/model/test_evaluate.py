@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from model.evaluate import compute_metrics, predictions_table
+
+
+def synthetic(n=400, seed=0, noise=1.0):
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, size=n, p=[0.14, 0.02, 0.5, 0.34])
+    y[:4] = [0, 1, 2, 3]  # every class present
+    logits = rng.normal(size=(n, 4)) * noise
+    logits[np.arange(n), y] += 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, probs
+
+
+def test_metrics_agree_with_sklearn_and_carry_curves():
+    y, probs = synthetic()
+    m = compute_metrics(y, probs, n_bootstrap=50)
+    pred = probs.argmax(1)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert np.array(m["confusion_matrix"]).sum() == len(y)
+    for c, entry in enumerate(m["per_class"].values()):
+        assert entry["roc_auc"] == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]))
+        assert entry["support"] == int((y == c).sum())
+        fpr, tpr = entry["roc_curve"]["fpr"], entry["roc_curve"]["tpr"]
+        assert fpr[0] == 0 and tpr[-1] == 1 and len(fpr) == len(tpr)
+        lo, hi = entry["ci95"]["recall"]
+        assert lo <= entry["recall"] <= hi
+    assert 0 <= m["ece"] <= 1 and -1 <= m["quadratic_weighted_kappa"] <= 1
+
+
+def test_perfect_predictions():
+    y = np.array([0, 1, 2, 3] * 5)
+    probs = np.eye(4)[y] * 0.96 + 0.01
+    m = compute_metrics(y, probs, n_bootstrap=20)
+    assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0 and m["quadratic_weighted_kappa"] == 1.0
+    assert all(e["roc_auc"] == 1.0 for e in m["per_class"].values())
+
+
+def test_kappa_penalises_distant_stages_more():
+    y = np.array([2] * 10 + [3] * 10 + [0] * 10 + [1] * 10)  # stages in order: Non, VeryMild, Mild, Moderate
+    near, far = y.copy(), y.copy()
+    near[:3] = 3  # Non called Very mild
+    far[:3] = 1  # Non called Moderate
+    k_near = compute_metrics(y, np.eye(4)[near], n_bootstrap=0)["quadratic_weighted_kappa"]
+    k_far = compute_metrics(y, np.eye(4)[far], n_bootstrap=0)["quadratic_weighted_kappa"]
+    assert k_far < k_near < 1
+
+
+def test_predictions_table_columns():
+    y, probs = synthetic(10)
+    table = predictions_table([f"id{i}" for i in range(10)], y, probs)
+    assert list(table.columns[:2]) == ["id", "true_label"] and table.columns[-1] == "correct"
+    assert np.allclose(table.filter(like="p_").sum(axis=1), 1, atol=1e-5)

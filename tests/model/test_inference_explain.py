@@ -1,0 +1,106 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from model.explain import explain, overlay
+from model.scan_io import ScanError, read_scan
+from tests.conftest import png_bytes
+
+
+def test_probabilities_are_calibrated_softmax(tiny_predictor, test_slices):
+    probs = tiny_predictor.probabilities(test_slices.images[:8])
+    logits = tiny_predictor.logits(test_slices.images[:8])
+    assert probs.shape == (8, 4)
+    assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+    assert torch.allclose(probs, torch.softmax(logits / 1.5, 1), atol=1e-6)  # temperature from config
+
+
+def test_batched_equals_one_by_one(tiny_predictor, test_slices):
+    batch = tiny_predictor.probabilities(test_slices.images[:6], batch_size=4)
+    single = torch.cat([tiny_predictor.probabilities(test_slices.images[i, 0]) for i in range(6)])
+    assert torch.allclose(batch, single, atol=1e-5)
+
+
+def test_predict_one_names_the_class(tiny_predictor, test_slices):
+    pred = tiny_predictor.predict_one(test_slices.images[0, 0].numpy())
+    assert pred.class_name in pred.as_dict()["probabilities"]
+    assert pred.confidence == max(pred.probabilities)
+
+
+def test_gradcam_shape_range_and_target(tiny_predictor, test_slices):
+    image = test_slices.images[0, 0].numpy()
+    a = explain(tiny_predictor, image, target=0, layer="layer3")
+    b = explain(tiny_predictor, image, target=2, layer="layer3")
+    assert a.heatmap.shape == (128, 128) and a.heatmap.dtype == np.float32
+    assert a.heatmap.min() >= 0 and a.heatmap.max() <= 1
+    assert a.target == 0 and not np.allclose(a.heatmap, b.heatmap)
+    assert explain(tiny_predictor, image).target == tiny_predictor.predict_one(image).label
+
+
+def test_gradcam_rejects_bad_layer_and_target(tiny_predictor, test_slices):
+    image = test_slices.images[0, 0].numpy()
+    with pytest.raises(ValueError, match="unknown layer"):
+        explain(tiny_predictor, image, layer="fc")
+    with pytest.raises(ValueError, match="outside 0..3"):
+        explain(tiny_predictor, image, target=9)
+
+
+def test_concurrent_explanations_match_sequential(tiny_predictor, test_slices):
+    images = [test_slices.images[i, 0].numpy() for i in range(4)]
+    alone = [explain(tiny_predictor, img, target=i % 4).heatmap for i, img in enumerate(images)]
+    results = {}
+
+    def work(i):
+        for _ in range(3):
+            results[i] = explain(tiny_predictor, images[i], target=i % 4).heatmap
+            tiny_predictor.probabilities(images[(i + 1) % 4])  # predictions interleave with the hooks
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        np.testing.assert_allclose(results[i], alone[i], atol=1e-5)
+    assert not tiny_predictor.net.layer4._forward_hooks  # no hook left behind
+
+
+def test_overlay_blends_and_refuses_out_of_range():
+    image = np.full((8, 8), 128, np.uint8)
+    heat = np.zeros((8, 8), np.float32)
+    out = overlay(image, heat, alpha=0.0)
+    assert out.shape == (8, 8, 3) and out.dtype == np.uint8 and (out == 128).all()
+    assert not (overlay(image, heat + 1, alpha=0.5) == 128).all()
+    with pytest.raises(ValueError, match=r"heatmap values must lie in \[0, 1\]"):
+        overlay(image, heat + 2)
+    with pytest.raises(ValueError, match="unknown colormap"):
+        overlay(image, heat, colormap="rainbowz")
+
+
+def test_read_scan_accepts_png_and_pads_non_square():
+    wide = np.zeros((100, 200), np.uint8)
+    wide[:, 50:150] = 255
+    out = read_scan(png_bytes(wide), "wide.png")
+    assert out.shape == (128, 128) and out.dtype == np.uint8
+    assert out[:30].max() == 0  # black padding above the image keeps its aspect ratio
+
+
+def test_read_scan_rgb_becomes_gray():
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[..., 1] = 200
+    assert read_scan(png_bytes(rgb), "rgb.png").std() == 0
+
+
+@pytest.mark.parametrize("data,name,message", [
+    (b"", "empty.png", "the file is empty"),
+    (b"%PDF-1.4 not an image", "report.pdf", "not a PNG or JPEG image"),
+    (png_bytes(np.zeros((10, 10), np.uint8)), "tiny.png", "too small"),
+    (png_bytes(np.zeros((64, 64), np.uint8))[:60], "cut.png", "damaged or truncated"),
+    (b"x" * (21 * 2**20), "huge.png", "over the 20 MB limit"),
+    (b"DICM", "scan.dcm", "DICOM and NIfTI files are not supported yet"),
+])
+def test_read_scan_errors_are_specific(data, name, message):
+    with pytest.raises(ScanError, match=message):
+        read_scan(data, name)

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from model.constants import MEAN, STD
+from model.network import CAM_LAYERS, build_model, count_parameters, get_layer
+from model.preprocess import augment, to_input
+
+
+def test_to_input_normalises_and_resizes():
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 1, 128, 128).contiguous()
+    x = to_input(images, 224)
+    assert x.shape == (2, 1, 224, 224) and x.dtype == torch.float32
+    assert torch.allclose(x[0], torch.full_like(x[0], -MEAN / STD), atol=1e-5)
+    assert torch.allclose(x[1], torch.full_like(x[1], (1 - MEAN) / STD), atol=1e-5)
+
+
+def test_to_input_rejects_float():
+    with pytest.raises(ValueError, match="uint8"):
+        to_input(torch.zeros(1, 1, 8, 8), 8)
+
+
+def test_augment_is_seeded_and_keeps_shape():
+    x = to_input(torch.randint(0, 255, (4, 1, 64, 64), dtype=torch.uint8), 64)
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x, torch.Generator().manual_seed(1))
+    c = augment(x, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_augment_keeps_black_background_black():
+    x = to_input(torch.zeros(2, 1, 32, 32, dtype=torch.uint8), 32)
+    out = augment(x, torch.Generator().manual_seed(0), max_brightness=0, max_contrast=0)
+    assert torch.allclose(out, x, atol=1e-5)
+
+
+def test_resnet34_one_channel_four_classes():
+    net = build_model().eval()
+    assert net.conv1.in_channels == 1 and net.fc.out_features == 4
+    assert 21_000_000 < count_parameters(net) < 21_400_000  # ResNet-34 less two conv1 input channels
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 64, 64)).shape == (2, 4)
+
+
+def test_cam_layers_resolve_and_bad_layer_lists_choices():
+    net = build_model()
+    for path in CAM_LAYERS.values():
+        assert isinstance(get_layer(net, path), torch.nn.Module)
+    with pytest.raises(ValueError, match="valid choices: layer4"):
+        get_layer(net, "layer9")

@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from model.constants import PROJECT_ROOT
+from model.train import TrainConfig, class_weight_tensor, get_args_parser, lr_factor, main
+
+
+def tiny_config(tmp_path, data_dir, **kw):
+    base = dict(data_dir=str(data_dir), output_dir=str(tmp_path / "run"), image_size=32, epochs=1, batch_size=16,
+                limit=96, eval_batch_size=64, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_defaults_reproduce_the_model_card():
+    cfg = TrainConfig(**vars(get_args_parser().parse_args([])))
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay) == ("sgd", 0.01, 0.9, 1e-3)
+    assert (cfg.batch_size, cfg.epochs, cfg.image_size, cfg.val_fraction) == (16, 7, 224, 0.1)
+    assert (cfg.lr_schedule, cfg.augment, cfg.class_weights, cfg.label_smoothing) == ("constant", False, "none", 0.0)
+
+
+def test_bad_option_lists_valid_ones(tmp_path, data_dir):
+    with pytest.raises(ValueError, match=r"--optimizer 'adam' is not one of \['sgd', 'adamw'\]"):
+        main(tiny_config(tmp_path, data_dir, optimizer="adam"))
+
+
+def test_class_weights_favour_rare_classes_and_average_one():
+    labels = torch.tensor([0] * 10 + [1] * 1 + [2] * 50 + [3] * 30)
+    w = class_weight_tensor(labels, "sqrt")
+    assert w[1] > w[0] > w[3] > w[2]
+    assert (w[labels].mean()).item() == pytest.approx(1.0, abs=1e-5)
+    assert class_weight_tensor(labels, "none") is None
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.01)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor(50, 100, 0, "constant") == 1.0
+
+
+def test_one_epoch_smoke_run_exports_and_resumes(tmp_path, data_dir):
+    export = tmp_path / "export"
+    result = main(tiny_config(tmp_path, data_dir, export_dir=str(export), augment=True, class_weights="sqrt"))
+    assert len(result["history"]) == 1 and result["temperature"] > 0
+    config = json.loads((export / "model_config.json").read_text())
+    assert config["image_size"] == 32 and config["train_config"]["augment"] is True
+    assert set(config["data_sha256"]) == {"train", "test"}
+    assert (export / "train_log.csv").read_text().startswith("epoch,train_loss")
+    # resuming a finished run continues to the new epoch count from the saved epoch
+    result2 = main(tiny_config(tmp_path, data_dir, epochs=2, resume=True))
+    assert [row["epoch"] for row in result2["history"]] == [1, 2]
+
+
+def test_training_is_reproducible(tmp_path, data_dir):
+    a = main(tiny_config(tmp_path / "a", data_dir, limit=48))["history"][0]
+    b = main(tiny_config(tmp_path / "b", data_dir, limit=48))["history"][0]
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_two_process_ddp_on_gloo(tmp_path, data_dir):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "model.train", "--device", "cpu", "--limit", "96", "--image-size", "32", "--epochs", "1",
+           "--batch-size", "8", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "device cpu x2" in proc.stdout
+    assert (tmp_path / "ddp" / "last.pt").is_file()
