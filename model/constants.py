@@ -49,6 +49,11 @@ PREDICTIONS_PATH = ASSETS_DIR / "test_predictions.csv"
 TRAIN_LOG_PATH = ASSETS_DIR / "train_log.csv"
 
 
+def CONFIG_FILES_PRESENT() -> bool:  # noqa: N802 - reads like the constant it guards
+    """Whether a trained model is shipped (weights, checksum and config)."""
+    return WEIGHTS_PATH.is_file() and WEIGHTS_SHA256_PATH.is_file() and MODEL_CONFIG_PATH.is_file()
+
+
 def default_data_dir() -> Path:
     """The dataset folder: $ALZ_MRI_DATA if set, else ../shared/data/alzheimer_mri."""
     env = os.environ.get(DATA_ENV_VAR)

@@ -60,6 +60,7 @@ def bootstrap_intervals(y: np.ndarray, probs: np.ndarray, n: int = 1000, seed: i
 def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """All evaluation figures for labels y (N,) and calibrated probabilities (N, C)."""
     y, probs = np.asarray(y), np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax rows can miss 1 by ~1e-7
     pred = probs.argmax(1)
     per = _per_class(y, pred, probs)
     ci = bootstrap_intervals(y, probs, n_bootstrap, seed) if n_bootstrap else None
@@ -111,7 +112,7 @@ def predictions_table(ids, y, probs) -> pd.DataFrame:
 def run(data_dir=None, weights=WEIGHTS_PATH, config=MODEL_CONFIG_PATH, device="auto", n_bootstrap=1000,
         progress=None) -> tuple[dict, pd.DataFrame]:
     """Predict the whole test split and compute every figure. `progress(fraction)` is called as it goes."""
-    from model.data import fingerprint, load_split
+    from model.data import fingerprint, label_counts, load_split
     from model.inference import Predictor
 
     t0 = time.perf_counter()
@@ -130,6 +131,7 @@ def run(data_dir=None, weights=WEIGHTS_PATH, config=MODEL_CONFIG_PATH, device="a
         progress(1.0)
     metrics["model_sha256"] = predictor.sha256
     metrics["data_sha256"] = fingerprint(data_dir)
+    metrics["class_counts"] = {"train": label_counts("train", data_dir), "test": test.class_counts()}
     metrics["temperature"] = predictor.temperature
     metrics["image_size"] = predictor.image_size
     metrics["seconds"] = round(time.perf_counter() - t0, 2)

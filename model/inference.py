@@ -114,6 +114,8 @@ class Predictor:
 
 def as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """View uint8 slices as (N, 1, S, S): accepts (S, S), (N, S, S) or (N, 1, S, S)."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # e.g. Streamlit's cached arrays; torch wants writable memory
     images = torch.as_tensor(images)
     if images.dim() == 2:
         images = images[None, None]

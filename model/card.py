@@ -1,0 +1,97 @@
+"""The model card, rendered from the shipped files so it never drifts from the model.
+
+`model_card_markdown(config, metrics)` takes assets/model_config.json and
+assets/metrics.json (as dicts) and returns Markdown.
+"""
+from __future__ import annotations
+
+from model.constants import CLASS_NAMES, DISPLAY_NAMES, HF_DATASET_ID
+
+INTENDED_USE = """\
+**Intended use.** Research on machine-learning methods for staging Alzheimer's disease from
+2D axial MRI slices: comparing models, studying saliency maps, teaching, and building and testing
+health software around such a model.
+
+**Intended users.** Researchers and health-software builders who can read the evaluation below
+and its caveats.
+
+**Out of scope.** Diagnosis, screening or staging of any individual patient; any clinical
+decision; other brain diseases; other MRI sequences, orientations, scanners or preprocessing than
+those of the training data; whole 3D volumes."""
+
+LIMITATIONS = """\
+- **Subject leakage.** The dataset holds several slices per subject and publishes no subject ids, so
+  the train/test split is by slice: slices of one person can fall on both sides. Test accuracy
+  therefore overstates accuracy on new patients, possibly by a wide margin.
+- **Class imbalance.** Moderate dementia is about 1% of the data (15 test slices): its figures rest
+  on very few images and have wide intervals.
+- **One source.** All slices come from one preprocessed collection (resized to 128x128). Images
+  from other scanners, protocols or skull-stripping pipelines are outside the training
+  distribution and the model's probabilities do not warn about that.
+- **Slice, not patient.** The labels are per-subject clinical ratings attached to single slices;
+  a single slice can lack the anatomy that carried the rating.
+- **Saliency is not proof.** Grad-CAM shows where the network's evidence sits at a coarse scale;
+  it does not show that the evidence is clinically meaningful."""
+
+
+def _fmt_ci(entry: dict, key: str) -> str:
+    ci = entry.get("ci95", {}).get(key)
+    return f"{entry[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{entry[key]:.3f}"
+
+
+def model_card_markdown(config: dict, metrics: dict | None) -> str:
+    tc = config.get("train_config", {})
+    lines = [
+        "### Model details",
+        f"- Architecture: `{config['arch']}` trained from random initialisation, "
+        f"{config['in_channels']} input channel, {len(config['class_names'])} classes.",
+        f"- Input: {config['source_size']}x{config['source_size']} grayscale slice, resized to "
+        f"{config['image_size']}x{config['image_size']}, normalised with mean {config['mean']} and std {config['std']}.",
+        f"- Output: calibrated probabilities (temperature {config['temperature']:.3f}, fitted on the validation split).",
+        f"- Weights: `{config['weights_file']}` ({config['weights_dtype']}), SHA-256 `{config['weights_sha256']}`.",
+        "",
+        "### Intended use",
+        INTENDED_USE,
+        "",
+        "### Training data",
+        f"`{HF_DATASET_ID}` (Hugging Face; Apache-2.0): 5,120 train and 1,280 test axial slices, 128x128.",
+        f"Classes in label order: " + ", ".join(f"{i} {n} ({d.lower()})" for i, (n, d) in
+                                                enumerate(zip(CLASS_NAMES, DISPLAY_NAMES))) + ".",
+    ]
+    counts = (metrics or {}).get("class_counts")
+    if counts:
+        lines += ["", "| split | " + " | ".join(DISPLAY_NAMES) + " |", "|---|" + "---|" * len(DISPLAY_NAMES)]
+        for split, values in counts.items():
+            total = sum(values)
+            lines.append(f"| {split} | " + " | ".join(f"{v:,} ({v / total:.1%})" for v in values) + " |")
+    lines += [f"", f"Data files (SHA-256): " + ", ".join(f"{k} `{v[:12]}…`" for k, v in
+                                                       config.get("data_sha256", {}).items())]
+    lines += ["", "### Training recipe",
+              f"{tc.get('epochs')} epochs, {tc.get('optimizer', '').upper()} (lr {tc.get('lr')}, "
+              f"momentum {tc.get('momentum')}, weight decay {tc.get('weight_decay')}), {tc.get('lr_schedule')} schedule "
+              f"with {tc.get('warmup_epochs')} warm-up epochs, batch {tc.get('batch_size')}, "
+              f"{'augmentation (affine, flip, intensity)' if tc.get('augment') else 'no augmentation'}, "
+              f"class weights `{tc.get('class_weights')}`, label smoothing {tc.get('label_smoothing')}, "
+              f"mixed precision `{tc.get('amp')}`, {tc.get('val_fraction', 0):.0%} stratified validation split "
+              f"(seed {tc.get('seed')}); selected epoch {config.get('selected_epoch', {}).get('epoch')} "
+              f"by {'validation macro-F1' if tc.get('select') == 'best' else 'last epoch'}."]
+    if metrics:
+        ci = metrics.get("ci95", {})
+
+        def head(key):
+            c = ci.get(key)
+            return f"{metrics[key]:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else "")
+
+        lines += ["", "### Test-split metrics",
+                  f"On the {metrics['n']:,} test slices (95% bootstrap intervals in brackets):",
+                  f"- Accuracy {head('accuracy')}; balanced accuracy {head('balanced_accuracy')}; "
+                  f"macro-F1 {head('macro_f1')}; weighted F1 {metrics['weighted_f1']:.4f}.",
+                  f"- Quadratic-weighted kappa {metrics['quadratic_weighted_kappa']:.4f}; "
+                  f"expected calibration error {metrics['ece']:.4f}; log loss {metrics['log_loss']:.4f}.",
+                  "", "| class | precision | recall | F1 | ROC AUC | support |", "|---|---|---|---|---|---|"]
+        for name, entry in metrics["per_class"].items():
+            lines.append(f"| {DISPLAY_NAMES[CLASS_NAMES.index(name)]} | {_fmt_ci(entry, 'precision')} | "
+                         f"{_fmt_ci(entry, 'recall')} | {_fmt_ci(entry, 'f1')} | {_fmt_ci(entry, 'roc_auc')} | "
+                         f"{entry['support']} |")
+    lines += ["", "### Limitations and risks", LIMITATIONS]
+    return "\n".join(lines) + "\n"
