@@ -210,20 +210,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def download(dest: str | Path, repo_id: str = HF_DATASET_ID) -> list[Path]:
     """Fetch the dataset's parquet files from the Hugging Face hub into `dest`.
 
-    Needs network access and the `huggingface_hub` package. The files land as
+    Needs network access and the `huggingface_hub` package. Whatever the hub's
+    file names (they may carry a hash suffix), the splits land as
     `<dest>/train-00000-of-00001.parquet` and `<dest>/test-00000-of-00001.parquet`.
     """
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import snapshot_download
     except ImportError as exc:  # optional dependency: only needed for this command
         raise DatasetError("downloading needs `pip install huggingface_hub`") from exc
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    snapshot = Path(snapshot_download(repo_id=repo_id, repo_type="dataset", allow_patterns=["*.parquet"],
+                                      local_dir=dest / ".hub"))
     paths = []
-    for name in SPLIT_FILES.values():
-        local = hf_hub_download(repo_id=repo_id, repo_type="dataset", filename=f"data/{name}", local_dir=dest)
+    for split, name in SPLIT_FILES.items():
+        found = sorted(snapshot.rglob(f"{split}-*.parquet"))
+        if len(found) != 1:
+            raise DatasetError(f"{repo_id}: expected one {split} parquet file on the hub, found {len(found)}")
         target = dest / name
-        Path(local).replace(target)
+        target.write_bytes(found[0].read_bytes())
         paths.append(target)
     return paths
 

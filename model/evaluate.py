@@ -110,13 +110,17 @@ def predictions_table(ids, y, probs) -> pd.DataFrame:
 
 
 def run(data_dir=None, weights=WEIGHTS_PATH, config=MODEL_CONFIG_PATH, device="auto", n_bootstrap=1000,
-        progress=None) -> tuple[dict, pd.DataFrame]:
-    """Predict the whole test split and compute every figure. `progress(fraction)` is called as it goes."""
+        progress=None, predictor=None) -> tuple[dict, pd.DataFrame]:
+    """Predict the whole test split and compute every figure.
+
+    `progress(fraction)` is called as it goes; pass an already loaded `predictor`
+    to reuse it (the dashboard does), else one is loaded from `weights`.
+    """
     from model.data import fingerprint, label_counts, load_split
     from model.inference import Predictor
 
     t0 = time.perf_counter()
-    predictor = Predictor.from_assets(weights, config, device=device)
+    predictor = predictor or Predictor.from_assets(weights, config, device=device)
     test = load_split("test", data_dir)
     batch = 128
     chunks = []

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import dataset_dir, predictor_or_none, shipped_metrics
-from model.constants import CLASS_NAMES, DISPLAY_NAMES
+from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 st.title("Evaluation on the test split")
 metrics = st.session_state.get("evaluation_live") or shipped_metrics()
@@ -18,7 +18,7 @@ if data and predictor is not None:
             from model.evaluate import run
 
             bar = st.progress(0.0, text="Classifying the test split…")
-            live, _ = run(data, progress=lambda f: bar.progress(f, text=f"{f:.0%}"))
+            live, _ = run(data, predictor=predictor, progress=lambda f: bar.progress(f, text=f"{f:.0%}"))
             bar.empty()
             st.session_state["evaluation_live"] = metrics = live
 if metrics is None:
@@ -49,6 +49,9 @@ counts = metrics.get("class_counts")
 left, right = st.columns(2)
 if counts:
     left.plotly_chart(charts.class_balance(counts), key="evaluation_balance")
+    left.dataframe(pd.DataFrame({
+        split: [f"{values[i]:,} ({values[i] / sum(values):.1%})" for i in STAGE_ORDER] for split, values in counts.items()
+    }, index=[DISPLAY_NAMES[i] for i in STAGE_ORDER]), key="evaluation_counts")
 with right:
     normalize = st.toggle("Row-normalised", key="evaluation_normalize")
     st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], normalize=normalize),

@@ -102,3 +102,13 @@ def test_model_card_renders_from_assets():
     text = "\n".join(m.value for m in at.markdown)
     assert config["weights_sha256"] in text
     assert "Out of scope" in text and "Subject leakage" in text
+
+
+@pytest.mark.slow
+def test_live_recompute_matches_shipped_metrics():
+    metrics = json.loads(METRICS_PATH.read_text())
+    at = start("pages/evaluation.py")
+    at.button(key="evaluation_recompute").click().run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("recomputed just now" in c.value for c in at.caption)
+    assert at.metric[0].value == f"{metrics['accuracy']:.2%}"

@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -91,3 +92,39 @@ def test_stratified_split_is_seeded_disjoint_and_proportional():
     assert len(keep) + len(held) == len(labels)
     assert torch.bincount(labels[held], minlength=4).tolist() == [10, 1, 50, 30]
     assert not torch.equal(stratified_split(labels, 0.1, seed=4)[1], held)
+
+
+def test_download_places_both_splits(tmp_path, monkeypatch):
+    """The hub download (no network here): files fetched by name land where load_split looks."""
+    import sys
+    import types
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, repo_type, allow_patterns, local_dir):
+        calls.append((repo_id, repo_type, allow_patterns))
+        for split, label in (("train", 0), ("test", 2)):  # hub names carry a hash suffix
+            path = Path(local_dir) / "data" / f"{split}-00000-of-00001-abc123.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_parquet(path, {"image": [{"bytes": jpeg(), "path": "x/a.jpg"}], "label": [label]})
+        return local_dir
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=fake_snapshot_download))
+    from model.data import download
+
+    dest = tmp_path / "data"
+    paths = download(dest)
+    assert [p.name for p in paths] == ["train-00000-of-00001.parquet", "test-00000-of-00001.parquet"]
+    assert calls == [("Falah/Alzheimer_MRI", "dataset", ["*.parquet"])]
+    assert load_split("train", dest).labels.tolist() == [0]
+    assert load_split("test", dest).labels.tolist() == [2]
+
+
+def test_download_without_hub_package_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    from model.data import download
+
+    with pytest.raises(DatasetError, match="pip install huggingface_hub"):
+        download(tmp_path)
