@@ -22,8 +22,10 @@ browser:
 
 setup-test: setup browser
 
+# Streamlit runs each script run in a new thread; glibc's per-thread malloc arenas
+# then grow the server by ~300 MB over 100 uploads. Two arenas keep it flat.
 app: setup
-	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
+	MALLOC_ARENA_MAX=2 $(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
 
 test: setup-test
 	$(PY) -m pytest

@@ -39,9 +39,12 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         page.get_by_text("Predicted stage").wait_for(timeout=60_000)
         wait_idle(page)
         images = page.locator("[data-testid='stImage'] img")
+        images.nth(1).wait_for(timeout=30_000)
         assert images.count() == 2
         assert page.get_by_text("Grad-CAM for").is_visible()
+        page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first.wait_for(timeout=30_000)
         assert page.locator("[data-testid='stPlotlyChart']").count() == 1
+        page.wait_for_timeout(500)  # let Plotly finish its transition before the picture
         page.screenshot(path=str(SHOTS / "classify.png"))
 
         page.get_by_role("link", name="Evaluation").click()
@@ -49,6 +52,7 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         wait_idle(page)
         charts = page.locator("[data-testid='stPlotlyChart']")
         charts.nth(3).wait_for(timeout=60_000)
+        page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
         assert charts.count() == 4
         assert page.locator(".js-plotly-plot").count() == 4  # Plotly actually drew them
         assert page.get_by_text("overstate accuracy on new").is_visible()

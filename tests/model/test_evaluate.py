@@ -55,3 +55,13 @@ def test_predictions_table_columns():
     table = predictions_table([f"id{i}" for i in range(10)], y, probs)
     assert list(table.columns[:2]) == ["id", "true_label"] and table.columns[-1] == "correct"
     assert np.allclose(table.filter(like="p_").sum(axis=1), 1, atol=1e-5)
+
+
+def test_exact_recall_interval_is_honest_for_a_perfect_small_class():
+    from model.evaluate import clopper_pearson
+
+    lo, hi = clopper_pearson(15, 15)
+    assert hi == 1.0 and lo == pytest.approx(0.782, abs=1e-3)  # 0.025 ** (1 / 15)
+    y = np.array([1] * 15 + [2] * 30)
+    m = compute_metrics(y, np.eye(4)[y] * 0.96 + 0.01, n_bootstrap=0)
+    assert m["per_class"]["Moderate_Demented"]["recall_exact_ci95"][0] == pytest.approx(lo)
