@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 
-import torch
 
 from model import checkpoint as ckpt
 from model.data import load_split

@@ -55,7 +55,7 @@ def model_card_markdown(config: dict, metrics: dict | None) -> str:
         "",
         "### Training data",
         f"`{HF_DATASET_ID}` (Hugging Face; Apache-2.0): 5,120 train and 1,280 test axial slices, 128x128.",
-        f"Classes in label order: " + ", ".join(f"{i} {n} ({d.lower()})" for i, (n, d) in
+        "Classes in label order: " + ", ".join(f"{i} {n} ({d.lower()})" for i, (n, d) in
                                                 enumerate(zip(CLASS_NAMES, DISPLAY_NAMES))) + ".",
     ]
     counts = (metrics or {}).get("class_counts")
@@ -64,7 +64,7 @@ def model_card_markdown(config: dict, metrics: dict | None) -> str:
         for split, values in counts.items():
             total = sum(values)
             lines.append(f"| {split} | " + " | ".join(f"{v:,} ({v / total:.1%})" for v in values) + " |")
-    lines += [f"", f"Data files (SHA-256): " + ", ".join(f"{k} `{v[:12]}…`" for k, v in
+    lines += ["", "Data files (SHA-256): " + ", ".join(f"{k} `{v[:12]}…`" for k, v in
                                                        config.get("data_sha256", {}).items())]
     lines += ["", "### Training recipe",
               f"{tc.get('epochs')} epochs, {tc.get('optimizer', '').upper()} (lr {tc.get('lr')}, "

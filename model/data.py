@@ -69,17 +69,19 @@ class SliceSet:
 def decode_image(data: bytes, size: int = IMAGE_SIZE, *, name: str = "image") -> np.ndarray:
     """Decode image bytes to a (size, size) uint8 grayscale array.
 
-    Raises DatasetError naming `name` when the bytes are not a readable image.
+    Uses the same grayscale/pad-to-square/resize rule as uploads
+    (`scan_io.to_square_slice`), so a non-square training image is not stretched
+    where a user's upload would be padded. Raises DatasetError naming `name`
+    when the bytes are not a readable image.
     """
+    from model.scan_io import to_square_slice
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            gray = img.convert("L")
+            return to_square_slice(img, size)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{name}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
-    if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
 
 
 def _stack(arrays: list[np.ndarray], labels: list[int], ids: list[str]) -> SliceSet:

@@ -75,6 +75,8 @@ def test_image_folder_layout(tmp_path):
     assert data.labels.tolist() == [0, 1, 2, 3]
     assert data.images.shape == (4, 1, 128, 128)
     assert data.ids[1] == "Moderate_Demented/x.png"
+    # 176x208 is padded to a square like an upload, not stretched: black columns at the sides
+    assert data.images[1, 0, :, :4].max() == 0 and data.images[1, 0, 64, 64] == 40
 
 
 def test_image_folder_rejects_unknown_class(tmp_path):
