@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 
-
 from model import checkpoint as ckpt
 from model.data import load_split
 from model.inference import Predictor
@@ -20,7 +19,7 @@ from model.network import build_model
 def main(path: str) -> None:
     shipped = Predictor.from_assets(device="cpu")
     net = build_model()
-    ckpt.load_training_checkpoint(path, net)
+    net.load_state_dict(ckpt.weights_to_ship(ckpt.load_training_checkpoint(path, net)))
     full = Predictor(net, image_size=shipped.image_size, temperature=shipped.temperature, device="cpu")
     test = load_split("test")
     p16, p32 = shipped.probabilities(test.images), full.probabilities(test.images)

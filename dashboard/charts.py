@@ -115,7 +115,7 @@ def pr_curves(metrics: dict) -> go.Figure:
 
 
 def training_curves(rows: list[dict]) -> go.Figure:
-    """Training loss and validation accuracy / macro-F1 per epoch."""
+    """Training loss and validation accuracy / macro-F1 per epoch (of the averaged weights, when kept)."""
     epochs = [r["epoch"] for r in rows]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name="train loss", yaxis="y2",
@@ -124,6 +124,9 @@ def training_curves(rows: list[dict]) -> go.Figure:
                              line=dict(color="#0072B2")))
     fig.add_trace(go.Scatter(x=epochs, y=[r["val_macro_f1"] for r in rows], name="validation macro-F1",
                              line=dict(color="#CC79A7")))
+    if rows and rows[0].get("raw_val_acc") not in (None, ""):  # a run that kept a moving average of the weights
+        fig.add_trace(go.Scatter(x=epochs, y=[r["raw_val_acc"] for r in rows], name="validation accuracy, raw weights",
+                                 line=dict(color="#0072B2", dash="dot")))
     fig.update_layout(**LAYOUT, title="Training history", height=340, xaxis=dict(title="epoch"),
                       yaxis=dict(title="validation", range=[0, 1.02], tickformat=".0%"),
                       yaxis2=dict(title="loss", overlaying="y", side="right", rangemode="tozero"))

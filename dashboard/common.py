@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from model.constants import (
+    BASELINE_PATH,
     DATA_ENV_VAR,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
@@ -51,6 +52,10 @@ def read_json(path: str) -> dict | None:
 
 def shipped_metrics() -> dict | None:
     return read_json(str(METRICS_PATH))
+
+
+def shipped_baseline() -> dict | None:
+    return read_json(str(BASELINE_PATH))
 
 
 def shipped_config() -> dict | None:

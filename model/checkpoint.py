@@ -34,7 +34,7 @@ class ChecksumError(RuntimeError):
     """The weights file on disk is not the one whose checksum was recorded."""
 
 
-def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, history, best) -> None:
+def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, history, best, ema=None) -> None:
     state = {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -44,6 +44,8 @@ def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, histor
         "history": history,
         "best": best,
     }
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     tmp = Path(path).with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
@@ -57,6 +59,16 @@ def load_training_checkpoint(path, net, optimizer=None, scheduler=None) -> dict:
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     return state
+
+
+def weights_to_ship(state: dict) -> dict[str, torch.Tensor]:
+    """The weights of a training checkpoint that are validated and exported.
+
+    The moving average of the weights when the run kept one (`--ema-decay`), else the raw weights.
+    """
+    if "ema" in state:
+        return {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    return state["model"]
 
 
 def export_weights(net, out_dir: Path, *, cfg: dict, temperature: float, data_fingerprint: dict,

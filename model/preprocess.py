@@ -54,3 +54,23 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, *, max_ro
     contrast = (1.0 + uniform(-max_contrast, max_contrast)).view(b, 1, 1, 1)
     brightness = (uniform(-max_brightness, max_brightness) / STD).view(b, 1, 1, 1)
     return x * contrast + brightness
+
+
+def cutout(x: torch.Tensor, generator: torch.Generator | None = None, *, p: float = 0.5,
+           size: float = 0.25) -> torch.Tensor:
+    """Blank one random square per slice, with chance p, to the mean intensity (0 after normalisation).
+
+    x: normalised float (B, 1, H, W); size: the square's side as a fraction of H. Unlike an
+    affine transform it leaves every other pixel where it was, so the network must find its
+    evidence in more than one part of the slice. The square may overhang the border.
+    """
+    b, _, h, w = x.shape
+    side = max(1, round(size * h))
+    cy = torch.randint(h, (b,), generator=generator).to(x.device)
+    cx = torch.randint(w, (b,), generator=generator).to(x.device)
+    apply = (torch.rand(b, generator=generator) < p).to(x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = ((rows - cy.view(b, 1, 1)).abs() <= side // 2) & ((cols - cx.view(b, 1, 1)).abs() <= side // 2)
+    mask = (inside & apply.view(b, 1, 1)).unsqueeze(1)  # (B, 1, H, W)
+    return x.masked_fill(mask, 0.0)

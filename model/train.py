@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from model.calibration import fit_temperature
 from model.constants import NUM_CLASSES, default_data_dir
 from model.data import SliceSet, fingerprint, load_split, stratified_split
 from model.network import build_model, pick_device
-from model.preprocess import augment, to_input
+from model.preprocess import augment, cutout, to_input
 
 CHOICES = {
     "optimizer": ("sgd", "adamw"),
@@ -60,6 +61,11 @@ class TrainConfig:
     augment: bool = False  # random affine, flip and intensity jitter (model.preprocess.augment)
     class_weights: str = "none"  # loss weights: none | sqrt | inverse class frequency
     label_smoothing: float = 0.0
+    cutout: float = 0.0  # chance that a slice gets one square blanked (model.preprocess.cutout)
+    cutout_size: float = 0.25  # the square's side as a fraction of the input size
+    neighbour_mix: float = 0.0  # chance that a slice is blended with one of its nearest same-class train slices
+    neighbour_k: int = 3  # how many nearest same-class slices to pick the blend partner from
+    ema_decay: float = 0.0  # >0: keep an exponential moving average of the weights; evaluate and export it
     val_fraction: float = 0.1  # stratified, seeded; the test split is never used here
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -79,6 +85,12 @@ class TrainConfig:
                 raise ValueError(f"--{field.replace('_', '-')} {getattr(self, field)!r} is not one of {list(valid)}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 32:
             raise ValueError("epochs and batch size must be >= 1 and image size >= 32")
+        if not 0.0 <= self.cutout <= 1.0 or not 0.0 < self.cutout_size <= 1.0:
+            raise ValueError("--cutout must be in [0, 1] and --cutout-size in (0, 1]")
+        if not 0.0 <= self.neighbour_mix <= 1.0 or self.neighbour_k < 1:
+            raise ValueError("--neighbour-mix must be in [0, 1] and --neighbour-k >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -131,6 +143,35 @@ def class_weight_tensor(labels: torch.Tensor, mode: str) -> torch.Tensor | None:
     return w.float()
 
 
+def train_neighbours(data: SliceSet, k: int) -> torch.Tensor:
+    """(N, k) indices of each train slice's nearest other slices of the same class (raw-pixel distance)."""
+    from model.baseline import nearest_neighbours
+
+    k = max(1, min(k, len(data) - 1))
+    idx, dist = nearest_neighbours(data.images, data.images, k, exclude_self=True,
+                                   same_label=(data.labels, data.labels))
+    idx, lonely = torch.from_numpy(idx), torch.from_numpy(~np.isfinite(dist))
+    self_index = torch.arange(len(data))[:, None].expand_as(idx)
+    return torch.where(lonely, self_index, idx)  # a class with too few slices blends with itself (no change)
+
+
+def neighbour_blend(images: torch.Tensor, pool: torch.Tensor, partners: torch.Tensor, p: float,
+                    generator: torch.Generator) -> torch.Tensor:
+    """Blend each slice, with chance p, with one of its nearest same-class slices.
+
+    images: uint8 (B, 1, H, W); pool: uint8 (N, 1, H, W) all train slices; partners: (B, k) indices
+    into pool. The dataset holds neighbouring slices of the same brains, so a blend of a slice and
+    its closest neighbour approximates the slice in between, and keeps its label. The slice keeps
+    a weight of at least one half. Returns uint8 (B, 1, H, W).
+    """
+    b, k = partners.shape
+    choice = partners[torch.arange(b), torch.randint(k, (b,), generator=generator)]
+    weight = 1.0 - 0.5 * torch.rand(b, generator=generator)  # in (0.5, 1]
+    weight = torch.where(torch.rand(b, generator=generator) < p, weight, torch.ones(b)).view(b, 1, 1, 1)
+    mixed = weight * images.float() + (1.0 - weight) * pool[choice].float()
+    return mixed.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if step < warmup:
         return 0.01 + 0.99 * step / max(1, warmup)
@@ -149,7 +190,8 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 
 def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig, epoch: int, device,
-                    loss_weight, rank: int = 0, world: int = 1, show_progress: bool = True) -> float:
+                    loss_weight, rank: int = 0, world: int = 1, show_progress: bool = True, ema=None,
+                    neighbours: torch.Tensor | None = None) -> float:
     """One pass over this process's shard of `data`. Returns the mean training loss."""
     net.train()
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -163,10 +205,15 @@ def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig,
                file=sys.stderr, mininterval=2.0)
     for start in bar:
         idx = order[start:start + cfg.batch_size]
-        x = to_input(data.images[idx], cfg.image_size).to(device, non_blocking=True)  # (B, 1, S, S)
+        images = data.images[idx]  # uint8 (B, 1, 128, 128)
+        if neighbours is not None and cfg.neighbour_mix > 0:
+            images = neighbour_blend(images, data.images, neighbours[idx], cfg.neighbour_mix, aug_gen)
+        x = to_input(images, cfg.image_size).to(device, non_blocking=True)  # (B, 1, S, S)
         y = data.labels[idx].to(device, non_blocking=True)
         if cfg.augment:
             x = augment(x, aug_gen)
+        if cfg.cutout > 0:
+            x = cutout(x, aug_gen, p=cfg.cutout, size=cfg.cutout_size)
         x = x.contiguous(memory_format=memory_format)
         with autocast_for(cfg, device):
             logits = net(x)
@@ -175,6 +222,8 @@ def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig,
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(net.module if hasattr(net, "module") else net)
         total += loss.item() * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
@@ -243,27 +292,43 @@ def main(cfg: TrainConfig) -> dict:
         log(f"resumed from {out_dir / 'last.pt'} after epoch {start_epoch}")
     model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else net
+    ema = make_ema(net, cfg.ema_decay)
+    if ema is not None and start_epoch and "ema" in state:
+        ema.load_state_dict(state["ema"])
+    neighbours = None
+    if cfg.neighbour_mix > 0:
+        t0 = time.perf_counter()
+        neighbours = train_neighbours(train_set, cfg.neighbour_k)
+        log(f"nearest same-class neighbours of {len(train_set)} slices in {time.perf_counter() - t0:.1f} s")
+    judged = ema.module if ema is not None else net  # the weights that are validated, selected and exported
     loss_weight = class_weight_tensor(train_set.labels, cfg.class_weights)
     loss_weight = loss_weight.to(device) if loss_weight is not None else None
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         train_loss = train_one_epoch(model, optimizer, scheduler, train_set, cfg, epoch, device, loss_weight,
-                                     rank, world, show_progress=is_main)
+                                     rank, world, show_progress=is_main, ema=ema,
+                                     neighbours=neighbours)
         seconds = time.perf_counter() - t0
         if is_main:
-            logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+            logits = predict_logits(judged, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
                                     amp=uses_bf16(cfg, device) and device.type == "cuda",
                                     channels_last=cfg.channels_last)
             row = {"epoch": epoch + 1, "train_loss": train_loss, **val_metrics(logits, val_set.labels),
                    "lr": scheduler.get_last_lr()[0], "seconds": seconds}
+            if ema is not None:  # the raw weights too, so the average's effect can be read off the log
+                raw = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+                                     channels_last=cfg.channels_last)
+                row["raw_val_acc"] = float((raw.argmax(1) == val_set.labels).float().mean())
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             score = (row["val_macro_f1"], -row["val_loss"])
             if best is None or score > tuple(best["score"]):
                 best = {"epoch": epoch + 1, "score": list(score)}
-                ckpt.save_training_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, epoch, cfg, history, best)
-            ckpt.save_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler, epoch, cfg, history, best)
+                ckpt.save_training_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, epoch, cfg, history, best,
+                                              ema=ema)
+            ckpt.save_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler, epoch, cfg, history, best,
+                                          ema=ema)
             write_log(out_dir / "log.csv", history)
         if world > 1:
             dist.barrier()
@@ -271,7 +336,8 @@ def main(cfg: TrainConfig) -> dict:
     result = {"history": history, "best": best}
     if is_main:
         chosen = out_dir / ("best.pt" if cfg.select == "best" else "last.pt")
-        ckpt.load_training_checkpoint(chosen, net)
+        state = ckpt.load_training_checkpoint(chosen, net)
+        net.load_state_dict(ckpt.weights_to_ship(state))  # the averaged weights, if kept, were the ones validated
         logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
                                 channels_last=cfg.channels_last)
         temperature = fit_temperature(logits, val_set.labels)
@@ -288,6 +354,15 @@ def main(cfg: TrainConfig) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def make_ema(net: nn.Module, decay: float):
+    """An exponential moving average of the weights (BatchNorm statistics included), or None."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def write_log(path: Path, history: list[dict]) -> None:

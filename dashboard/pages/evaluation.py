@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import dataset_dir, predictor_or_none, shipped_metrics
+from dashboard.common import dataset_dir, predictor_or_none, shipped_baseline, shipped_metrics
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 st.title("Evaluation on the test split")
@@ -44,6 +44,15 @@ with st.container(border=True):
                 "the rare class. **Caveat:** the dataset has several slices per subject and no subject ids, so "
                 "slices of one person can be in both train and test; these figures overstate accuracy on new "
                 "patients.")
+    baseline = shipped_baseline()
+    if baseline:
+        test = baseline["test"]
+        st.markdown(f"**How large that effect is.** A lookup with no learning at all, which gives each test slice the "
+                    f"label of the most similar training slice (raw pixels), is right on **{test['accuracy']:.2%}** of "
+                    f"the test split ({test['errors']} errors in {test['n']:,}; balanced accuracy "
+                    f"{test['balanced_accuracy']:.2%}), against {metrics['accuracy']:.2%} for the network. "
+                    "Near-copies of most test slices sit in the training data, so a high score here shows that a "
+                    "method finds the same brain again, not that it recognises dementia in a new patient.")
 
 counts = metrics.get("class_counts")
 left, right = st.columns(2)

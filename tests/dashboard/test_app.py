@@ -5,7 +5,14 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from model.constants import CONFIG_FILES_PRESENT, DISPLAY_NAMES, METRICS_PATH, MODEL_CONFIG_PATH, PROJECT_ROOT
+from model.constants import (
+    BASELINE_PATH,
+    CONFIG_FILES_PRESENT,
+    DISPLAY_NAMES,
+    METRICS_PATH,
+    MODEL_CONFIG_PATH,
+    PROJECT_ROOT,
+)
 from model.report import png_bytes
 
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
@@ -91,6 +98,9 @@ def test_evaluation_page_matches_metrics_file():
     expected = sorted(round(e["roc_auc"], 4) for e in metrics["per_class"].values())
     assert shown == pytest.approx(expected, abs=1e-4)
     assert at.metric[0].value == f"{metrics['accuracy']:.2%}"
+    lookup = json.loads(BASELINE_PATH.read_text())["test"]
+    caveat = next(m.value for m in at.markdown if "most similar training slice" in m.value)
+    assert f"{lookup['accuracy']:.2%}" in caveat and f"{metrics['accuracy']:.2%}" in caveat
     at.toggle(key="evaluation_normalize").set_value(True).run()
     rows = plotly_specs(at)["evaluation_confusion"]["data"][0]["z"]
     assert all(abs(sum(r) - 1) < 1e-9 for r in rows if sum(r))

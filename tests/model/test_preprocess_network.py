@@ -3,7 +3,7 @@ import torch
 
 from model.constants import MEAN, STD
 from model.network import CAM_LAYERS, build_model, count_parameters, get_layer
-from model.preprocess import augment, to_input
+from model.preprocess import augment, cutout, to_input
 
 
 def test_to_input_normalises_and_resizes():
@@ -47,3 +47,14 @@ def test_cam_layers_resolve_and_bad_layer_lists_choices():
         assert isinstance(get_layer(net, path), torch.nn.Module)
     with pytest.raises(ValueError, match="valid choices: layer4"):
         get_layer(net, "layer9")
+
+
+def test_cutout_blanks_one_square_and_leaves_the_rest():
+    x = torch.ones(8, 1, 32, 32)
+    out = cutout(x, torch.Generator().manual_seed(0), p=1.0, size=0.25)
+    blanked = (out == 0).flatten(1).sum(1)
+    assert out.shape == x.shape and (blanked > 0).all() and (blanked <= 9 * 9).all()  # side 8 -> at most 9x9
+    assert ((out == 1) | (out == 0)).all()  # every other pixel untouched
+    assert torch.equal(cutout(x, torch.Generator().manual_seed(0), p=0.0), x)
+    a = cutout(x, torch.Generator().manual_seed(3), p=0.5)
+    assert torch.equal(a, cutout(x, torch.Generator().manual_seed(3), p=0.5))  # seeded

@@ -5,9 +5,19 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from model.constants import PROJECT_ROOT
-from model.train import TrainConfig, class_weight_tensor, get_args_parser, lr_factor, main
+from model.data import load_split
+from model.train import (
+    TrainConfig,
+    class_weight_tensor,
+    get_args_parser,
+    lr_factor,
+    main,
+    neighbour_blend,
+    train_neighbours,
+)
 
 
 def tiny_config(tmp_path, data_dir, **kw):
@@ -72,3 +82,45 @@ def test_two_process_ddp_on_gloo(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "device cpu x2" in proc.stdout
     assert (tmp_path / "ddp" / "last.pt").is_file()
+
+
+def test_ema_weights_are_validated_exported_and_resumed(tmp_path, data_dir):
+    export = tmp_path / "export"
+    result = main(tiny_config(tmp_path, data_dir, ema_decay=0.9, export_dir=str(export)))
+    row = result["history"][0]
+    assert 0.0 <= row["raw_val_acc"] <= 1.0 and 0.0 <= row["val_acc"] <= 1.0
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    ema_weights = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert not torch.equal(ema_weights["fc.weight"], state["model"]["fc.weight"])  # it is an average, not a copy
+    exported = load_file(export / "resnet34_alzheimer.safetensors")
+    torch.testing.assert_close(exported["fc.weight"].float(), ema_weights["fc.weight"], atol=1e-3, rtol=1e-3)
+    resumed = main(tiny_config(tmp_path, data_dir, ema_decay=0.9, epochs=2, resume=True))
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    with pytest.raises(ValueError, match="ema-decay"):
+        main(tiny_config(tmp_path, data_dir, ema_decay=1.0))
+
+
+def test_neighbour_blend_keeps_weight_and_mixes_only_with_partners():
+    gen = torch.Generator().manual_seed(0)
+    pool = torch.stack([torch.full((1, 4, 4), v, dtype=torch.uint8) for v in (0, 100, 200)])
+    images, partners = pool[:2], torch.tensor([[2], [2]])
+    never = neighbour_blend(images, pool, partners, 0.0, gen)
+    assert torch.equal(never, images)
+    always = neighbour_blend(images, pool, partners, 1.0, gen)
+    assert always.dtype == torch.uint8 and always.shape == images.shape
+    assert (always[0] >= 0).all() and (always[0] <= 100).all()  # 0 blended towards 200 with weight >= 0.5
+    assert (always[1] >= 100).all() and (always[1] <= 150).all()
+
+
+def test_train_neighbours_are_same_class_and_never_self(data_dir):
+    data = load_split("train", data_dir, limit=64)
+    idx = train_neighbours(data, 2)
+    assert idx.shape == (64, 2)
+    assert (data.labels[idx] == data.labels[:, None]).all()
+    crowded = torch.bincount(data.labels, minlength=4)[data.labels] > 2  # slices whose class has 2 others
+    assert crowded.any() and not (idx[crowded] == torch.arange(64)[crowded, None]).any()
+
+
+def test_neighbour_mix_smoke_run(tmp_path, data_dir):
+    result = main(tiny_config(tmp_path, data_dir, neighbour_mix=0.5, neighbour_k=2, cutout=0.5))
+    assert len(result["history"]) == 1 and result["history"][0]["train_loss"] > 0

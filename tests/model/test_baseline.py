@@ -1,0 +1,47 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.baseline import main, nearest_neighbours
+
+
+def test_nearest_neighbours_finds_the_closest_image_and_its_rms_distance():
+    reference = torch.stack([torch.full((1, 8, 8), v, dtype=torch.uint8) for v in (0, 50, 200)])
+    query = torch.stack([torch.full((1, 8, 8), v, dtype=torch.uint8) for v in (45, 190, 3)])
+    idx, dist = nearest_neighbours(reference, query, k=2)
+    assert idx.tolist() == [[1, 0], [2, 1], [0, 1]]
+    np.testing.assert_allclose(dist[:, 0], [5.0, 10.0, 3.0], rtol=1e-5)  # RMS grey levels per pixel
+
+
+def test_nearest_neighbours_can_skip_self_and_other_classes():
+    images = torch.stack([torch.full((1, 4, 4), v, dtype=torch.uint8) for v in (0, 10, 20, 30)])
+    labels = torch.tensor([0, 1, 0, 1])
+    idx, _ = nearest_neighbours(images, images, k=1, exclude_self=True, same_label=(labels, labels), chunk=3)
+    assert idx[:, 0].tolist() == [2, 3, 0, 1]
+
+
+def test_nearest_neighbours_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        nearest_neighbours(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(1, 1, 4, 4, dtype=torch.uint8))
+
+
+def test_cli_writes_val_and_test_figures(tmp_path, data_dir, monkeypatch):
+    import model.data as data
+
+    real = data.load_split
+    monkeypatch.setattr(data, "load_split", lambda split, d=None, **kw: real(split, d, limit=200))
+    out = tmp_path / "baseline.json"
+    assert main(["--data-dir", str(data_dir), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert 18 <= result["val"]["n"] <= 24 and result["test"]["n"] == 200
+    assert 0.0 <= result["test"]["accuracy"] <= 1.0 and set(result["test"]["recall"]) >= {"Moderate_Demented"}
+
+
+def test_shipped_baseline_matches_its_reference():
+    from model.constants import BASELINE_PATH
+
+    shipped = json.loads(BASELINE_PATH.read_text())
+    assert shipped["val"]["n"] == 512 and shipped["test"]["n"] == 1280
+    assert shipped["test"]["errors"] == round((1 - shipped["test"]["accuracy"]) * 1280)

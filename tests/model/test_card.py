@@ -1,0 +1,26 @@
+import json
+
+from model.card import model_card_markdown
+from model.constants import BASELINE_PATH, METRICS_PATH, MODEL_CONFIG_PATH
+
+
+def shipped():
+    return json.loads(MODEL_CONFIG_PATH.read_text()), json.loads(METRICS_PATH.read_text())
+
+
+def test_card_states_recipe_metrics_and_limitations_from_the_files():
+    config, metrics = shipped()
+    card = model_card_markdown(config, metrics, json.loads(BASELINE_PATH.read_text()))
+    assert config["weights_sha256"] in card and f"{metrics['accuracy']:.4f}" in card
+    for heading in ("### Intended use", "### Training recipe", "### Test-split metrics", "### Limitations and risks"):
+        assert heading in card
+    assert "Subject leakage" in card and "most similar training slice" in card
+
+
+def test_card_names_the_regularisers_that_were_used():
+    config, metrics = shipped()
+    config = {**config, "train_config": {**config["train_config"], "neighbour_mix": 0.5, "neighbour_k": 3,
+                                         "cutout": 0.5, "cutout_size": 0.25, "ema_decay": 0.998}}
+    card = model_card_markdown(config, None)
+    assert "3 nearest same-class train slices" in card and "25% of the side" in card and "decay 0.998" in card
+    assert "### Test-split metrics" not in card and "most similar training slice" not in card
