@@ -120,11 +120,13 @@ def training_curves(rows: list[dict]) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name="train loss", yaxis="y2",
                              line=dict(color="#999")))
-    fig.add_trace(go.Scatter(x=epochs, y=[r["val_acc"] for r in rows], name="validation accuracy",
-                             line=dict(color="#0072B2")))
-    fig.add_trace(go.Scatter(x=epochs, y=[r["val_macro_f1"] for r in rows], name="validation macro-F1",
-                             line=dict(color="#CC79A7")))
-    if rows and rows[0].get("raw_val_acc") not in (None, ""):  # a run that kept a moving average of the weights
+    validated = bool(rows) and "val_acc" in rows[0]  # a refit on all of train has no validation columns
+    if validated:
+        fig.add_trace(go.Scatter(x=epochs, y=[r["val_acc"] for r in rows], name="validation accuracy",
+                                 line=dict(color="#0072B2")))
+        fig.add_trace(go.Scatter(x=epochs, y=[r["val_macro_f1"] for r in rows], name="validation macro-F1",
+                                 line=dict(color="#CC79A7")))
+    if validated and rows[0].get("raw_val_acc") not in (None, ""):  # a run that kept a moving average of the weights
         fig.add_trace(go.Scatter(x=epochs, y=[r["raw_val_acc"] for r in rows], name="validation accuracy, raw weights",
                                  line=dict(color="#0072B2", dash="dot")))
     fig.update_layout(**LAYOUT, title="Training history", height=340, xaxis=dict(title="epoch"),

@@ -63,12 +63,12 @@ def shipped_config() -> dict | None:
 
 
 @st.cache_data
-def training_log() -> list[dict]:
+def training_log(path: str = str(TRAIN_LOG_PATH)) -> list[dict]:
     import csv
 
-    if not TRAIN_LOG_PATH.is_file():
+    if not Path(path).is_file():
         return []
-    with open(TRAIN_LOG_PATH) as fh:
+    with open(path) as fh:
         return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 

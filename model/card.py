@@ -51,6 +51,17 @@ def _regularisers(tc: dict) -> str:
     return ", ".join(parts)
 
 
+def _selection(config: dict, tc: dict) -> str:
+    epoch = config.get("selected_epoch", {}).get("epoch")
+    if not tc.get("val_fraction"):
+        return (f"trained on every train slice with nothing held out (a refit), and the last epoch ({epoch}) "
+                f"shipped. The recipe, the epoch count and the temperature {config.get('temperature', 0):.3f} "
+                "were chosen with the same recipe on 90% of train, validated on a stratified 10% "
+                "(its curves are below); the test split was not used for any choice.")
+    return (f"{tc['val_fraction']:.0%} stratified validation split (seed {tc.get('seed')}); selected epoch {epoch} "
+            f"by {'validation macro-F1' if tc.get('select') == 'best' else 'last epoch'}.")
+
+
 def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | None = None) -> str:
     tc = config.get("train_config", {})
     lines = [
@@ -84,9 +95,7 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
               f"with {tc.get('warmup_epochs')} warm-up epochs, batch {tc.get('batch_size')}, "
               f"{_regularisers(tc)}, "
               f"class weights `{tc.get('class_weights')}`, label smoothing {tc.get('label_smoothing')}, "
-              f"mixed precision `{tc.get('amp')}`, {tc.get('val_fraction', 0):.0%} stratified validation split "
-              f"(seed {tc.get('seed')}); selected epoch {config.get('selected_epoch', {}).get('epoch')} "
-              f"by {'validation macro-F1' if tc.get('select') == 'best' else 'last epoch'}."]
+              f"mixed precision `{tc.get('amp')}`, " + _selection(config, tc)]
     if metrics:
         ci = metrics.get("ci95", {})
 

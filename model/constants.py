@@ -47,6 +47,7 @@ MODEL_CONFIG_PATH = ASSETS_DIR / "model_config.json"
 METRICS_PATH = ASSETS_DIR / "metrics.json"
 PREDICTIONS_PATH = ASSETS_DIR / "test_predictions.csv"
 TRAIN_LOG_PATH = ASSETS_DIR / "train_log.csv"
+SELECTION_LOG_PATH = ASSETS_DIR / "selection_log.csv"  # per-epoch validation log of the run that chose the recipe
 BASELINE_PATH = ASSETS_DIR / "baseline.json"  # nearest-neighbour lookup figures (model.baseline)
 
 

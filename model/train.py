@@ -66,7 +66,8 @@ class TrainConfig:
     neighbour_mix: float = 0.0  # chance that a slice is blended with one of its nearest same-class train slices
     neighbour_k: int = 3  # how many nearest same-class slices to pick the blend partner from
     ema_decay: float = 0.0  # >0: keep an exponential moving average of the weights; evaluate and export it
-    val_fraction: float = 0.1  # stratified, seeded; the test split is never used here
+    val_fraction: float = 0.1  # stratified, seeded; the test split is never used here. 0: refit on all of train
+    temperature: float | None = None  # use this calibration temperature instead of fitting one (needed when refitting)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto: bf16 autocast on CUDA only | bf16 | off
@@ -85,6 +86,13 @@ class TrainConfig:
                 raise ValueError(f"--{field.replace('_', '-')} {getattr(self, field)!r} is not one of {list(valid)}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 32:
             raise ValueError("epochs and batch size must be >= 1 and image size >= 32")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_fraction == 0 and (self.temperature is None or self.select != "last"):
+            raise ValueError("--val-fraction 0 (a refit on all of train) needs --select last and --temperature T: "
+                             "with nothing held out, take the epoch count and T from a run that had a validation split")
+        if self.temperature is not None and self.temperature <= 0:
+            raise ValueError(f"--temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.cutout <= 1.0 or not 0.0 < self.cutout_size <= 1.0:
             raise ValueError("--cutout must be in [0, 1] and --cutout-size in (0, 1]")
         if not 0.0 <= self.neighbour_mix <= 1.0 or self.neighbour_k < 1:
@@ -103,8 +111,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 help=f"default: {default}")
             continue
         kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0], str)
-        if "None" in str(field.type):
-            kind = int if "int" in str(field.type) else str
+        if "None" in str(field.type):  # "int | None", "float | None", "str | None"
+            kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
         parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(field.name),
                             help=f"default: {default}")
     return parser
@@ -129,6 +137,8 @@ def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
 def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
     """Decode the train split once and carve the stratified validation split from it."""
     data = load_split("train", cfg.data_dir, limit=cfg.limit)
+    if cfg.val_fraction == 0:  # a refit: everything trains, nothing is validated
+        return data, data.subset([])
     keep, held = stratified_split(data.labels, cfg.val_fraction, cfg.seed)
     return data.subset(keep), data.subset(held)
 
@@ -311,18 +321,20 @@ def main(cfg: TrainConfig) -> dict:
                                      neighbours=neighbours)
         seconds = time.perf_counter() - t0
         if is_main:
-            logits = predict_logits(judged, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
-                                    amp=uses_bf16(cfg, device) and device.type == "cuda",
-                                    channels_last=cfg.channels_last)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, **val_metrics(logits, val_set.labels),
-                   "lr": scheduler.get_last_lr()[0], "seconds": seconds}
-            if ema is not None:  # the raw weights too, so the average's effect can be read off the log
+            row = {"epoch": epoch + 1, "train_loss": train_loss}
+            if len(val_set):
+                logits = predict_logits(judged, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+                                        amp=uses_bf16(cfg, device) and device.type == "cuda",
+                                        channels_last=cfg.channels_last)
+                row.update(val_metrics(logits, val_set.labels))
+            row.update(lr=scheduler.get_last_lr()[0], seconds=seconds)
+            if ema is not None and len(val_set):  # the raw weights too, so the average's effect can be read off
                 raw = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
                                      channels_last=cfg.channels_last)
                 row["raw_val_acc"] = float((raw.argmax(1) == val_set.labels).float().mean())
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            score = (row["val_macro_f1"], -row["val_loss"])
+            score = (row["val_macro_f1"], -row["val_loss"]) if len(val_set) else (epoch + 1, 0.0)
             if best is None or score > tuple(best["score"]):
                 best = {"epoch": epoch + 1, "score": list(score)}
                 ckpt.save_training_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, epoch, cfg, history, best,
@@ -338,9 +350,12 @@ def main(cfg: TrainConfig) -> dict:
         chosen = out_dir / ("best.pt" if cfg.select == "best" else "last.pt")
         state = ckpt.load_training_checkpoint(chosen, net)
         net.load_state_dict(ckpt.weights_to_ship(state))  # the averaged weights, if kept, were the ones validated
-        logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
-                                channels_last=cfg.channels_last)
-        temperature = fit_temperature(logits, val_set.labels)
+        if cfg.temperature is not None:
+            temperature = cfg.temperature
+        else:
+            logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+                                    channels_last=cfg.channels_last)
+            temperature = fit_temperature(logits, val_set.labels)
         chosen_row = next(r for r in history if r["epoch"] == (best["epoch"] if cfg.select == "best" else history[-1]["epoch"]))
         log(f"selected epoch {chosen_row['epoch']} ({cfg.select}); temperature {temperature:.3f}")
         result.update(temperature=temperature, selected=chosen_row)

@@ -4,6 +4,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import shipped_baseline, shipped_config, shipped_metrics, training_log
 from model.card import model_card_markdown
+from model.constants import SELECTION_LOG_PATH
 
 st.title("Model card")
 config = shipped_config()
@@ -15,5 +16,10 @@ st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline()))
 history = training_log()
 if history:
     st.plotly_chart(charts.training_curves(history), key="card_history")
+selection = training_log(str(SELECTION_LOG_PATH))
+if selection:
+    st.markdown("**Validation run.** The same recipe on 90% of train, validated each epoch on the held-out 10%: "
+                "this run chose the epoch count and the calibration temperature of the shipped model.")
+    st.plotly_chart(charts.training_curves(selection), key="card_selection")
 with st.expander("Full training configuration"):
     st.json(config.get("train_config", {}))

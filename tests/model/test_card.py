@@ -24,3 +24,12 @@ def test_card_names_the_regularisers_that_were_used():
     card = model_card_markdown(config, None)
     assert "3 nearest same-class train slices" in card and "25% of the side" in card and "decay 0.998" in card
     assert "### Test-split metrics" not in card and "most similar training slice" not in card
+
+
+def test_card_of_a_refit_says_what_chose_its_recipe():
+    config, metrics = shipped()
+    config = {**config, "temperature": 1.3, "selected_epoch": {"epoch": 30},
+              "train_config": {**config["train_config"], "val_fraction": 0.0, "select": "last", "temperature": 1.3}}
+    card = model_card_markdown(config, metrics)
+    assert "a refit" in card and "last epoch (30)" in card and "temperature 1.300" in card
+    assert "test split was not used for any choice" in card

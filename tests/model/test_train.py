@@ -124,3 +124,18 @@ def test_train_neighbours_are_same_class_and_never_self(data_dir):
 def test_neighbour_mix_smoke_run(tmp_path, data_dir):
     result = main(tiny_config(tmp_path, data_dir, neighbour_mix=0.5, neighbour_k=2, cutout=0.5))
     assert len(result["history"]) == 1 and result["history"][0]["train_loss"] > 0
+
+
+def test_refit_on_all_of_train_uses_the_given_temperature(tmp_path, data_dir):
+    export = tmp_path / "export"
+    args = get_args_parser().parse_args(["--val-fraction", "0", "--select", "last", "--temperature", "1.25"])
+    assert args.temperature == 1.25 and args.val_fraction == 0.0
+    result = main(tiny_config(tmp_path, data_dir, val_fraction=0.0, select="last", temperature=1.25,
+                              export_dir=str(export)))
+    assert result["temperature"] == 1.25
+    assert set(result["history"][0]) == {"epoch", "train_loss", "lr", "seconds"}  # nothing was validated
+    assert json.loads((export / "model_config.json").read_text())["temperature"] == 1.25
+    with pytest.raises(ValueError, match="--temperature"):
+        main(tiny_config(tmp_path, data_dir, val_fraction=0.0, select="last"))
+    with pytest.raises(ValueError, match="--select last"):
+        main(tiny_config(tmp_path, data_dir, val_fraction=0.0, temperature=1.25))
