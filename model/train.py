@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from model import checkpoint as ckpt
 from model.calibration import fit_temperature
-from model.constants import NUM_CLASSES, default_data_dir
+from model.constants import NUM_CLASSES, SELECTION_LOG_PATH, default_data_dir
 from model.data import SliceSet, fingerprint, load_split, stratified_split
 from model.network import build_model, pick_device
 from model.preprocess import augment, cutout, to_input
@@ -364,6 +364,8 @@ def main(cfg: TrainConfig) -> dict:
                                         data_fingerprint=fingerprint(cfg.data_dir), selected=chosen_row,
                                         half=cfg.export_half)
             write_log(Path(cfg.export_dir) / "train_log.csv", history)
+            if len(val_set):  # this run validated itself: a selection log left by an earlier refit would mislead
+                (Path(cfg.export_dir) / SELECTION_LOG_PATH.name).unlink(missing_ok=True)
             log(f"exported {paths['weights']} sha256 {paths['sha256'][:12]}")
     if world > 1:
         dist.barrier()

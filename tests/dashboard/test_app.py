@@ -112,6 +112,11 @@ def test_model_card_renders_from_assets():
     text = "\n".join(m.value for m in at.markdown)
     assert config["weights_sha256"] in text
     assert "Out of scope" in text and "Subject leakage" in text
+    specs = plotly_specs(at)
+    assert [t["name"] for t in specs["card_history"]["data"]][0] == "train loss"
+    if not config["train_config"].get("val_fraction"):  # a refit shows the run that validated its recipe
+        names = [t["name"] for t in specs["card_selection"]["data"]]
+        assert "validation accuracy" in names and "Validation run" in text
 
 
 @pytest.mark.slow

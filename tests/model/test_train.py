@@ -56,7 +56,10 @@ def test_cosine_schedule_warms_up_then_decays():
 
 def test_one_epoch_smoke_run_exports_and_resumes(tmp_path, data_dir):
     export = tmp_path / "export"
+    export.mkdir()
+    (export / "selection_log.csv").write_text("epoch,train_loss\n")  # left by an earlier refit
     result = main(tiny_config(tmp_path, data_dir, export_dir=str(export), augment=True, class_weights="sqrt"))
+    assert not (export / "selection_log.csv").exists()
     assert len(result["history"]) == 1 and result["temperature"] > 0
     config = json.loads((export / "model_config.json").read_text())
     assert config["image_size"] == 32 and config["train_config"]["augment"] is True
