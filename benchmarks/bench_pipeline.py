@@ -2,9 +2,10 @@
 
     python -m benchmarks.bench_pipeline [--steps 20]
 
-1. A training epoch's loop (indexing the decoded uint8 array, preprocessing,
-   augmentation, forward, backward, step) against bare forward+backward+step
-   on a batch already in memory, same network, batch size and precision.
+1. `model.train.train_one_epoch` with the shipped model's recipe (indexing the
+   decoded uint8 array, neighbour blend, preprocessing, cutout, forward,
+   backward, step, weight EMA) against bare forward+backward+step on a batch
+   already in memory, same network, loss, batch size and precision.
 2. The whole test-split evaluation (`model.evaluate.run`, 1,280 slices,
    1,000 bootstrap resamples).
 3. One scan through `Predictor.predict_one` with the weights loaded, and one
@@ -14,16 +15,18 @@ Nothing here asserts: the machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from model.constants import CONFIG_FILES_PRESENT
+from model.constants import CONFIG_FILES_PRESENT, MODEL_CONFIG_PATH
 from model.data import load_split
 from model.network import build_model
-from model.preprocess import augment, to_input
+from model.preprocess import augment, cutout, to_input
+from model.train import neighbour_blend
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -35,17 +38,38 @@ def timed(fn, repeat: int) -> list[float]:
     return out
 
 
+def shipped_recipe() -> dict:
+    """The training options of the shipped model (its augmentations, EMA), or {} when none is shipped."""
+    if not MODEL_CONFIG_PATH.is_file():
+        return {}
+    recipe = json.loads(MODEL_CONFIG_PATH.read_text()).get("train_config", {})
+    keys = ("augment", "cutout", "cutout_size", "neighbour_mix", "neighbour_k", "ema_decay", "label_smoothing",
+            "class_weights")
+    return {k: recipe[k] for k in keys if k in recipe}
+
+
 def bench_training(steps: int, batch: int, size: int, bf16: bool) -> None:
+    """`model.train.train_one_epoch` with the shipped recipe against bare steps on one resident batch."""
+    from model.train import TrainConfig, class_weight_tensor, make_ema, train_neighbours, train_one_epoch
+
+    recipe = shipped_recipe()
+    cfg = TrainConfig(**recipe, image_size=size, batch_size=batch, epochs=1, amp="bf16" if bf16 else "off",
+                      limit=batch * steps)
     data = load_split("train", limit=batch * steps)
     net = build_model().to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    gen = torch.Generator().manual_seed(0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    weight = class_weight_tensor(data.labels, cfg.class_weights)
+    ema = make_ema(net, cfg.ema_decay)
+    t0 = time.perf_counter()
+    neighbours = train_neighbours(data, cfg.neighbour_k) if cfg.neighbour_mix else None
+    t_neigh = time.perf_counter() - t0
     ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else torch.enable_grad
 
     def step(x, y):
         with ctx():
             logits = net(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -59,17 +83,28 @@ def bench_training(steps: int, batch: int, size: int, bf16: bool) -> None:
             step(fixed_x, fixed_y)
 
     def pipeline():
-        order = torch.randperm(len(data), generator=gen)
-        for s in range(steps):
-            idx = order[s * batch:(s + 1) * batch]
-            x = augment(to_input(data.images[idx], size), gen).contiguous(memory_format=torch.channels_last)
-            step(x, data.labels[idx])
+        train_one_epoch(net, opt, sched, data, cfg, 0, torch.device("cpu"), weight, show_progress=False, ema=ema,
+                        neighbours=neighbours)
+
+    gen = torch.Generator().manual_seed(0)
 
     def data_only():
         order = torch.randperm(len(data), generator=gen)
         for s in range(steps):
             idx = order[s * batch:(s + 1) * batch]
-            augment(to_input(data.images[idx], size), gen).contiguous(memory_format=torch.channels_last)
+            images = data.images[idx]
+            if neighbours is not None:
+                images = neighbour_blend(images, data.images, neighbours[idx], cfg.neighbour_mix, gen)
+            x = to_input(images, size)
+            if cfg.augment:
+                x = augment(x, gen)
+            if cfg.cutout:
+                x = cutout(x, gen, p=cfg.cutout, size=cfg.cutout_size)
+            x.contiguous(memory_format=torch.channels_last)
+
+    def ema_only():
+        for _ in range(steps):
+            ema.update_parameters(net)
 
     # interleave to share the machine's noise fairly
     t_bare, t_pipe = [], []
@@ -78,10 +113,17 @@ def bench_training(steps: int, batch: int, size: int, bf16: bool) -> None:
         t_pipe += timed(pipeline, 1)
     t_data = min(timed(data_only, 2))
     b, p = min(t_bare), min(t_pipe)
-    print(f"training loop, {steps} steps of batch {batch} at {size}px ({'bf16' if bf16 else 'fp32'}):")
+    options = ", ".join(f"{k}={v}" for k, v in recipe.items()) or "defaults"
+    print(f"training loop, {steps} steps of batch {batch} at {size}px ({'bf16' if bf16 else 'fp32'}), {options}:")
     print(f"  bare forward+backward+step {b:7.2f} s  ({steps * batch / b:6.1f} img/s)")
-    print(f"  full pipeline              {p:7.2f} s  ({steps * batch / p:6.1f} img/s)  ratio {p / b:.3f}x")
-    print(f"  data side alone            {t_data:7.2f} s  ({100 * t_data / b:.1f}% of a bare step)")
+    print(f"  train_one_epoch            {p:7.2f} s  ({steps * batch / p:6.1f} img/s)  ratio {p / b:.3f}x")
+    print(f"  data side alone            {t_data:7.2f} s  ({100 * t_data / b:.1f}% of the bare steps)")
+    if ema is not None:
+        t_ema = min(timed(ema_only, 2))
+        print(f"  weight EMA updates alone   {t_ema:7.2f} s  ({100 * t_ema / b:.1f}% of the bare steps)")
+    if neighbours is not None:
+        print(f"  neighbour search, once per run: {t_neigh:.2f} s for these {len(data)} slices "
+              "(the training log prints it for the whole split)")
 
 
 def bench_inference() -> None:
