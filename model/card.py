@@ -70,7 +70,8 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
         f"{config['in_channels']} input channel, {len(config['class_names'])} classes.",
         f"- Input: {config['source_size']}x{config['source_size']} grayscale slice, resized to "
         f"{config['image_size']}x{config['image_size']}, normalised with mean {config['mean']} and std {config['std']}.",
-        f"- Output: calibrated probabilities (temperature {config['temperature']:.3f}, fitted on the validation split).",
+        f"- Output: calibrated probabilities (temperature {config['temperature']:.3f}, fitted on the validation split"
+        f"{' of the validated run' if not tc.get('val_fraction') else ''}).",
         f"- Weights: `{config['weights_file']}` ({config['weights_dtype']}), SHA-256 `{config['weights_sha256']}`.",
         "",
         "### Intended use",
@@ -91,7 +92,8 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
                                                        config.get("data_sha256", {}).items())]
     lines += ["", "### Training recipe",
               f"{tc.get('epochs')} epochs, {tc.get('optimizer', '').upper()} (lr {tc.get('lr')}, "
-              f"momentum {tc.get('momentum')}, weight decay {tc.get('weight_decay')}), {tc.get('lr_schedule')} schedule "
+              + (f"momentum {tc.get('momentum')}, " if tc.get("optimizer") == "sgd" else "") +
+              f"weight decay {tc.get('weight_decay')}), {tc.get('lr_schedule')} schedule "
               f"with {tc.get('warmup_epochs')} warm-up epochs, batch {tc.get('batch_size')}, "
               f"{_regularisers(tc)}, "
               f"class weights `{tc.get('class_weights')}`, label smoothing {tc.get('label_smoothing')}, "

@@ -27,13 +27,25 @@ def test_nearest_neighbours_refuses_mismatched_shapes():
         nearest_neighbours(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(1, 1, 4, 4, dtype=torch.uint8))
 
 
+def test_refit_reference_is_all_of_train(data_dir, monkeypatch):
+    import model.data as data
+    from model.baseline import run
+
+    real = data.load_split
+    monkeypatch.setattr(data, "load_split", lambda split, d=None, **kw: real(split, d, limit=120))
+    result = run(data_dir, val_fraction=0.0)
+    assert "val" not in result and result["test"]["n"] == 120 and "120 slices" in result["reference"]
+
+
 def test_cli_writes_val_and_test_figures(tmp_path, data_dir, monkeypatch):
     import model.data as data
 
     real = data.load_split
     monkeypatch.setattr(data, "load_split", lambda split, d=None, **kw: real(split, d, limit=200))
     out = tmp_path / "baseline.json"
-    assert main(["--data-dir", str(data_dir), "--out", str(out)]) == 0
+    config = tmp_path / "model_config.json"
+    config.write_text(json.dumps({"train_config": {"val_fraction": 0.1, "seed": 0}}))
+    assert main(["--data-dir", str(data_dir), "--config", str(config), "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert 18 <= result["val"]["n"] <= 24 and result["test"]["n"] == 200
     assert 0.0 <= result["test"]["accuracy"] <= 1.0 and set(result["test"]["recall"]) >= {"Moderate_Demented"}
@@ -43,5 +55,5 @@ def test_shipped_baseline_matches_its_reference():
     from model.constants import BASELINE_PATH
 
     shipped = json.loads(BASELINE_PATH.read_text())
-    assert shipped["val"]["n"] == 512 and shipped["test"]["n"] == 1280
+    assert shipped["test"]["n"] == 1280 and shipped.get("val", {"n": 512})["n"] == 512
     assert shipped["test"]["errors"] == round((1 - shipped["test"]["accuracy"]) * 1280)
