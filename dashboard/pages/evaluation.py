@@ -49,7 +49,7 @@ with st.container(border=True):
         test = baseline["test"]
         st.markdown(f"**How large that effect is.** A lookup with no learning at all, which gives each test slice the "
                     f"label of the most similar training slice (raw pixels), is right on **{test['accuracy']:.2%}** of "
-                    f"the test split ({test['errors']} errors in {test['n']:,}; balanced accuracy "
+                    f"the test split ({test['errors']} error{'' if test['errors'] == 1 else 's'} in {test['n']:,}; balanced accuracy "
                     f"{test['balanced_accuracy']:.2%}), against {metrics['accuracy']:.2%} for the network. "
                     "Near-copies of most test slices sit in the training data, so a high score here shows that a "
                     "method finds the same brain again, not that it recognises dementia in a new patient.")
