@@ -25,8 +25,7 @@ import torch.nn.functional as F
 from model.constants import CONFIG_FILES_PRESENT, MODEL_CONFIG_PATH
 from model.data import load_split
 from model.network import build_model
-from model.preprocess import augment, cutout, to_input
-from model.train import neighbour_blend
+from model.preprocess import to_input
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -50,7 +49,14 @@ def shipped_recipe() -> dict:
 
 def bench_training(steps: int, batch: int, size: int, bf16: bool) -> None:
     """`model.train.train_one_epoch` with the shipped recipe against bare steps on one resident batch."""
-    from model.train import TrainConfig, class_weight_tensor, make_ema, train_neighbours, train_one_epoch
+    from model.train import (
+        TrainConfig,
+        class_weight_tensor,
+        make_ema,
+        train_neighbours,
+        train_one_epoch,
+        training_batch,
+    )
 
     recipe = shipped_recipe()
     cfg = TrainConfig(**recipe, image_size=size, batch_size=batch, epochs=1, amp="bf16" if bf16 else "off",
@@ -91,16 +97,8 @@ def bench_training(steps: int, batch: int, size: int, bf16: bool) -> None:
     def data_only():
         order = torch.randperm(len(data), generator=gen)
         for s in range(steps):
-            idx = order[s * batch:(s + 1) * batch]
-            images = data.images[idx]
-            if neighbours is not None:
-                images = neighbour_blend(images, data.images, neighbours[idx], cfg.neighbour_mix, gen)
-            x = to_input(images, size)
-            if cfg.augment:
-                x = augment(x, gen)
-            if cfg.cutout:
-                x = cutout(x, gen, p=cfg.cutout, size=cfg.cutout_size)
-            x.contiguous(memory_format=torch.channels_last)
+            training_batch(data, order[s * batch:(s + 1) * batch], cfg, gen, neighbours).contiguous(
+                memory_format=torch.channels_last)
 
     def ema_only():
         for _ in range(steps):

@@ -199,6 +199,25 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(cfg, device) else nullcontext()
 
 
+def training_batch(data: SliceSet, idx: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
+                   neighbours: torch.Tensor | None = None, device=None) -> torch.Tensor:
+    """The network input for train rows `idx`: neighbour blend, preprocessing, augmentation, cutout.
+
+    Returns normalised float (B, 1, S, S) on `device`.
+    """
+    images = data.images[idx]  # uint8 (B, 1, 128, 128)
+    if neighbours is not None and cfg.neighbour_mix > 0:
+        images = neighbour_blend(images, data.images, neighbours[idx], cfg.neighbour_mix, generator)
+    x = to_input(images, cfg.image_size)
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    if cfg.augment:
+        x = augment(x, generator)
+    if cfg.cutout > 0:
+        x = cutout(x, generator, p=cfg.cutout, size=cfg.cutout_size)
+    return x
+
+
 def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig, epoch: int, device,
                     loss_weight, rank: int = 0, world: int = 1, show_progress: bool = True, ema=None,
                     neighbours: torch.Tensor | None = None) -> float:
@@ -215,16 +234,8 @@ def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig,
                file=sys.stderr, mininterval=2.0)
     for start in bar:
         idx = order[start:start + cfg.batch_size]
-        images = data.images[idx]  # uint8 (B, 1, 128, 128)
-        if neighbours is not None and cfg.neighbour_mix > 0:
-            images = neighbour_blend(images, data.images, neighbours[idx], cfg.neighbour_mix, aug_gen)
-        x = to_input(images, cfg.image_size).to(device, non_blocking=True)  # (B, 1, S, S)
+        x = training_batch(data, idx, cfg, aug_gen, neighbours, device).contiguous(memory_format=memory_format)
         y = data.labels[idx].to(device, non_blocking=True)
-        if cfg.augment:
-            x = augment(x, aug_gen)
-        if cfg.cutout > 0:
-            x = cutout(x, aug_gen, p=cfg.cutout, size=cfg.cutout_size)
-        x = x.contiguous(memory_format=memory_format)
         with autocast_for(cfg, device):
             logits = net(x)
         loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=cfg.label_smoothing)
@@ -334,8 +345,8 @@ def main(cfg: TrainConfig) -> dict:
                 row["raw_val_acc"] = float((raw.argmax(1) == val_set.labels).float().mean())
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            score = (row["val_macro_f1"], -row["val_loss"]) if len(val_set) else (epoch + 1, 0.0)
-            if best is None or score > tuple(best["score"]):
+            score = (row["val_macro_f1"], -row["val_loss"]) if len(val_set) else None  # a refit ships its last
+            if score is not None and (best is None or score > tuple(best["score"])):
                 best = {"epoch": epoch + 1, "score": list(score)}
                 ckpt.save_training_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, epoch, cfg, history, best,
                                               ema=ema)
