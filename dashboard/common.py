@@ -36,11 +36,11 @@ def get_predictor():
 
 def predictor_or_none():
     """(predictor, None) or (None, message) so pages can explain a missing model."""
-    from model.checkpoint import ChecksumError
+    from model.checkpoint import ModelLoadError
 
     try:
         return get_predictor(), None
-    except (FileNotFoundError, ChecksumError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ModelLoadError, ValueError) as exc:
         return None, str(exc)
 
 

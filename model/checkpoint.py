@@ -7,16 +7,21 @@ Two kinds of file:
   `weights_only=True`, so they can hold only tensors and plain data.
 * shipped weights (`assets/*.safetensors`): the state dict alone, no pickle,
   with its SHA-256 in a side file and the model's config in a JSON file.
-  `load_verified_state_dict` refuses a file whose checksum does not match.
+  `read_model_config` refuses a config that is not this project's model, and
+  `load_verified_state_dict` a file whose checksum does not match.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 
 from model.constants import (
     CLASS_NAMES,
@@ -30,7 +35,11 @@ from model.constants import (
 from model.data import sha256_file
 
 
-class ChecksumError(RuntimeError):
+class ModelLoadError(RuntimeError):
+    """Shipped weights or their config cannot be used: unreadable, corrupt, or not this model."""
+
+
+class ChecksumError(ModelLoadError):
     """The weights file on disk is not the one whose checksum was recorded."""
 
 
@@ -52,12 +61,17 @@ def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, histor
 
 
 def load_training_checkpoint(path, net, optimizer=None, scheduler=None) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
+    """Restore a training checkpoint into `net` (and the optimizer and scheduler); returns the whole state."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, KeyError, ValueError, EOFError) as exc:
+        raise ModelLoadError(f"{path}: not a training checkpoint of this network ({str(exc).splitlines()[0]}); "
+                             "start a new --output-dir") from exc
     return state
 
 
@@ -111,17 +125,63 @@ def read_recorded_sha256(path: Path) -> str:
         raise ChecksumError(f"{path}: no recorded SHA-256 for the weights") from exc
 
 
-def load_verified_state_dict(weights: Path = WEIGHTS_PATH, sha_file: Path | None = None) -> dict[str, torch.Tensor]:
-    """State dict (float32) from a safetensors file whose SHA-256 matches the recorded one."""
+def load_verified_state_dict(weights: Path = WEIGHTS_PATH, sha_file: Path | None = None,
+                             expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """State dict (float32) from a safetensors file whose SHA-256 matches the recorded one.
+
+    The file is read once, and the bytes that were hashed are the bytes that are loaded. When the
+    model config's `weights_sha256` is given it must match too, so weights and a config from two
+    different trainings are refused.
+    """
     weights = Path(weights)
     sha_file = Path(sha_file) if sha_file is not None else weights.with_name(weights.name + ".sha256")
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: weights file not found; train with `python -m model.train --export-dir assets`")
     expected = read_recorded_sha256(sha_file)
-    actual = sha256_file(weights)
+    data = weights.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise ChecksumError(
             f"{weights.name}: SHA-256 {actual[:12]}… does not match the recorded {expected[:12]}…; "
             "the file is corrupt or was replaced. Restore it from git (git checkout -- assets) or retrain."
         )
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(weights)).items()}
+    if expected_sha256 is not None and expected_sha256.lower() != actual:
+        raise ChecksumError(
+            f"{weights.name}: SHA-256 {actual[:12]}… is not the {expected_sha256[:12]}… that the model config "
+            "records; the weights and the config come from different trainings."
+        )
+    try:
+        tensors = load_safetensors(data)
+    except SafetensorError as exc:
+        raise ModelLoadError(f"{weights.name}: not a readable safetensors file ({exc})") from exc
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def read_model_config(path: Path = MODEL_CONFIG_PATH) -> dict:
+    """The shipped model config, checked against this code's labels and normalisation."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model config not found")
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not a readable JSON model config ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    missing = [k for k in ("class_names", "image_size", "temperature") if k not in cfg]
+    if missing:
+        raise ModelLoadError(f"{path}: missing {', '.join(missing)}")
+    if list(cfg["class_names"]) != list(CLASS_NAMES):
+        raise ModelLoadError(f"{path}: classes {cfg['class_names']} are not this code's label order {list(CLASS_NAMES)}")
+    for key, ours in (("mean", MEAN), ("std", STD)):
+        if key in cfg and not math.isclose(float(cfg[key]), ours, rel_tol=1e-6):
+            raise ModelLoadError(f"{path}: {key} {cfg[key]} differs from this code's {ours}; "
+                                 "inputs would be normalised differently from training")
+    size, temperature = cfg["image_size"], cfg["temperature"]
+    if not isinstance(size, int) or not 16 <= size <= 1024:
+        raise ModelLoadError(f"{path}: image_size must be an integer in 16..1024, got {size!r}")
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+        raise ModelLoadError(f"{path}: temperature must be a positive number, got {temperature!r}")
+    if cfg.get("in_channels", 1) not in (1, 3):
+        raise ModelLoadError(f"{path}: in_channels must be 1 or 3, got {cfg.get('in_channels')!r}")
+    return cfg

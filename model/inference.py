@@ -9,7 +9,6 @@ pass. It never changes its weights after loading.
 """
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import load_verified_state_dict
+from model.checkpoint import ModelLoadError, load_verified_state_dict, read_model_config, read_recorded_sha256
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.network import build_model, pick_device
 from model.preprocess import to_input
@@ -65,18 +64,24 @@ class Predictor:
     @classmethod
     def from_assets(cls, weights: Path = WEIGHTS_PATH, config: Path = MODEL_CONFIG_PATH,
                     device: str = "auto") -> "Predictor":
-        """Load shipped weights after checking their SHA-256 (ChecksumError on mismatch)."""
-        config_path = Path(config)
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path}: model config not found")
-        cfg = json.loads(config_path.read_text())
-        weights = Path(weights)
-        net = build_model(in_channels=cfg.get("in_channels", 1), num_classes=len(cfg["class_names"]))
-        net.load_state_dict(load_verified_state_dict(weights))
-        from model.data import sha256_file
+        """Load shipped weights after checking them and their config.
 
-        return cls(net, image_size=cfg["image_size"], temperature=cfg.get("temperature", 1.0),
-                   device=pick_device(device), sha256=sha256_file(weights), config=cfg)
+        Raises FileNotFoundError when a file is missing, ChecksumError when the weights are not the
+        recorded ones, ModelLoadError when the config or the tensors are not this model's, and
+        ValueError for a device that is not there.
+        """
+        cfg = read_model_config(config)
+        weights = Path(weights)
+        state = load_verified_state_dict(weights, expected_sha256=cfg.get("weights_sha256"))
+        net = build_model(in_channels=cfg.get("in_channels", 1), num_classes=len(cfg["class_names"]))
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+            raise ModelLoadError(f"{weights.name}: these tensors are not a ResNet-34 for {len(cfg['class_names'])} "
+                                 f"classes and {cfg.get('in_channels', 1)} input channel(s): {first}") from exc
+        return cls(net, image_size=cfg["image_size"], temperature=cfg["temperature"], device=pick_device(device),
+                   sha256=read_recorded_sha256(weights.with_name(weights.name + ".sha256")), config=cfg)
 
     def device_name(self) -> str:
         if self.device.type == "cuda":

@@ -56,7 +56,10 @@ def pick_device(preferred: str = "auto") -> torch.device:
     """'auto' picks CUDA when present, else CPU; 'cpu' or 'cuda[:N]' force one."""
     if preferred == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(preferred)
+    try:
+        device = torch.device(preferred)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {preferred!r}; use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was requested but no GPU is visible; use --device cpu or auto")
     return device

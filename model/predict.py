@@ -72,17 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         parser.exit(2, f"error: not found: {', '.join(missing)}\n")
-    from model.checkpoint import ChecksumError
+    from model.checkpoint import ModelLoadError
     from model.inference import Predictor
 
     try:
         predictor = Predictor.from_assets(args.weights, args.config, device=args.device)
-    except (ChecksumError, FileNotFoundError, ValueError) as exc:
+    except (ModelLoadError, FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     rows = predict_files(predictor, collect_files(args.paths))
     text = format_rows(rows, fmt)
     if args.out:
-        args.out.write_text(text)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+        except OSError as exc:
+            parser.exit(2, f"error: cannot write {args.out}: {exc.strerror or exc}\n")
     else:
         sys.stdout.write(text)
     failed = [r for r in rows if "error" in r]

@@ -1,10 +1,15 @@
+import json
+import shutil
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from model.calibration import expected_calibration_error, fit_temperature
-from model.checkpoint import ChecksumError, export_weights, load_verified_state_dict
+from model.checkpoint import ChecksumError, ModelLoadError, export_weights, load_verified_state_dict
+from model.data import sha256_file
 from model.inference import Predictor
-from model.network import build_model
+from model.network import build_model, pick_device
 
 
 def test_fit_temperature_recovers_the_true_temperature():
@@ -49,3 +54,65 @@ def test_missing_checksum_is_refused(tiny_assets, tmp_path):
     weights.write_bytes((tiny_assets / "resnet34_alzheimer.safetensors").read_bytes())
     with pytest.raises(ChecksumError, match="no recorded SHA-256"):
         load_verified_state_dict(weights)
+
+
+def copy_assets(tiny_assets, tmp_path):
+    out = tmp_path / "assets"
+    shutil.copytree(tiny_assets, out)
+    return out / "resnet34_alzheimer.safetensors", out / "model_config.json"
+
+
+def rewrite_config(path, **changes):
+    cfg = json.loads(path.read_text())
+    cfg.update(changes)
+    path.write_text(json.dumps(cfg))
+
+
+def test_weights_and_config_from_different_trainings_are_refused(tiny_assets, tmp_path):
+    weights, config = copy_assets(tiny_assets, tmp_path)
+    rewrite_config(config, weights_sha256="ab" * 32)
+    with pytest.raises(ChecksumError, match="come from different trainings"):
+        Predictor.from_assets(weights, config, device="cpu")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"class_names": ["Non_Demented", "Moderate_Demented", "Mild_Demented", "Very_Mild_Demented"]}, "label order"),
+    ({"mean": 0.5}, "normalised differently"),
+    ({"image_size": "160"}, "image_size must be an integer"),
+    ({"temperature": -1}, "temperature must be a positive number"),
+])
+def test_a_config_that_is_not_this_model_is_refused(tiny_assets, tmp_path, changes, message):
+    weights, config = copy_assets(tiny_assets, tmp_path)
+    rewrite_config(config, **changes)
+    with pytest.raises(ModelLoadError, match=message):
+        Predictor.from_assets(weights, config, device="cpu")
+
+
+def test_unreadable_config_and_missing_keys_are_clear_errors(tiny_assets, tmp_path):
+    weights, config = copy_assets(tiny_assets, tmp_path)
+    config.write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not a readable JSON model config"):
+        Predictor.from_assets(weights, config, device="cpu")
+    config.write_text(json.dumps({"image_size": 64}))
+    with pytest.raises(ModelLoadError, match="missing class_names, temperature"):
+        Predictor.from_assets(weights, config, device="cpu")
+
+
+def test_tensors_of_another_network_are_refused_even_with_a_valid_checksum(tiny_assets, tmp_path):
+    weights, config = copy_assets(tiny_assets, tmp_path)
+    save_file({"fc.weight": torch.zeros(4, 512), "fc.bias": torch.zeros(4)}, str(weights))
+    digest = sha256_file(weights)
+    weights.with_name(weights.name + ".sha256").write_text(f"{digest}  {weights.name}\n")
+    rewrite_config(config, weights_sha256=digest)
+    with pytest.raises(ModelLoadError, match="not a ResNet-34 for 4 classes"):
+        Predictor.from_assets(weights, config, device="cpu")
+    weights.write_bytes(b"garbage, not safetensors")
+    digest = sha256_file(weights)
+    weights.with_name(weights.name + ".sha256").write_text(f"{digest}  {weights.name}\n")
+    with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
+        load_verified_state_dict(weights)
+
+
+def test_unknown_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        pick_device("gpu")

@@ -41,3 +41,18 @@ def test_cli_missing_path_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "nope.png")])
     assert exc.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_cli_bad_device_and_new_output_folder(tiny_assets, test_slices, tmp_path, capsys):
+    import pytest
+
+    path = tmp_path / "one.png"
+    path.write_bytes(png_bytes(test_slices.images[0, 0].numpy()))
+    model_args = ["--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+                  "--config", str(tiny_assets / "model_config.json")]
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "--device", "gpu", *model_args])
+    assert exc.value.code == 2 and "unknown device 'gpu'" in capsys.readouterr().err
+    out = tmp_path / "new" / "folder" / "result.csv"
+    assert main([str(path), "--out", str(out), "--device", "cpu", *model_args]) == 0
+    assert out.read_text().startswith("file,prediction")
