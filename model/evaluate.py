@@ -151,6 +151,7 @@ def run(data_dir=None, weights=WEIGHTS_PATH, config=MODEL_CONFIG_PATH, device="a
     metrics["class_counts"] = {"train": label_counts("train", data_dir), "test": test.class_counts()}
     metrics["temperature"] = predictor.temperature
     metrics["image_size"] = predictor.image_size
+    metrics["train_config"] = predictor.config.get("train_config", {})  # the recipe that made these weights
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return metrics, predictions_table(test.ids, y, probs)
 
@@ -169,17 +170,22 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from model.checkpoint import ChecksumError
+    from model.checkpoint import ModelLoadError
     from model.data import DatasetError
 
     try:
         metrics, table = run(args.data_dir, args.weights, args.config, args.device, args.bootstrap)
-    except (DatasetError, ChecksumError, FileNotFoundError, ValueError) as exc:
+    except (DatasetError, ModelLoadError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
-    args.metrics_out.write_text(json.dumps(metrics, indent=1) + "\n")
-    table.to_csv(args.predictions_out, index=False)
+    try:
+        for out in (args.metrics_out, args.predictions_out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+        args.metrics_out.write_text(json.dumps(metrics, indent=1) + "\n")
+        table.to_csv(args.predictions_out, index=False)
+    except OSError as exc:
+        print(f"error: cannot write the results: {exc}", file=sys.stderr)
+        return 2
     per = metrics["per_class"]
     print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  "
           f"macro-F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  QWK {metrics['quadratic_weighted_kappa']:.4f}"

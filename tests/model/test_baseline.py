@@ -51,9 +51,14 @@ def test_cli_writes_val_and_test_figures(tmp_path, data_dir, monkeypatch):
     assert 0.0 <= result["test"]["accuracy"] <= 1.0 and set(result["test"]["recall"]) >= {"Moderate_Demented"}
 
 
-def test_shipped_baseline_matches_its_reference():
+def test_shipped_baseline_is_reproduced_from_the_shared_data(data_dir):
+    """The lookup figure quoted in the README and the app is recomputed, not trusted (about 4 s)."""
+    from model.baseline import run
     from model.constants import BASELINE_PATH
 
     shipped = json.loads(BASELINE_PATH.read_text())
-    assert shipped["test"]["n"] == 1280 and shipped.get("val", {"n": 512})["n"] == 512
-    assert shipped["test"]["errors"] == round((1 - shipped["test"]["accuracy"]) * 1280)
+    result = run(data_dir, val_fraction=0.0)  # the shipped model is a refit, so the reference is all of train
+    assert result["test"]["n"] == shipped["test"]["n"] == 1280
+    assert result["test"]["errors"] == shipped["test"]["errors"]
+    assert result["test"]["accuracy"] == pytest.approx(shipped["test"]["accuracy"])
+    assert result["test"]["recall"] == pytest.approx(shipped["test"]["recall"])

@@ -65,3 +65,22 @@ def test_exact_recall_interval_is_honest_for_a_perfect_small_class():
     y = np.array([1] * 15 + [2] * 30)
     m = compute_metrics(y, np.eye(4)[y] * 0.96 + 0.01, n_bootstrap=0)
     assert m["per_class"]["Moderate_Demented"]["recall_exact_ci95"][0] == pytest.approx(lo)
+
+
+def test_cli_writes_both_files_and_reports_bad_weights(tiny_assets, data_dir, tmp_path, capsys):
+    import json
+
+    from model.evaluate import main
+
+    model_args = ["--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+                  "--config", str(tiny_assets / "model_config.json"), "--data-dir", str(data_dir)]
+    metrics_out, table_out = tmp_path / "new" / "metrics.json", tmp_path / "other" / "predictions.csv"
+    assert main([*model_args, "--bootstrap", "5", "--device", "cpu", "--metrics-out", str(metrics_out),
+                 "--predictions-out", str(table_out)]) == 0
+    metrics = json.loads(metrics_out.read_text())
+    assert metrics["n"] == 1280 and metrics["train_config"] == {"image_size": 64}
+    assert len(table_out.read_text().splitlines()) == 1281
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["--weights", str(tmp_path / "missing.safetensors"), "--config",
+                 str(tiny_assets / "model_config.json")]) == 2
+    assert "weights file not found" in capsys.readouterr().err

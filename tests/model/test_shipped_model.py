@@ -29,6 +29,7 @@ def test_shipped_metrics_are_reproduced(live):
     metrics, _ = live
     assert shipped["model_sha256"] == metrics["model_sha256"]
     assert shipped["data_sha256"] == metrics["data_sha256"]
+    assert shipped["train_config"] == json.loads(MODEL_CONFIG_PATH.read_text())["train_config"]
     # Another CPU's kernels may round differently; at most one borderline slice may flip.
     assert abs(metrics["accuracy"] - shipped["accuracy"]) <= 1 / metrics["n"] + 1e-12
     for key in ("balanced_accuracy", "macro_f1", "weighted_f1", "quadratic_weighted_kappa"):
