@@ -37,6 +37,8 @@ SPLIT_FILES = {
     "train": "train-00000-of-00001.parquet",
     "test": "test-00000-of-00001.parquet",
 }
+# Class counts that the dataset card reports (label order), to check a download against.
+DATASET_CARD_COUNTS = {"train": [724, 49, 2566, 1781], "test": [172, 15, 634, 459]}
 DATA_ENV_VAR = "ALZ_MRI_DATA"  # where a user's copy of the dataset lives
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

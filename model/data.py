@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from model.constants import (
     CLASS_NAMES,
+    DATASET_CARD_COUNTS,
     HF_DATASET_ID,
     IMAGE_SIZE,
     NUM_CLASSES,
@@ -191,13 +193,21 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
 
 
 def fingerprint(data_dir: str | Path | None = None) -> dict[str, str]:
-    """SHA-256 of each split file present, to record which data made a model."""
+    """SHA-256 of each split present, to record which data made a model.
+
+    A parquet split is its file's hash. An image-folder split (`<split>/<class>/<file>`) is the hash of its
+    sorted `<class>/<file>  <file sha256>` lines, so renaming, relabelling or editing any image changes it.
+    """
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     out = {}
     for split, name in SPLIT_FILES.items():
         path = data_dir / name
         if path.is_file():
             out[split] = sha256_file(path)
+        elif (data_dir / split).is_dir():
+            lines = sorted(f"{file.relative_to(data_dir / split).as_posix()}  {sha256_file(file)}"
+                           for file in (data_dir / split).glob("*/*") if file.suffix.lower() in IMAGE_SUFFIXES)
+            out[split] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     return out
 
 
@@ -222,8 +232,14 @@ def download(dest: str | Path, repo_id: str = HF_DATASET_ID) -> list[Path]:
         raise DatasetError("downloading needs `pip install huggingface_hub`") from exc
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    snapshot = Path(snapshot_download(repo_id=repo_id, repo_type="dataset", allow_patterns=["*.parquet"],
-                                      local_dir=dest / ".hub"))
+    try:
+        snapshot = Path(snapshot_download(repo_id=repo_id, repo_type="dataset", allow_patterns=["*.parquet"],
+                                          local_dir=dest / ".hub"))
+    except Exception as exc:  # the hub client raises many kinds (network, auth, offline mode); all mean the same here
+        raise DatasetError(f"could not download {repo_id} from the Hugging Face hub "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}). "
+                           "Check the network connection, or copy the two parquet files by hand "
+                           f"into {dest}") from exc
     paths = []
     for split, name in SPLIT_FILES.items():
         found = sorted(snapshot.rglob(f"{split}-*.parquet"))
@@ -257,6 +273,17 @@ def describe(data_dir: str | Path | None = None) -> dict:
     return report
 
 
+def differences_from_card(report: dict) -> list[str]:
+    """Where a `describe` report's class counts differ from the dataset card's."""
+    notes = []
+    for split, expected in DATASET_CARD_COUNTS.items():
+        got = list(report.get(split, {}).get("class_counts", {}).values())
+        if got != expected:
+            notes.append(f"{split} class counts {got} differ from the dataset card's {expected}; "
+                         "results will not be comparable with the shipped metrics")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -269,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "download":
             for path in download(args.dest):
                 print(f"{path}  sha256={sha256_file(path)}")
+            report = describe(args.dest)  # decodes every image: a bad download fails here, not in training
+            print(json.dumps(report, indent=2))
+            for note in differences_from_card(report):
+                print(f"note: {note}", file=sys.stderr)
         else:
             print(json.dumps(describe(args.data_dir), indent=2))
     except DatasetError as exc:

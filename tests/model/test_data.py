@@ -77,6 +77,11 @@ def test_image_folder_layout(tmp_path):
     assert data.ids[1] == "Moderate_Demented/x.png"
     # 176x208 is padded to a square like an upload, not stretched: black columns at the sides
     assert data.images[1, 0, :, :4].max() == 0 and data.images[1, 0, 64, 64] == 40
+    # the image-folder source is fingerprinted too, and relabelling a file changes the fingerprint
+    before = fingerprint(tmp_path)
+    assert set(before) == {"train"} and len(before["train"]) == 64
+    (tmp_path / "train" / "Mild_Demented" / "x.png").rename(tmp_path / "train" / "Non_Demented" / "y.png")
+    assert fingerprint(tmp_path)["train"] != before["train"]
 
 
 def test_image_folder_rejects_unknown_class(tmp_path):
@@ -130,3 +135,38 @@ def test_download_without_hub_package_says_what_to_install(tmp_path, monkeypatch
 
     with pytest.raises(DatasetError, match="pip install huggingface_hub"):
         download(tmp_path)
+
+
+def test_download_cli_validates_what_arrived_and_compares_with_the_card(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    def fake_snapshot_download(repo_id, repo_type, allow_patterns, local_dir):
+        for split in ("train", "test"):
+            path = Path(local_dir) / f"{split}-00000-of-00001-abc.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_parquet(path, {"image": [{"bytes": jpeg(), "path": "x/a.jpg"}], "label": [1]})
+        return local_dir
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=fake_snapshot_download))
+    from model.data import main
+
+    assert main(["download", "--dest", str(tmp_path / "data")]) == 0
+    out, err = capsys.readouterr()
+    assert '"Moderate_Demented": 1' in out and "sha256=" in out
+    assert "train class counts [0, 1, 0, 0] differ from the dataset card's [724, 49, 2566, 1781]" in err
+
+
+def test_download_without_network_is_a_clear_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from model.constants import PROJECT_ROOT
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "model.data", "download", "--dest", str(tmp_path / "d")],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert proc.returncode == 2
+    assert "could not download Falah/Alzheimer_MRI from the Hugging Face hub" in proc.stderr
+    assert "Traceback" not in proc.stderr
