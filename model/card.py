@@ -93,7 +93,9 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
     lines += ["", "### Training recipe",
               f"{tc.get('epochs')} epochs, {tc.get('optimizer', '').upper()} (lr {tc.get('lr')}, "
               + (f"momentum {tc.get('momentum')}, " if tc.get("optimizer") == "sgd" else "") +
-              f"weight decay {tc.get('weight_decay')}), {tc.get('lr_schedule')} schedule "
+              f"weight decay {tc.get('weight_decay')}"
+              + ("" if tc.get("norm_bias_decay", True) else " on conv and linear weights only")
+              + f"), {tc.get('lr_schedule')} schedule "
               f"with {tc.get('warmup_epochs')} warm-up epochs, batch {tc.get('batch_size')}, "
               f"{_regularisers(tc)}, "
               f"class weights `{tc.get('class_weights')}`, label smoothing {tc.get('label_smoothing')}, "

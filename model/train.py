@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import inspect
 import math
 import os
+import re
 import sys
 import time
 from contextlib import nullcontext
@@ -55,6 +57,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-3
+    norm_bias_decay: bool = True  # also decay BatchNorm and bias parameters, as the model card did; off: weights only
     optimizer: str = "sgd"  # sgd | adamw
     lr_schedule: str = "constant"  # constant | cosine (per step, to zero)
     warmup_epochs: float = 0.0  # linear warm-up from lr/100
@@ -101,20 +104,27 @@ class TrainConfig:
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
 
 
+def field_comments(cls) -> dict[str, str]:
+    """The comment after each field of a dataclass's source: the one description of every option."""
+    pattern = re.compile(r"^\s+(\w+):[^#\n]*#\s*(.+)$", re.MULTILINE)
+    return dict(pattern.findall(inspect.getsource(cls)))
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n\n")[0])
+    comments = field_comments(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
+        text = (comments[field.name] + "; " if field.name in comments else "") + f"default: {default}"
+        text = text.replace("%", "%%")
         if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=f"default: {default}")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
             continue
         kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0], str)
         if "None" in str(field.type):  # "int | None", "float | None", "str | None"
             kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
-        parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(field.name),
-                            help=f"default: {default}")
+        parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(field.name), help=text)
     return parser
 
 
@@ -180,6 +190,22 @@ def neighbour_blend(images: torch.Tensor, pool: torch.Tensor, partners: torch.Te
     weight = torch.where(torch.rand(b, generator=generator) < p, weight, torch.ones(b)).view(b, 1, 1, 1)
     mixed = weight * images.float() + (1.0 - weight) * pool[choice].float()
     return mixed.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def make_optimizer(net: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
+    """The optimizer and its per-step LR schedule. Conv and linear weights get weight decay; BatchNorm and
+    bias parameters (ndim <= 1) too unless --no-norm-bias-decay."""
+    params = [{"params": [p for p in net.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in net.parameters() if p.ndim <= 1],
+               "weight_decay": cfg.weight_decay if cfg.norm_bias_decay else 0.0}]
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.lr_schedule))
+    return optimizer, scheduler
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -296,19 +322,11 @@ def main(cfg: TrainConfig) -> dict:
     net = build_model().to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    params = [{"params": [p for p in net.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in net.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-    else:
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
-    steps_per_epoch = max(1, (len(train_set) // world) // cfg.batch_size)
-    total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.lr_schedule))
+    optimizer, scheduler = make_optimizer(net, cfg, steps_per_epoch=max(1, (len(train_set) // world) // cfg.batch_size))
     start_epoch, history, best = 0, [], None
     if cfg.resume and (out_dir / "last.pt").is_file():
         state = ckpt.load_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler)
+        check_resumable(cfg, state.get("config", {}), out_dir / "last.pt")
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
         log(f"resumed from {out_dir / 'last.pt'} after epoch {start_epoch}")
     model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
@@ -334,14 +352,15 @@ def main(cfg: TrainConfig) -> dict:
         if is_main:
             row = {"epoch": epoch + 1, "train_loss": train_loss}
             if len(val_set):
+                # bf16 like the training pass: half the time of float32 on this CPU, and the same arg-max on 512
+                # slices with the shipped weights. The temperature below is still fitted on float32 logits.
                 logits = predict_logits(judged, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
-                                        amp=uses_bf16(cfg, device) and device.type == "cuda",
-                                        channels_last=cfg.channels_last)
+                                        amp=uses_bf16(cfg, device), channels_last=cfg.channels_last)
                 row.update(val_metrics(logits, val_set.labels))
             row.update(lr=scheduler.get_last_lr()[0], seconds=seconds)
             if ema is not None and len(val_set):  # the raw weights too, so the average's effect can be read off
                 raw = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
-                                     channels_last=cfg.channels_last)
+                                     amp=uses_bf16(cfg, device), channels_last=cfg.channels_last)
                 row["raw_val_acc"] = float((raw.argmax(1) == val_set.labels).float().mean())
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
@@ -356,6 +375,9 @@ def main(cfg: TrainConfig) -> dict:
         if world > 1:
             dist.barrier()
 
+    if world > 1:
+        in_sync = ranks_in_sync(net, world)
+        log(f"weights identical on {world} ranks" if in_sync else f"WARNING: weights differ between the {world} ranks")
     result = {"history": history, "best": best}
     if is_main:
         chosen = out_dir / ("best.pt" if cfg.select == "best" else "last.pt")
@@ -384,6 +406,33 @@ def main(cfg: TrainConfig) -> dict:
     return result
 
 
+def ranks_in_sync(net: nn.Module, world: int) -> bool:
+    """Whether every process ends with the same parameters (DDP's all-reduce should guarantee it).
+
+    Compares a per-tensor sum and absolute sum in float64. BatchNorm running statistics are left out:
+    each rank updates them on its own shard, and DDP re-broadcasts rank 0's before every forward pass.
+    """
+    params = [p.detach() for p in net.parameters()]
+    signature = torch.stack([torch.stack([p.double().sum(), p.double().abs().sum()]) for p in params])
+    gathered = [torch.zeros_like(signature) for _ in range(world)]
+    dist.all_gather(gathered, signature)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+# Options that may change between a run and its resumption: where things go and how fast, not what is trained.
+RESUME_FREE = {"resume", "threads", "device", "output_dir", "export_dir", "export_half", "eval_batch_size", "data_dir"}
+
+
+def check_resumable(cfg: TrainConfig, saved: dict, path: Path) -> None:
+    """Refuse to resume a run under different training options (the LR schedule, for one, would jump)."""
+    free = RESUME_FREE | ({"epochs"} if cfg.lr_schedule == "constant" else set())  # a constant LR can be extended
+    changed = [f"--{k.replace('_', '-')} {saved[k]} -> {v}" for k, v in dataclasses.asdict(cfg).items()
+               if k in saved and k not in free and saved[k] != v]
+    if changed:
+        raise ValueError(f"{path} was trained with other options ({'; '.join(changed)}); resume with the same "
+                         "options or start a new --output-dir")
+
+
 def make_ema(net: nn.Module, decay: float):
     """An exponential moving average of the weights (BatchNorm statistics included), or None."""
     if not decay:
@@ -407,7 +456,7 @@ def cli(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(**vars(args))
     try:
         main(cfg)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ckpt.ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

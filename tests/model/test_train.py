@@ -15,6 +15,7 @@ from model.train import (
     get_args_parser,
     lr_factor,
     main,
+    make_optimizer,
     neighbour_blend,
     train_neighbours,
 )
@@ -32,6 +33,23 @@ def test_defaults_reproduce_the_model_card():
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay) == ("sgd", 0.01, 0.9, 1e-3)
     assert (cfg.batch_size, cfg.epochs, cfg.image_size, cfg.val_fraction) == (16, 7, 224, 0.1)
     assert (cfg.lr_schedule, cfg.augment, cfg.class_weights, cfg.label_smoothing) == ("constant", False, "none", 0.0)
+    optimizer, _ = make_optimizer(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)), cfg, 10)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-3, 1e-3]  # the card decayed every parameter
+
+
+def test_norm_and_bias_parameters_can_be_spared_weight_decay():
+    cfg = TrainConfig(norm_bias_decay=False, weight_decay=0.05)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    optimizer, _ = make_optimizer(net, cfg, 10)
+    decayed, spared = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.05 and [p.ndim for p in decayed["params"]] == [4]
+    assert spared["weight_decay"] == 0.0 and len(spared["params"]) == 3  # conv bias, BN weight and bias
+
+
+def test_help_describes_every_option():
+    text = get_args_parser().format_help()
+    assert "per process; default: 16" in text
+    assert "keep an exponential moving average of the weights" in text
 
 
 def test_bad_option_lists_valid_ones(tmp_path, data_dir):
@@ -66,7 +84,8 @@ def test_one_epoch_smoke_run_exports_and_resumes(tmp_path, data_dir):
     assert set(config["data_sha256"]) == {"train", "test"}
     assert (export / "train_log.csv").read_text().startswith("epoch,train_loss")
     # resuming a finished run continues to the new epoch count from the saved epoch
-    result2 = main(tiny_config(tmp_path, data_dir, epochs=2, resume=True))
+    result2 = main(tiny_config(tmp_path, data_dir, epochs=2, resume=True, export_dir=str(export), augment=True,
+                               class_weights="sqrt"))
     assert [row["epoch"] for row in result2["history"]] == [1, 2]
 
 
@@ -74,6 +93,40 @@ def test_training_is_reproducible(tmp_path, data_dir):
     a = main(tiny_config(tmp_path / "a", data_dir, limit=48))["history"][0]
     b = main(tiny_config(tmp_path / "b", data_dir, limit=48))["history"][0]
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    wa = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, data_dir, monkeypatch):
+    import model.train as train
+
+    options = dict(limit=48, epochs=2, lr_schedule="cosine", optimizer="adamw", lr=1e-3, cutout=0.5, ema_decay=0.5)
+    main(tiny_config(tmp_path / "straight", data_dir, **options))
+    real_write_log = train.write_log
+
+    def crash_after_first_epoch(path, history):
+        real_write_log(path, history)
+        raise KeyboardInterrupt  # the checkpoint of epoch 1 is on disk, as after a real stop
+
+    monkeypatch.setattr(train, "write_log", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        main(tiny_config(tmp_path / "stopped", data_dir, **options))
+    monkeypatch.setattr(train, "write_log", real_write_log)
+    resumed = main(tiny_config(tmp_path / "stopped", data_dir, resume=True, **options))
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    a = torch.load(tmp_path / "straight" / "run" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped" / "run" / "last.pt", weights_only=True)
+    for part in ("model", "ema"):
+        assert all(torch.allclose(a[part][k].float(), b[part][k].float(), atol=1e-6) for k in a[part]), part
+
+
+def test_resuming_under_other_options_is_refused(tmp_path, data_dir):
+    main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine"))
+    with pytest.raises(ValueError, match=r"--epochs 1 -> 3"):
+        main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", epochs=3, resume=True))
+    with pytest.raises(ValueError, match=r"--lr 0.01 -> 0.1"):
+        main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", lr=0.1, resume=True))
 
 
 def test_two_process_ddp_on_gloo(tmp_path, data_dir):
@@ -84,6 +137,7 @@ def test_two_process_ddp_on_gloo(tmp_path, data_dir):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "device cpu x2" in proc.stdout
+    assert "weights identical on 2 ranks" in proc.stdout  # the all-reduce kept both processes in step
     assert (tmp_path / "ddp" / "last.pt").is_file()
 
 
