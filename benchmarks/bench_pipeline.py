@@ -5,7 +5,8 @@
 1. `model.train.train_one_epoch` with the shipped model's recipe (indexing the
    decoded uint8 array, neighbour blend, preprocessing, cutout, forward,
    backward, step, weight EMA) against bare forward+backward+step on a batch
-   already in memory, same network, loss, batch size and precision.
+   already in memory, same network, loss, batch size and precision; then what
+   a whole epoch of the shipped split adds (validation passes, checkpoints).
 2. The whole test-split evaluation (`model.evaluate.run`, 1,280 slices,
    1,000 bootstrap resamples).
 3. One scan through `Predictor.predict_one` with the weights loaded, and one
@@ -18,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +124,36 @@ def bench_training(steps: int, batch: int, size: int, bf16: bool) -> None:
     if neighbours is not None:
         print(f"  neighbour search, once per run: {t_neigh:.2f} s for these {len(data)} slices "
               "(the training log prints it for the whole split)")
+    bench_epoch_extras(net, cfg, ema, opt, sched, step_bare=b / steps, step_pipe=p / steps, batch=batch, size=size)
+
+
+def bench_epoch_extras(net, cfg, ema, opt, sched, *, step_bare: float, step_pipe: float, batch: int, size: int,
+                       train_rows: int = 4608, val_rows: int = 512) -> None:
+    """What a real epoch adds after its training pass: validation and two checkpoint writes.
+
+    Scaled to the shipped split (4,608 train rows, 512 validation rows): the validation pass runs on 512
+    real slices, once for the weights that are judged and once more for the raw weights when an EMA is kept.
+    """
+    import tempfile
+
+    from model import checkpoint as ckpt
+    from model.train import predict_logits, uses_bf16
+
+    val = load_split("train", limit=val_rows).images
+    passes = 2 if ema is not None else 1
+    cpu = torch.device("cpu")
+    t_val = passes * min(timed(lambda: predict_logits(net, val, size, cpu, cfg.eval_batch_size,
+                                                      amp=uses_bf16(cfg, cpu)), 2))
+    with tempfile.TemporaryDirectory() as tmp:
+        t_ckpt = 2 * min(timed(lambda: ckpt.save_training_checkpoint(Path(tmp) / "last.pt", net, opt, sched, 0, cfg,
+                                                                     [], None, ema=ema), 2))
+    steps = train_rows // batch
+    bare, train_pass = steps * step_bare, steps * step_pipe
+    epoch = train_pass + t_val + t_ckpt
+    print(f"one epoch of the shipped split ({steps} steps), from the figures above:")
+    print(f"  bare steps {bare:6.1f} s | training pass {train_pass:6.1f} s ({train_pass / bare:.3f}x) | "
+          f"+ validation {t_val:4.1f} s ({passes} pass{'es' if passes > 1 else ''} over {val_rows}) "
+          f"+ checkpoints {t_ckpt:4.1f} s = {epoch:6.1f} s ({epoch / bare:.3f}x)")
 
 
 def bench_inference() -> None:
