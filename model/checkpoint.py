@@ -43,7 +43,9 @@ class ChecksumError(ModelLoadError):
     """The weights file on disk is not the one whose checksum was recorded."""
 
 
-def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, history, best, ema=None) -> None:
+def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, history, best, ema=None,
+                             data_sha256: dict | None = None) -> None:
+    """Everything needed to resume, plus the config and the data fingerprint that made it."""
     state = {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -52,6 +54,7 @@ def save_training_checkpoint(path, net, optimizer, scheduler, epoch, cfg, histor
         "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg),
         "history": history,
         "best": best,
+        "data_sha256": data_sha256 or {},
     }
     if ema is not None:
         state["ema"] = ema.state_dict()

@@ -317,6 +317,7 @@ def main(cfg: TrainConfig) -> dict:
     log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
 
     train_set, val_set = load_data(cfg)
+    data_sha256 = fingerprint(cfg.data_dir)
     log(f"train {len(train_set)} {train_set.class_counts()} | val {len(val_set)} {val_set.class_counts()} "
         f"| device {device} x{world} | {cfg.image_size}px batch {cfg.batch_size}")
     net = build_model().to(device)
@@ -327,6 +328,9 @@ def main(cfg: TrainConfig) -> dict:
     if cfg.resume and (out_dir / "last.pt").is_file():
         state = ckpt.load_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler)
         check_resumable(cfg, state.get("config", {}), out_dir / "last.pt")
+        if state.get("data_sha256") and state["data_sha256"] != data_sha256:
+            raise ValueError(f"{out_dir / 'last.pt'} was trained on other data files than {cfg.data_dir}; "
+                             "resume on the same data or start a new --output-dir")
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
         log(f"resumed from {out_dir / 'last.pt'} after epoch {start_epoch}")
     model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
@@ -350,27 +354,19 @@ def main(cfg: TrainConfig) -> dict:
                                      neighbours=neighbours)
         seconds = time.perf_counter() - t0
         if is_main:
-            row = {"epoch": epoch + 1, "train_loss": train_loss}
-            if len(val_set):
-                # bf16 like the training pass: half the time of float32 on this CPU, and the same arg-max on 512
-                # slices with the shipped weights. The temperature below is still fitted on float32 logits.
-                logits = predict_logits(judged, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
-                                        amp=uses_bf16(cfg, device), channels_last=cfg.channels_last)
-                row.update(val_metrics(logits, val_set.labels))
-            row.update(lr=scheduler.get_last_lr()[0], seconds=seconds)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, **validate(judged, val_set, cfg, device),
+                   "lr": scheduler.get_last_lr()[0], "seconds": seconds}
             if ema is not None and len(val_set):  # the raw weights too, so the average's effect can be read off
-                raw = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
-                                     amp=uses_bf16(cfg, device), channels_last=cfg.channels_last)
-                row["raw_val_acc"] = float((raw.argmax(1) == val_set.labels).float().mean())
+                row["raw_val_acc"] = validate(net, val_set, cfg, device)["val_acc"]
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             score = (row["val_macro_f1"], -row["val_loss"]) if len(val_set) else None  # a refit ships its last
             if score is not None and (best is None or score > tuple(best["score"])):
                 best = {"epoch": epoch + 1, "score": list(score)}
                 ckpt.save_training_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, epoch, cfg, history, best,
-                                              ema=ema)
+                                              ema=ema, data_sha256=data_sha256)
             ckpt.save_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler, epoch, cfg, history, best,
-                                          ema=ema)
+                                          ema=ema, data_sha256=data_sha256)
             write_log(out_dir / "log.csv", history)
         if world > 1:
             dist.barrier()
@@ -380,30 +376,51 @@ def main(cfg: TrainConfig) -> dict:
         log(f"weights identical on {world} ranks" if in_sync else f"WARNING: weights differ between the {world} ranks")
     result = {"history": history, "best": best}
     if is_main:
-        chosen = out_dir / ("best.pt" if cfg.select == "best" else "last.pt")
-        state = ckpt.load_training_checkpoint(chosen, net)
-        net.load_state_dict(ckpt.weights_to_ship(state))  # the averaged weights, if kept, were the ones validated
-        if cfg.temperature is not None:
-            temperature = cfg.temperature
-        else:
-            logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
-                                    channels_last=cfg.channels_last)
-            temperature = fit_temperature(logits, val_set.labels)
-        chosen_row = next(r for r in history if r["epoch"] == (best["epoch"] if cfg.select == "best" else history[-1]["epoch"]))
-        log(f"selected epoch {chosen_row['epoch']} ({cfg.select}); temperature {temperature:.3f}")
-        result.update(temperature=temperature, selected=chosen_row)
-        if cfg.export_dir:
-            paths = ckpt.export_weights(net, Path(cfg.export_dir), cfg=dataclasses.asdict(cfg), temperature=temperature,
-                                        data_fingerprint=fingerprint(cfg.data_dir), selected=chosen_row,
-                                        half=cfg.export_half)
-            write_log(Path(cfg.export_dir) / "train_log.csv", history)
-            if len(val_set):  # this run validated itself: a selection log left by an earlier refit would mislead
-                (Path(cfg.export_dir) / SELECTION_LOG_PATH.name).unlink(missing_ok=True)
-            log(f"exported {paths['weights']} sha256 {paths['sha256'][:12]}")
+        result.update(finish(net, cfg, history, best, val_set, device, log))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def validate(net: nn.Module, val_set: SliceSet, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Validation loss, accuracy and macro-F1 of `net`, or {} for a refit (no validation split).
+
+    In bf16 when training is: half the time of float32 on this CPU, and the same arg-max on 512 slices with
+    the shipped weights. The calibration temperature is still fitted on float32 logits (`finish`).
+    """
+    if not len(val_set):
+        return {}
+    logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+                            amp=uses_bf16(cfg, device), channels_last=cfg.channels_last)
+    return val_metrics(logits, val_set.labels)
+
+
+def finish(net: nn.Module, cfg: TrainConfig, history: list[dict], best: dict | None, val_set: SliceSet,
+           device: torch.device, log) -> dict:
+    """Load the selected epoch's shipped weights, calibrate them, and export them if asked."""
+    out_dir = Path(cfg.output_dir)
+    state = ckpt.load_training_checkpoint(out_dir / ("best.pt" if cfg.select == "best" else "last.pt"), net)
+    net.load_state_dict(ckpt.weights_to_ship(state))  # the averaged weights, if kept, were the ones validated
+    if cfg.temperature is not None:
+        temperature = cfg.temperature
+    else:
+        logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
+                                channels_last=cfg.channels_last)
+        temperature = fit_temperature(logits, val_set.labels)
+    chosen = best["epoch"] if cfg.select == "best" else history[-1]["epoch"]
+    chosen_row = next(r for r in history if r["epoch"] == chosen)
+    log(f"selected epoch {chosen} ({cfg.select}); temperature {temperature:.3f}")
+    if cfg.export_dir:
+        paths = ckpt.export_weights(net, Path(cfg.export_dir), cfg=dataclasses.asdict(cfg), temperature=temperature,
+                                    data_fingerprint=state.get("data_sha256") or fingerprint(cfg.data_dir),
+                                    selected=chosen_row,
+                                    half=cfg.export_half)
+        write_log(Path(cfg.export_dir) / "train_log.csv", history)
+        if len(val_set):  # this run validated itself: a selection log left by an earlier refit would mislead
+            (Path(cfg.export_dir) / SELECTION_LOG_PATH.name).unlink(missing_ok=True)
+        log(f"exported {paths['weights']} sha256 {paths['sha256'][:12]}")
+    return {"temperature": temperature, "selected": chosen_row}
 
 
 def ranks_in_sync(net: nn.Module, world: int) -> bool:

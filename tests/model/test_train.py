@@ -83,6 +83,8 @@ def test_one_epoch_smoke_run_exports_and_resumes(tmp_path, data_dir):
     assert config["image_size"] == 32 and config["train_config"]["augment"] is True
     assert set(config["data_sha256"]) == {"train", "test"}
     assert (export / "train_log.csv").read_text().startswith("epoch,train_loss")
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["data_sha256"] == config["data_sha256"] and state["config"]["augment"] is True
     # resuming a finished run continues to the new epoch count from the saved epoch
     result2 = main(tiny_config(tmp_path, data_dir, epochs=2, resume=True, export_dir=str(export), augment=True,
                                class_weights="sqrt"))
@@ -127,6 +129,11 @@ def test_resuming_under_other_options_is_refused(tmp_path, data_dir):
         main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", epochs=3, resume=True))
     with pytest.raises(ValueError, match=r"--lr 0.01 -> 0.1"):
         main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", lr=0.1, resume=True))
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    state["data_sha256"] = {"train": "0" * 64}
+    torch.save(state, tmp_path / "run" / "last.pt")
+    with pytest.raises(ValueError, match="trained on other data files"):
+        main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", resume=True))
 
 
 def test_two_process_ddp_on_gloo(tmp_path, data_dir):
