@@ -251,18 +251,6 @@ def download(dest: str | Path, repo_id: str = HF_DATASET_ID) -> list[Path]:
     return paths
 
 
-def label_counts(split: str, data_dir: str | Path | None = None) -> list[int]:
-    """Class counts of a split read from the label column alone (no image decoding)."""
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    parquet = data_dir / SPLIT_FILES.get(split, "")
-    if parquet.is_file():
-        import pyarrow.parquet as pq
-
-        labels = torch.tensor(pq.read_table(parquet, columns=["label"]).column("label").to_pylist())
-        return torch.bincount(labels, minlength=NUM_CLASSES).tolist()
-    return load_split(split, data_dir).class_counts()
-
-
 def describe(data_dir: str | Path | None = None) -> dict:
     """Validate both splits and report their class counts and checksums."""
     report = {}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from model.evaluate import compute_metrics, predictions_table
+from model.evaluate import by_train_distance, compute_metrics, distance_summary, predictions_table
 
 
 def synthetic(n=400, seed=0, noise=1.0):
@@ -79,8 +79,26 @@ def test_cli_writes_both_files_and_reports_bad_weights(tiny_assets, data_dir, tm
                  "--predictions-out", str(table_out)]) == 0
     metrics = json.loads(metrics_out.read_text())
     assert metrics["n"] == 1280 and metrics["train_config"] == {"image_size": 64}
-    assert len(table_out.read_text().splitlines()) == 1281
+    assert sum(r["n"] for r in metrics["by_train_distance"]) == 1280
+    table = table_out.read_text().splitlines()
+    assert len(table) == 1281 and table[0].endswith("correct,nearest_train_rms,nearest_train_label")
     assert "accuracy" in capsys.readouterr().out
     assert main(["--weights", str(tmp_path / "missing.safetensors"), "--config",
                  str(tiny_assets / "model_config.json")]) == 2
     assert "weights file not found" in capsys.readouterr().err
+
+
+def test_accuracy_by_distance_to_the_nearest_train_slice():
+    y = np.array([0, 1, 2, 3, 2, 2])
+    pred = np.array([0, 1, 2, 3, 3, 2])
+    lookup = np.array([0, 1, 2, 3, 2, 1])
+    distance = np.array([3.0, 14.9, 15.0, 19.0, 24.0, 40.0])
+    rows = by_train_distance(y, pred, distance, lookup, edges=(15.0, 20.0, 25.0))
+    assert [(r["from"], r["to"], r["n"], r["errors"]) for r in rows] == [
+        (0.0, 15.0, 2, 0), (15.0, 20.0, 2, 0), (20.0, 25.0, 1, 1), (25.0, None, 1, 0)]
+    assert rows[2]["accuracy"] == 0.0 and rows[3]["lookup_accuracy"] == 0.0
+    assert "right on all 4 test slices that have a training slice closer than 20" in distance_summary(rows)
+    assert "Its one error is among the 2 slices" in distance_summary(rows)
+    empty = by_train_distance(y[:1], pred[:1], distance[:1], lookup[:1], edges=(15.0,))
+    assert empty[1] == {"from": 15.0, "to": None, "n": 0, "errors": 0, "accuracy": None, "lookup_accuracy": None}
+    assert distance_summary(empty) == "The model is right on all 1 test slices, near to a training slice or not."
