@@ -133,3 +133,28 @@ def training_curves(rows: list[dict]) -> go.Figure:
                       yaxis=dict(title="validation", range=[0, 1.02], tickformat=".0%"),
                       yaxis2=dict(title="loss", overlaying="y", side="right", rangemode="tozero"))
     return fig
+
+
+def distance_bin_label(row: dict) -> str:
+    """'0–15' or '≥ 25' for a `by_train_distance` row."""
+    return f"{row['from']:g}–{row['to']:g}" if row["to"] is not None else f"≥ {row['from']:g}"
+
+
+def accuracy_by_train_distance(rows: list[dict]) -> go.Figure:
+    """Accuracy of the model and of the nearest-train-slice lookup, per bin of distance to that slice."""
+    rows = [r for r in rows if r["n"]]
+    x = [f"{distance_bin_label(r)}<br>n={r['n']:,}" for r in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=[r["accuracy"] for r in rows], name="this model", marker_color="#0072B2",
+                         text=[f"{r['accuracy']:.1%}" + (f"<br>{r['errors']} wrong" if r["errors"] else "")
+                               for r in rows], textposition="inside", textangle=0, insidetextanchor="end",
+                         hovertemplate="%{x}: %{y:.2%}<extra>this model</extra>"))
+    fig.add_trace(go.Bar(x=x, y=[r["lookup_accuracy"] for r in rows], name="nearest-train-slice lookup",
+                         marker_color="#BBBBBB", text=[f"{r['lookup_accuracy']:.1%}" for r in rows],
+                         textposition="inside", textangle=0, insidetextanchor="end", hovertemplate="%{x}: %{y:.2%}<extra>lookup</extra>"))
+    fig.update_layout(**LAYOUT, barmode="group", height=340,
+                      title="Accuracy by distance to the nearest training slice",
+                      xaxis=dict(title="RMS grey-level distance to the nearest train slice"),
+                      yaxis=dict(title="accuracy", range=[0, 1.05], tickformat=".0%"),
+                      legend=dict(orientation="h", y=-0.35))
+    return fig

@@ -53,6 +53,12 @@ with st.container(border=True):
                     f"{test['balanced_accuracy']:.2%}), against {metrics['accuracy']:.2%} for the network. "
                     "Near-copies of most test slices sit in the training data, so a high score here shows that a "
                     "method finds the same brain again, not that it recognises dementia in a new patient.")
+    rows = metrics.get("by_train_distance")
+    if rows:
+        from model.evaluate import distance_summary
+
+        st.plotly_chart(charts.accuracy_by_train_distance(rows), key="evaluation_distance")
+        st.caption(distance_summary(rows))
 
 counts = metrics.get("class_counts")
 left, right = st.columns(2)

@@ -101,6 +101,11 @@ def test_evaluation_page_matches_metrics_file():
     lookup = json.loads(BASELINE_PATH.read_text())["test"]
     caveat = next(m.value for m in at.markdown if "most similar training slice" in m.value)
     assert f"{lookup['accuracy']:.2%}" in caveat and f"{metrics['accuracy']:.2%}" in caveat
+    distance = specs["evaluation_distance"]["data"]
+    assert [t["name"] for t in distance] == ["this model", "nearest-train-slice lookup"]
+    assert distance[0]["y"] == [r["accuracy"] for r in metrics["by_train_distance"] if r["n"]]
+    errors = sum(r["errors"] for r in metrics["by_train_distance"])
+    assert any(f"All {errors} of its errors" in c.value for c in at.caption)
     at.toggle(key="evaluation_normalize").set_value(True).run()
     rows = plotly_specs(at)["evaluation_confusion"]["data"][0]["z"]
     assert all(abs(sum(r) - 1) < 1e-9 for r in rows if sum(r))

@@ -51,10 +51,10 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         page.get_by_text("Evaluation on the test split").wait_for(timeout=60_000)
         wait_idle(page)
         charts = page.locator("[data-testid='stPlotlyChart']")
-        charts.nth(3).wait_for(timeout=60_000)
-        page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
-        assert charts.count() == 4
-        assert page.locator(".js-plotly-plot").count() == 4  # Plotly actually drew them
+        charts.nth(4).wait_for(timeout=60_000)
+        page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)
+        assert charts.count() == 5
+        assert page.locator(".js-plotly-plot").count() == 5  # Plotly actually drew them
         assert page.get_by_text("overstate accuracy on new").is_visible()
         page.screenshot(path=str(SHOTS / "evaluation.png"), full_page=True)
 

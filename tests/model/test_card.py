@@ -15,6 +15,8 @@ def test_card_states_recipe_metrics_and_limitations_from_the_files():
     for heading in ("### Intended use", "### Training recipe", "### Test-split metrics", "### Limitations and risks"):
         assert heading in card
     assert "Subject leakage" in card and "most similar training slice" in card
+    errors = sum(r["errors"] for r in metrics["by_train_distance"])
+    assert "**Where the errors are.**" in card and f"All {errors} of its errors" in card
 
 
 def test_card_names_the_regularisers_that_were_used():
