@@ -57,8 +57,8 @@ def _selection(config: dict, tc: dict) -> str:
         return (f"trained on every train slice with nothing held out (a refit), and the last epoch ({epoch}) "
                 f"shipped. The recipe, the epoch count and the temperature {config.get('temperature', 0):.3f} "
                 "were chosen with the same recipe on 90% of train, validated on a stratified 10% "
-                "(its curves are below). No choice inside this recipe looked at the test split, but earlier "
-                "models were scored on it and those scores are why the work went on: read its figures as "
+                "(its curves are below). No choice inside this recipe looked at the test split, but an earlier "
+                "model was scored on it and that score is why the work went on: read its figures as "
                 "slightly optimistic.")
     return (f"{tc['val_fraction']:.0%} stratified validation split (seed {tc.get('seed')}); selected epoch {epoch} "
             f"by {'validation macro-F1' if tc.get('select') == 'best' else 'last epoch'}.")
