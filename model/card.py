@@ -96,7 +96,7 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
               f"{tc.get('epochs')} epochs, {tc.get('optimizer', '').upper()} (lr {tc.get('lr')}, "
               + (f"momentum {tc.get('momentum')}, " if tc.get("optimizer") == "sgd" else "") +
               f"weight decay {tc.get('weight_decay')}"
-              + ("" if tc.get("norm_bias_decay", True) else " on conv and linear weights only")
+              + ("" if tc.get("norm_bias_decay", False) else " on conv and linear weights only")  # absent: older code
               + f"), {tc.get('lr_schedule')} schedule "
               f"with {tc.get('warmup_epochs')} warm-up epochs, batch {tc.get('batch_size')}, "
               f"{_regularisers(tc)}, "

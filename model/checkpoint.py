@@ -16,6 +16,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -67,13 +69,19 @@ def load_training_checkpoint(path, net, optimizer=None, scheduler=None) -> dict:
     """Restore a training checkpoint into `net` (and the optimizer and scheduler); returns the whole state."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "history", "best") if k not in state]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing)}")
         net.load_state_dict(state["model"])
         if optimizer is not None:
             optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
-    except (RuntimeError, KeyError, ValueError, EOFError) as exc:
-        raise ModelLoadError(f"{path}: not a training checkpoint of this network ({str(exc).splitlines()[0]}); "
+    # torch.load raises many kinds on a damaged file (UnpicklingError, IndexError, EOFError, ...); all mean the same
+    except (OSError, RuntimeError, KeyError, ValueError, EOFError, IndexError, TypeError, AttributeError,
+            pickle.UnpicklingError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{path}: not a usable training checkpoint of this network ({detail}); "
                              "start a new --output-dir") from exc
     return state
 
@@ -148,7 +156,7 @@ def load_verified_state_dict(weights: Path = WEIGHTS_PATH, sha_file: Path | None
             f"{weights.name}: SHA-256 {actual[:12]}… does not match the recorded {expected[:12]}…; "
             "the file is corrupt or was replaced. Restore it from git (git checkout -- assets) or retrain."
         )
-    if expected_sha256 is not None and expected_sha256.lower() != actual:
+    if expected_sha256 is not None and str(expected_sha256).lower() != actual:
         raise ChecksumError(
             f"{weights.name}: SHA-256 {actual[:12]}… is not the {expected_sha256[:12]}… that the model config "
             "records; the weights and the config come from different trainings."
@@ -171,13 +179,16 @@ def read_model_config(path: Path = MODEL_CONFIG_PATH) -> dict:
         raise ModelLoadError(f"{path}: not a readable JSON model config ({exc})") from exc
     if not isinstance(cfg, dict):
         raise ModelLoadError(f"{path}: expected a JSON object")
-    missing = [k for k in ("class_names", "image_size", "temperature") if k not in cfg]
+    missing = [k for k in ("class_names", "image_size", "temperature", "weights_sha256") if k not in cfg]
     if missing:
         raise ModelLoadError(f"{path}: missing {', '.join(missing)}")
-    if list(cfg["class_names"]) != list(CLASS_NAMES):
-        raise ModelLoadError(f"{path}: classes {cfg['class_names']} are not this code's label order {list(CLASS_NAMES)}")
+    if not isinstance(cfg["weights_sha256"], str) or not re.fullmatch(r"[0-9a-fA-F]{64}", cfg["weights_sha256"]):
+        raise ModelLoadError(f"{path}: weights_sha256 must be 64 hexadecimal characters, got {cfg['weights_sha256']!r}")
+    if not isinstance(cfg["class_names"], list) or cfg["class_names"] != list(CLASS_NAMES):
+        raise ModelLoadError(f"{path}: classes {cfg['class_names']!r} are not this code's label order "
+                             f"{list(CLASS_NAMES)}")
     for key, ours in (("mean", MEAN), ("std", STD)):
-        if key in cfg and not math.isclose(float(cfg[key]), ours, rel_tol=1e-6):
+        if key in cfg and (not isinstance(cfg[key], (int, float)) or not math.isclose(cfg[key], ours, rel_tol=1e-6)):
             raise ModelLoadError(f"{path}: {key} {cfg[key]} differs from this code's {ours}; "
                                  "inputs would be normalised differently from training")
     size, temperature = cfg["image_size"], cfg["temperature"]

@@ -328,7 +328,7 @@ def main(cfg: TrainConfig) -> dict:
     if cfg.resume and (out_dir / "last.pt").is_file():
         state = ckpt.load_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler)
         check_resumable(cfg, state.get("config", {}), out_dir / "last.pt")
-        if state.get("data_sha256") and state["data_sha256"] != data_sha256:
+        if state.get("data_sha256", {}).get("train") not in (None, data_sha256.get("train")):  # test is not read
             raise ValueError(f"{out_dir / 'last.pt'} was trained on other data files than {cfg.data_dir}; "
                              "resume on the same data or start a new --output-dir")
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
@@ -437,12 +437,15 @@ def ranks_in_sync(net: nn.Module, world: int) -> bool:
 
 
 # Options that may change between a run and its resumption: where things go and how fast, not what is trained.
-RESUME_FREE = {"resume", "threads", "device", "output_dir", "export_dir", "export_half", "eval_batch_size", "data_dir"}
+# --select and --temperature only act after the last epoch.
+RESUME_FREE = {"resume", "threads", "device", "output_dir", "export_dir", "export_half", "eval_batch_size", "data_dir",
+               "select", "temperature"}
 
 
 def check_resumable(cfg: TrainConfig, saved: dict, path: Path) -> None:
     """Refuse to resume a run under different training options (the LR schedule, for one, would jump)."""
     free = RESUME_FREE | ({"epochs"} if cfg.lr_schedule == "constant" else set())  # a constant LR can be extended
+    saved = {"norm_bias_decay": False, **saved}  # checkpoints from before that option never decayed them
     changed = [f"--{k.replace('_', '-')} {saved[k]} -> {v}" for k, v in dataclasses.asdict(cfg).items()
                if k in saved and k not in free and saved[k] != v]
     if changed:

@@ -15,12 +15,18 @@ if data and predictor is not None:
         st.caption(f"Predicts all test slices in `{data}` with the loaded model and recomputes every figure "
                    "(about half a minute on a laptop CPU). The shipped files are not changed.")
         if st.button("Recompute now", key="evaluation_recompute"):
+            from model.data import DatasetError
             from model.evaluate import run
 
             bar = st.progress(0.0, text="Classifying the test split…")
-            live, _ = run(data, predictor=predictor, progress=lambda f: bar.progress(f, text=f"{f:.0%}"))
-            bar.empty()
-            st.session_state["evaluation_live"] = metrics = live
+            try:
+                live, _ = run(data, predictor=predictor, progress=lambda f: bar.progress(f, text=f"{f:.0%}"))
+            except (DatasetError, ValueError, OSError) as exc:
+                st.error(f"Could not recompute from `{data}`: {exc}. The shipped results below are unchanged.")
+            else:
+                st.session_state["evaluation_live"] = metrics = live
+            finally:
+                bar.empty()
 if metrics is None:
     st.error("No evaluation results are shipped (assets/metrics.json is missing). "
              "Run `python -m model.evaluate` to create them.")

@@ -132,3 +132,14 @@ def test_live_recompute_matches_shipped_metrics():
     assert not at.exception, [e.value for e in at.exception]
     assert any("recomputed just now" in c.value for c in at.caption)
     assert at.metric[0].value == f"{metrics['accuracy']:.2%}"
+
+
+def test_recompute_without_the_train_split_is_a_message(tmp_path, monkeypatch, data_dir):
+    """The nearest-train-slice figures need train too; without it the page says so and keeps the shipped results."""
+    (tmp_path / "test-00000-of-00001.parquet").symlink_to(data_dir / "test-00000-of-00001.parquet")
+    monkeypatch.setenv("ALZ_MRI_DATA", str(tmp_path))
+    at = start("pages/evaluation.py")
+    at.button(key="evaluation_recompute").click().run(timeout=300)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Could not recompute" in e.value and "train-00000-of-00001.parquet" in e.value for e in at.error)
+    assert any("shipped with the model" in c.value for c in at.caption)

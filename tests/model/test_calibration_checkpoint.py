@@ -80,6 +80,9 @@ def test_weights_and_config_from_different_trainings_are_refused(tiny_assets, tm
     ({"mean": 0.5}, "normalised differently"),
     ({"image_size": "160"}, "image_size must be an integer"),
     ({"temperature": -1}, "temperature must be a positive number"),
+    ({"weights_sha256": 123}, "weights_sha256 must be 64 hexadecimal characters"),
+    ({"class_names": None}, "label order"),
+    ({"std": "0.3"}, "normalised differently"),
 ])
 def test_a_config_that_is_not_this_model_is_refused(tiny_assets, tmp_path, changes, message):
     weights, config = copy_assets(tiny_assets, tmp_path)
@@ -94,7 +97,7 @@ def test_unreadable_config_and_missing_keys_are_clear_errors(tiny_assets, tmp_pa
     with pytest.raises(ModelLoadError, match="not a readable JSON model config"):
         Predictor.from_assets(weights, config, device="cpu")
     config.write_text(json.dumps({"image_size": 64}))
-    with pytest.raises(ModelLoadError, match="missing class_names, temperature"):
+    with pytest.raises(ModelLoadError, match="missing class_names, temperature, weights_sha256"):
         Predictor.from_assets(weights, config, device="cpu")
 
 

@@ -134,6 +134,29 @@ def test_resuming_under_other_options_is_refused(tmp_path, data_dir):
     torch.save(state, tmp_path / "run" / "last.pt")
     with pytest.raises(ValueError, match="trained on other data files"):
         main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", resume=True))
+    del state["config"]["norm_bias_decay"]  # a checkpoint from before the option: it never decayed them
+    state["data_sha256"] = {}
+    torch.save(state, tmp_path / "run" / "last.pt")
+    with pytest.raises(ValueError, match="--norm-bias-decay False -> True"):
+        main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", resume=True))
+    # --select and --temperature act after the last epoch, so they may change
+    state["config"]["norm_bias_decay"] = True
+    torch.save(state, tmp_path / "run" / "last.pt")
+    resumed = main(tiny_config(tmp_path, data_dir, limit=48, lr_schedule="cosine", resume=True, select="last"))
+    assert [r["epoch"] for r in resumed["history"]] == [1]
+
+
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, data_dir):
+    from model.checkpoint import ModelLoadError
+
+    (tmp_path / "run").mkdir()
+    for junk in (b"not a checkpoint", bytes(range(256)) * 4):
+        (tmp_path / "run" / "last.pt").write_bytes(junk)
+        with pytest.raises(ModelLoadError, match="not a usable training checkpoint"):
+            main(tiny_config(tmp_path, data_dir, limit=48, resume=True))
+    torch.save({"model": {}}, tmp_path / "run" / "last.pt")
+    with pytest.raises(ModelLoadError, match="missing optimizer, scheduler, epoch, history, best"):
+        main(tiny_config(tmp_path, data_dir, limit=48, resume=True))
 
 
 def test_two_process_ddp_on_gloo(tmp_path, data_dir):
