@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from model.baseline import distance_bin_label
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 # One calm, colour-blind-safe colour per class (Okabe-Ito), used on every chart.
@@ -133,11 +134,6 @@ def training_curves(rows: list[dict]) -> go.Figure:
                       yaxis=dict(title="validation", range=[0, 1.02], tickformat=".0%"),
                       yaxis2=dict(title="loss", overlaying="y", side="right", rangemode="tozero"))
     return fig
-
-
-def distance_bin_label(row: dict) -> str:
-    """'0–15' or '≥ 25' for a `by_train_distance` row."""
-    return f"{row['from']:g}–{row['to']:g}" if row["to"] is not None else f"≥ {row['from']:g}"
 
 
 def accuracy_by_train_distance(rows: list[dict]) -> go.Figure:

@@ -156,7 +156,7 @@ def load_verified_state_dict(weights: Path = WEIGHTS_PATH, sha_file: Path | None
             f"{weights.name}: SHA-256 {actual[:12]}… does not match the recorded {expected[:12]}…; "
             "the file is corrupt or was replaced. Restore it from git (git checkout -- assets) or retrain."
         )
-    if expected_sha256 is not None and str(expected_sha256).lower() != actual:
+    if expected_sha256 is not None and expected_sha256.lower() != actual:
         raise ChecksumError(
             f"{weights.name}: SHA-256 {actual[:12]}… is not the {expected_sha256[:12]}… that the model config "
             "records; the weights and the config come from different trainings."

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from model.baseline import by_train_distance, distance_bin_label, nearest_train_slices
 from model.calibration import expected_calibration_error
 from model.constants import (
     CLASS_NAMES,
@@ -31,10 +32,6 @@ from model.constants import (
 )
 
 LABELS = list(range(NUM_CLASSES))
-# Bin edges for the distance from a test slice to its nearest train slice, in root-mean-square grey levels
-# (0-255) per pixel. On this dataset most test slices have a neighbouring slice of the same brain in train at
-# 11-15; round numbers above that separate near-copies from slices with nothing close in train.
-DISTANCE_EDGES = (15.0, 20.0, 25.0)
 
 
 def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> list[float]:
@@ -133,50 +130,6 @@ def predictions_table(ids, y, probs, nearest: dict | None = None) -> pd.DataFram
     return frame
 
 
-def by_train_distance(y: np.ndarray, pred: np.ndarray, distance: np.ndarray, lookup: np.ndarray,
-                      edges: tuple[float, ...] = DISTANCE_EDGES) -> list[dict]:
-    """Accuracy of the model and of the nearest-train-slice lookup, in bins of distance to that slice.
-
-    y, pred, lookup: (N,) labels; distance: (N,) RMS grey levels. The last bin is open (`to` is None).
-    """
-    bounds = (0.0, *edges, None)
-    rows = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        inside = (distance >= lo) & (distance < hi if hi is not None else True)
-        n = int(inside.sum())
-        rows.append({"from": lo, "to": hi, "n": n, "errors": int((pred[inside] != y[inside]).sum()),
-                     "accuracy": float((pred[inside] == y[inside]).mean()) if n else None,
-                     "lookup_accuracy": float((lookup[inside] == y[inside]).mean()) if n else None})
-    return rows
-
-
-def distance_summary(rows: list[dict]) -> str:
-    """One plain sentence on where the model's errors sit, from `by_train_distance` rows."""
-    n, errors = sum(r["n"] for r in rows), sum(r["errors"] for r in rows)
-    if errors == 0:
-        return f"The model is right on all {n:,} test slices, near to a training slice or not."
-    first = next(i for i, r in enumerate(rows) if r["errors"])
-    if first == 0:
-        return (f"The model makes {errors} error{'s' if errors != 1 else ''} in {n:,} test slices, some of them on "
-                "slices with a near-copy in the training data.")
-    near = sum(r["n"] for r in rows[:first])
-    far_n = sum(r["n"] for r in rows[first:])
-    return (f"The model is right on all {near:,} test slices that have a training slice closer than "
-            f"{rows[first]['from']:g} grey levels RMS. "
-            + (f"All {errors} of its errors are" if errors > 1 else "Its one error is") +
-            f" among the {far_n:,} slices farther than that from every training slice, where it is right on "
-            f"{1 - errors / far_n:.1%}. Even those may come from brains seen in training, so that is still an upper "
-            "bound for a new patient.")
-
-
-def nearest_train(train, test) -> dict:
-    """Each test slice's nearest train slice in raw pixels: {"distance": (N,) RMS, "label": (N,)}."""
-    from model.baseline import nearest_neighbours
-
-    index, distance = nearest_neighbours(train.images, test.images, k=1)
-    return {"distance": distance[:, 0], "label": train.labels.numpy()[index[:, 0]]}
-
-
 def run(data_dir=None, weights=WEIGHTS_PATH, config=MODEL_CONFIG_PATH, device="auto", n_bootstrap=1000,
         progress=None, predictor=None) -> tuple[dict, pd.DataFrame]:
     """Predict the whole test split and compute every figure.
@@ -202,7 +155,7 @@ def run(data_dir=None, weights=WEIGHTS_PATH, config=MODEL_CONFIG_PATH, device="a
     if progress:
         progress(0.9)
     train = load_split("train", data_dir)
-    nearest = nearest_train(train, test)
+    nearest = nearest_train_slices(train, test)
     metrics["by_train_distance"] = by_train_distance(y, probs.argmax(1), nearest["distance"], nearest["label"])
     if progress:
         progress(1.0)
@@ -255,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
               f"AUC {entry['roc_auc']:.4f}  n={entry['support']}")
     print("by distance to the nearest train slice (RMS grey levels): model accuracy | lookup accuracy")
     for row in metrics["by_train_distance"]:
-        span = f"{row['from']:g}-{row['to']:g}" if row["to"] is not None else f">= {row['from']:g}"
+        span = distance_bin_label(row)
         figures = (f"{row['accuracy']:.4f} ({row['errors']} errors) | {row['lookup_accuracy']:.4f}"
                    if row["n"] else "-")
         print(f"  {span:>8}  n={row['n']:<5d} {figures}")

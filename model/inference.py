@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import ModelLoadError, load_verified_state_dict, read_model_config, read_recorded_sha256
+from model.checkpoint import ModelLoadError, load_verified_state_dict, read_model_config
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.network import build_model, pick_device
 from model.preprocess import to_input
@@ -72,7 +72,7 @@ class Predictor:
         """
         cfg = read_model_config(config)
         weights = Path(weights)
-        state = load_verified_state_dict(weights, expected_sha256=cfg.get("weights_sha256"))
+        state = load_verified_state_dict(weights, expected_sha256=cfg["weights_sha256"])
         net = build_model(in_channels=cfg.get("in_channels", 1), num_classes=len(cfg["class_names"]))
         try:
             net.load_state_dict(state)
@@ -81,7 +81,7 @@ class Predictor:
             raise ModelLoadError(f"{weights.name}: these tensors are not a ResNet-34 for {len(cfg['class_names'])} "
                                  f"classes and {cfg.get('in_channels', 1)} input channel(s): {first}") from exc
         return cls(net, image_size=cfg["image_size"], temperature=cfg["temperature"], device=pick_device(device),
-                   sha256=read_recorded_sha256(weights.with_name(weights.name + ".sha256")), config=cfg)
+                   sha256=cfg["weights_sha256"].lower(), config=cfg)  # verified equal to the file's hash above
 
     def device_name(self) -> str:
         if self.device.type == "cuda":

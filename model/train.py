@@ -327,10 +327,7 @@ def main(cfg: TrainConfig) -> dict:
     start_epoch, history, best = 0, [], None
     if cfg.resume and (out_dir / "last.pt").is_file():
         state = ckpt.load_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler)
-        check_resumable(cfg, state.get("config", {}), out_dir / "last.pt")
-        if state.get("data_sha256", {}).get("train") not in (None, data_sha256.get("train")):  # test is not read
-            raise ValueError(f"{out_dir / 'last.pt'} was trained on other data files than {cfg.data_dir}; "
-                             "resume on the same data or start a new --output-dir")
+        check_resumable(cfg, state, data_sha256, out_dir / "last.pt")
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
         log(f"resumed from {out_dir / 'last.pt'} after epoch {start_epoch}")
     model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
@@ -376,7 +373,7 @@ def main(cfg: TrainConfig) -> dict:
         log(f"weights identical on {world} ranks" if in_sync else f"WARNING: weights differ between the {world} ranks")
     result = {"history": history, "best": best}
     if is_main:
-        result.update(finish(net, cfg, history, best, val_set, device, log))
+        result.update(finish(net, cfg, history, best, val_set, data_sha256, device, log))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -397,7 +394,7 @@ def validate(net: nn.Module, val_set: SliceSet, cfg: TrainConfig, device: torch.
 
 
 def finish(net: nn.Module, cfg: TrainConfig, history: list[dict], best: dict | None, val_set: SliceSet,
-           device: torch.device, log) -> dict:
+           data_sha256: dict, device: torch.device, log) -> dict:
     """Load the selected epoch's shipped weights, calibrate them, and export them if asked."""
     out_dir = Path(cfg.output_dir)
     state = ckpt.load_training_checkpoint(out_dir / ("best.pt" if cfg.select == "best" else "last.pt"), net)
@@ -413,9 +410,7 @@ def finish(net: nn.Module, cfg: TrainConfig, history: list[dict], best: dict | N
     log(f"selected epoch {chosen} ({cfg.select}); temperature {temperature:.3f}")
     if cfg.export_dir:
         paths = ckpt.export_weights(net, Path(cfg.export_dir), cfg=dataclasses.asdict(cfg), temperature=temperature,
-                                    data_fingerprint=state.get("data_sha256") or fingerprint(cfg.data_dir),
-                                    selected=chosen_row,
-                                    half=cfg.export_half)
+                                    data_fingerprint=data_sha256, selected=chosen_row, half=cfg.export_half)
         write_log(Path(cfg.export_dir) / "train_log.csv", history)
         if len(val_set):  # this run validated itself: a selection log left by an earlier refit would mislead
             (Path(cfg.export_dir) / SELECTION_LOG_PATH.name).unlink(missing_ok=True)
@@ -442,10 +437,14 @@ RESUME_FREE = {"resume", "threads", "device", "output_dir", "export_dir", "expor
                "select", "temperature"}
 
 
-def check_resumable(cfg: TrainConfig, saved: dict, path: Path) -> None:
-    """Refuse to resume a run under different training options (the LR schedule, for one, would jump)."""
+def check_resumable(cfg: TrainConfig, state: dict, data_sha256: dict, path: Path) -> None:
+    """Refuse to resume a checkpoint `state` under different training options (the LR schedule, for one,
+    would jump) or on other train data."""
+    if state.get("data_sha256", {}).get("train") not in (None, data_sha256.get("train")):  # test is not read
+        raise ValueError(f"{path} was trained on other data files than {cfg.data_dir}; "
+                         "resume on the same data or start a new --output-dir")
     free = RESUME_FREE | ({"epochs"} if cfg.lr_schedule == "constant" else set())  # a constant LR can be extended
-    saved = {"norm_bias_decay": False, **saved}  # checkpoints from before that option never decayed them
+    saved = {"norm_bias_decay": False, **state.get("config", {})}  # checkpoints from before it never decayed them
     changed = [f"--{k.replace('_', '-')} {saved[k]} -> {v}" for k, v in dataclasses.asdict(cfg).items()
                if k in saved and k not in free and saved[k] != v]
     if changed:

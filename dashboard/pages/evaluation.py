@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import dataset_dir, predictor_or_none, shipped_baseline, shipped_metrics
+from model.baseline import distance_summary
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 st.title("Evaluation on the test split")
@@ -61,8 +62,6 @@ with st.container(border=True):
                     "method finds the same brain again, not that it recognises dementia in a new patient.")
     rows = metrics.get("by_train_distance")
     if rows:
-        from model.evaluate import distance_summary
-
         st.plotly_chart(charts.accuracy_by_train_distance(rows), key="evaluation_distance")
         st.caption(distance_summary(rows))
 

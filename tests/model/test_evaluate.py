@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from model.evaluate import by_train_distance, compute_metrics, distance_summary, predictions_table
+from model.baseline import by_train_distance, distance_summary
+from model.evaluate import compute_metrics, predictions_table
 
 
 def synthetic(n=400, seed=0, noise=1.0):
