@@ -13,6 +13,7 @@ import streamlit as st
 
 from model.constants import (
     BASELINE_PATH,
+    BUFFERED_VALIDATION_PATH,
     DATA_ENV_VAR,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
@@ -56,6 +57,10 @@ def shipped_metrics() -> dict | None:
 
 def shipped_baseline() -> dict | None:
     return read_json(str(BASELINE_PATH))
+
+
+def shipped_buffered_validation() -> dict | None:
+    return read_json(str(BUFFERED_VALIDATION_PATH))
 
 
 def shipped_config() -> dict | None:

@@ -64,7 +64,30 @@ def _selection(config: dict, tc: dict) -> str:
             f"by {'validation macro-F1' if tc.get('select') == 'best' else 'last epoch'}.")
 
 
-def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | None = None) -> str:
+def buffered_summary(buffered: dict) -> str:
+    """One paragraph on the validation run whose validation slices had no near-copy in training."""
+    plain = next(r for r in buffered["sweep"] if r["tau"] == 0)
+    shifted = [r for r in buffered["sweep"] if r["tau"] > 0]
+    trained = sum(buffered["class_counts"]["trained_on"])
+    moderate = plain["recalled"]["Moderate_Demented"]
+    text = (f"A validation run of the same recipe dropped every train slice within RMS {buffered['val_buffer']:g} "
+            f"grey levels of a validation slice ({trained:,} train slices left), so none of its "
+            f"{buffered['val_slices']} validation slices had a near-copy in training. On them it scored "
+            f"{plain['accuracy']:.1%} accuracy and macro-F1 {plain['macro_f1']:.3f}, with {moderate} moderate "
+            f"slices recalled: a better guide than the test split to a slice unlike any seen in training, though "
+            f"other slices of the same subjects stayed in training, so it is still not a new patient.")
+    if shifted:
+        best = max(shifted, key=lambda r: r["macro_f1"])
+        taus = ", ".join(f"{r['tau']:g}" for r in shifted)
+        text += (f" Dividing out the class prior (logit adjustment, tau {taus})"
+                 f" only lowered macro-F1 there (at best {best['macro_f1']:.3f}, tau {best['tau']:g}), "
+                 f"so none is applied." if buffered.get("chosen_tau", 0) == 0 else
+                 f" Validation chose a prior shift of tau {buffered['chosen_tau']:g}.")
+    return text
+
+
+def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | None = None,
+                        buffered: dict | None = None) -> str:
     tc = config.get("train_config", {})
     lines = [
         "### Model details",
@@ -130,4 +153,6 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
         from model.baseline import distance_summary
 
         lines.append(f"- **Where the errors are.** {distance_summary(metrics['by_train_distance'])}")
+    if buffered:
+        lines.append(f"- **Slices with no near-copy in training.** {buffered_summary(buffered)}")
     return "\n".join(lines) + "\n"

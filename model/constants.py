@@ -51,6 +51,8 @@ PREDICTIONS_PATH = ASSETS_DIR / "test_predictions.csv"
 TRAIN_LOG_PATH = ASSETS_DIR / "train_log.csv"
 SELECTION_LOG_PATH = ASSETS_DIR / "selection_log.csv"  # per-epoch validation log of the run that chose the recipe
 BASELINE_PATH = ASSETS_DIR / "baseline.json"  # nearest-neighbour lookup figures (model.baseline)
+# the shipped recipe validated on slices with no near-copy in training (model.prior_shift on a --val-buffer run)
+BUFFERED_VALIDATION_PATH = ASSETS_DIR / "buffered_validation.json"
 
 
 def CONFIG_FILES_PRESENT() -> bool:  # noqa: N802 - reads like the constant it guards

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from model import checkpoint as ckpt
+from model.baseline import nearest_neighbours
 from model.calibration import fit_temperature
 from model.constants import NUM_CLASSES, SELECTION_LOG_PATH, default_data_dir
 from model.data import SliceSet, fingerprint, load_split, stratified_split
@@ -70,6 +71,7 @@ class TrainConfig:
     neighbour_k: int = 3  # how many nearest same-class slices to pick the blend partner from
     ema_decay: float = 0.0  # >0: keep an exponential moving average of the weights; evaluate and export it
     val_fraction: float = 0.1  # stratified, seeded; the test split is never used here. 0: refit on all of train
+    val_buffer: float = 0.0  # >0: drop train slices closer than this (RMS grey levels) to any validation slice
     temperature: float | None = None  # use this calibration temperature instead of fitting one (needed when refitting)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -102,6 +104,8 @@ class TrainConfig:
             raise ValueError("--neighbour-mix must be in [0, 1] and --neighbour-k >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if self.val_buffer < 0 or (self.val_buffer > 0 and self.val_fraction == 0):
+            raise ValueError("--val-buffer must be >= 0 and needs a validation split (--val-fraction > 0)")
 
 
 def field_comments(cls) -> dict[str, str]:
@@ -150,7 +154,13 @@ def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
     if cfg.val_fraction == 0:  # a refit: everything trains, nothing is validated
         return data, data.subset([])
     keep, held = stratified_split(data.labels, cfg.val_fraction, cfg.seed)
-    return data.subset(keep), data.subset(held)
+    train_set, val_set = data.subset(keep), data.subset(held)
+    if cfg.val_buffer > 0:
+        # Neighbouring slices of one brain are near-copies: without a buffer, most validation slices have one in
+        # training and validation measures recognition of a brain already seen (see model.baseline).
+        _, distance = nearest_neighbours(val_set.images, train_set.images, k=1)
+        train_set = train_set.subset(np.flatnonzero(distance[:, 0] >= cfg.val_buffer).tolist())
+    return train_set, val_set
 
 
 def class_weight_tensor(labels: torch.Tensor, mode: str) -> torch.Tensor | None:

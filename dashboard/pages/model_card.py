@@ -2,7 +2,13 @@
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import shipped_baseline, shipped_config, shipped_metrics, training_log
+from dashboard.common import (
+    shipped_baseline,
+    shipped_buffered_validation,
+    shipped_config,
+    shipped_metrics,
+    training_log,
+)
 from model.card import model_card_markdown
 from model.constants import SELECTION_LOG_PATH
 
@@ -12,7 +18,7 @@ if config is None:
     st.error("No model is shipped (assets/model_config.json is missing): train one with "
              "`python -m model.train --export-dir assets`.")
     st.stop()
-st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline()))
+st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline(), shipped_buffered_validation()))
 history = training_log()
 if history:
     st.plotly_chart(charts.training_curves(history), key="card_history")

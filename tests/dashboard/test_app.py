@@ -116,7 +116,7 @@ def test_model_card_renders_from_assets():
     at = start("pages/model_card.py")
     text = "\n".join(m.value for m in at.markdown)
     assert config["weights_sha256"] in text
-    assert "Out of scope" in text and "Subject leakage" in text
+    assert "Out of scope" in text and "Subject leakage" in text and "no near-copy in training" in text
     specs = plotly_specs(at)
     assert [t["name"] for t in specs["card_history"]["data"]][0] == "train loss"
     if not config["train_config"].get("val_fraction"):  # a refit shows the run that validated its recipe

@@ -35,3 +35,21 @@ def test_card_of_a_refit_says_what_chose_its_recipe():
     card = model_card_markdown(config, metrics)
     assert "a refit" in card and "last epoch (30)" in card and "temperature 1.300" in card
     assert "No choice inside this recipe looked at the test split" in card and "slightly optimistic" in card
+
+
+def test_card_states_the_buffered_validation_and_the_prior_shift_it_rejected():
+    from model.constants import BUFFERED_VALIDATION_PATH
+
+    config, metrics = shipped()
+    buffered = json.loads(BUFFERED_VALIDATION_PATH.read_text())
+    plain = next(r for r in buffered["sweep"] if r["tau"] == 0)
+    card = model_card_markdown(config, metrics, None, buffered)
+    assert "**Slices with no near-copy in training.**" in card
+    assert f"{plain['accuracy']:.1%} accuracy" in card and f"{sum(buffered['class_counts']['trained_on']):,}" in card
+    assert f"{plain['recalled']['Moderate_Demented']} moderate" in card
+    assert "so none is applied" in card if buffered["chosen_tau"] == 0 else "chose a prior shift" in card
+    # the shipped file is what model.prior_shift writes for a --val-buffer run of the shipped recipe
+    assert buffered["val_buffer"] > 0 and buffered["chosen_tau"] == max(
+        buffered["sweep"], key=lambda r: (round(r["macro_f1"], 12), -r["tau"]))["tau"]
+    assert buffered["epochs"] == config["train_config"]["epochs"]
+    assert buffered["image_size"] == config["image_size"]

@@ -226,3 +226,20 @@ def test_refit_on_all_of_train_uses_the_given_temperature(tmp_path, data_dir):
         main(tiny_config(tmp_path, data_dir, val_fraction=0.0, select="last"))
     with pytest.raises(ValueError, match="--select last"):
         main(tiny_config(tmp_path, data_dir, val_fraction=0.0, temperature=1.25))
+
+
+def test_val_buffer_drops_train_slices_near_any_validation_slice(tmp_path, data_dir):
+    from model.baseline import nearest_neighbours
+    from model.train import load_data
+
+    plain_train, plain_val = load_data(tiny_config(tmp_path, data_dir, limit=400))
+    train, val = load_data(tiny_config(tmp_path, data_dir, limit=400, val_buffer=20.0))
+    assert val.ids == plain_val.ids  # the validation split itself does not change
+    assert set(train.ids) < set(plain_train.ids)  # the 400 slices of one seeded draw hold near-copies
+    _, distance = nearest_neighbours(val.images, train.images, k=1)
+    assert distance.min() >= 20.0
+    dropped = [i for i, name in enumerate(plain_train.ids) if name not in set(train.ids)]
+    _, dropped_distance = nearest_neighbours(val.images, plain_train.subset(dropped).images, k=1)
+    assert dropped_distance.max() < 20.0  # only slices that had a near-copy in validation were dropped
+    with pytest.raises(ValueError, match="--val-buffer"):
+        TrainConfig(val_buffer=5.0, val_fraction=0.0, select="last", temperature=1.0).validate()

@@ -1,0 +1,158 @@
+"""Prior shift (logit adjustment, Menon et al., 2021) for the rare stages, chosen on validation.
+
+A network trained on a 50 / 35 / 14 / 1% class mix learns that mix as a prior: on a slice
+whose evidence is ambiguous, the 1% class loses. Logit adjustment divides that prior out,
+partly or wholly:
+
+    p_adjusted ∝ p_calibrated · π^(-tau)        (π: train class frequencies)
+
+tau = 0 leaves the calibrated probabilities alone; tau = 1 scores as if the classes were
+balanced. It only moves a decision where the network is unsure; a prediction at 0.999 stays.
+
+`python -m model.prior_shift RUN_DIR` reloads a validated run (its `last.pt` and its own
+validation split, rebuilt from the run's config), fits the temperature there, scores every
+tau of the grid and picks the one with the best validation macro-F1 (ties: the smaller tau).
+Use it on a run made with `--val-buffer`, whose validation slices have no near-copy in
+training: on an ordinary split almost every validation slice has one, the network is sure of
+it, and no tau changes anything.
+
+Measured for the shipped recipe (assets/buffered_validation.json): tau 0 wins. All 5
+Moderate validation slices are recalled without a shift, and every shift costs precision
+elsewhere, so the shipped model applies none.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.constants import CLASS_NAMES, NUM_CLASSES
+
+GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def class_priors(counts) -> list[float]:
+    """Class frequencies from per-class counts, in label order."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.shape != (NUM_CLASSES,) or (counts <= 0).any():
+        raise ValueError(f"need a positive count for each of the {NUM_CLASSES} classes, got {counts.tolist()}")
+    return (counts / counts.sum()).tolist()
+
+
+def logit_offsets(priors, tau: float) -> torch.Tensor:
+    """What prior shift adds to the calibrated logits: -tau * log(prior), (C,)."""
+    return -float(tau) * torch.log(torch.as_tensor(priors, dtype=torch.float64)).float()
+
+
+def shifted_probabilities(logits: torch.Tensor, temperature: float, priors, tau: float) -> torch.Tensor:
+    """softmax(logits / T - tau * log(prior))."""
+    return torch.softmax(logits.float() / temperature + logit_offsets(priors, tau), dim=1)
+
+
+def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors,
+          grid=GRID) -> list[dict]:
+    """Validation figures for each tau: accuracy, macro-F1, per-class recall, errors."""
+    from sklearn.metrics import f1_score, recall_score
+
+    from model.calibration import expected_calibration_error
+
+    y = labels.numpy()
+    rows = []
+    for tau in grid:
+        probs = shifted_probabilities(logits, temperature, priors, tau)
+        pred = probs.argmax(1).numpy()
+        recall = recall_score(y, pred, labels=list(range(NUM_CLASSES)), average=None, zero_division=0)
+        rows.append({
+            "tau": float(tau),
+            "accuracy": float((pred == y).mean()),
+            "macro_f1": float(f1_score(y, pred, labels=list(range(NUM_CLASSES)), average="macro", zero_division=0)),
+            "errors": int((pred != y).sum()),
+            "ece": expected_calibration_error(probs, labels),
+            "recall": {name: float(r) for name, r in zip(CLASS_NAMES, recall)},
+            "recalled": {name: f"{int(((pred == y) & (y == c)).sum())}/{int((y == c).sum())}"
+                         for c, name in enumerate(CLASS_NAMES)},
+        })
+    return rows
+
+
+def choose(rows: list[dict]) -> float:
+    """The tau with the highest validation macro-F1; on a tie, the smallest (the least change)."""
+    best = max(rows, key=lambda r: (round(r["macro_f1"], 12), -r["tau"]))
+    return best["tau"]
+
+
+def validation_logits(run_dir: Path, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """Float32 logits and labels of a run's own validation split, from its last.pt.
+
+    Returns (logits, labels, the run's config, class counts: "train" (the whole split, for the prior),
+    "trained_on" (what the run trained on) and "validation").
+    """
+    from model import checkpoint as ckpt
+    from model.data import load_split
+    from model.network import build_model, pick_device
+    from model.train import TrainConfig, load_data, predict_logits
+
+    path = Path(run_dir) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training checkpoint (run model.train with --output-dir {run_dir})")
+    net = build_model()
+    state = ckpt.load_training_checkpoint(path, net)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in state.get("config", {}).items() if k in known})
+    if cfg.val_fraction == 0:
+        raise ValueError(f"{path} is a refit (--val-fraction 0): it has no validation split to choose on")
+    net.load_state_dict(ckpt.weights_to_ship(state))
+    train_set, val_set = load_data(cfg)
+    counts = {"train": load_split("train", cfg.data_dir).class_counts(), "trained_on": train_set.class_counts(),
+              "validation": val_set.class_counts()}
+    device_ = pick_device(device)
+    logits = predict_logits(net.to(device_), val_set.images, cfg.image_size, device_, cfg.eval_batch_size)
+    return logits, val_set.labels, dataclasses.asdict(cfg), counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    from model.calibration import fit_temperature
+
+    parser = argparse.ArgumentParser(prog="python -m model.prior_shift", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="output dir of a validated model.train run (needs last.pt)")
+    parser.add_argument("--grid", type=float, nargs="+", default=list(GRID), help=f"taus to try; default {GRID}")
+    parser.add_argument("--out", type=Path, default=None, help="write the sweep as JSON (default RUN_DIR/prior_shift.json)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    try:
+        if any(t < 0 for t in args.grid):
+            raise ValueError("--grid: tau must be >= 0")
+        logits, labels, cfg, counts = validation_logits(args.run_dir, args.device)
+        temperature = fit_temperature(logits, labels)
+        priors = class_priors(counts["train"])
+        rows = sweep(logits, labels, temperature, priors, args.grid)
+        tau = choose(rows)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # ModelLoadError is a RuntimeError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.run_dir}: {len(labels)} validation slices, val_buffer {cfg.get('val_buffer', 0)}, "
+          f"temperature {temperature:.4f}, train priors {[round(p, 4) for p in priors]}")
+    for r in rows:
+        print(f"  tau {r['tau']:.2f}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
+              f"errors {r['errors']:3d}  recalled {r['recalled']}")
+    print(f"chosen tau {tau} (highest validation macro-F1; ties -> smaller)")
+    summary = {"run_dir": str(args.run_dir), "val_slices": len(labels), "val_buffer": cfg.get("val_buffer", 0),
+               "class_counts": counts, "epochs": cfg["epochs"], "image_size": cfg["image_size"],
+               "temperature": temperature, "class_priors": priors, "sweep": rows, "chosen_tau": tau,
+               "rule": "highest validation macro-F1; ties -> the smaller tau"}
+    out = args.out or Path(args.run_dir) / "prior_shift.json"
+    try:
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        print(f"error: cannot write: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
