@@ -65,13 +65,17 @@ def _selection(config: dict, tc: dict) -> str:
 
 
 def buffered_summary(buffered: dict) -> str:
-    """One paragraph on the validation run whose validation slices had no near-copy in training."""
-    plain = next(r for r in buffered["sweep"] if r["tau"] == 0)
-    shifted = [r for r in buffered["sweep"] if r["tau"] > 0]
+    """One paragraph on the validation run whose validation slices had no near-copy in training ('' if the
+    file does not hold the unshifted figures)."""
+    sweep = buffered.get("sweep", [])
+    plain = next((r for r in sweep if r.get("tau") == 0), None)
+    if plain is None:
+        return ""
+    shifted = [r for r in sweep if r["tau"] > 0]
     trained = sum(buffered["class_counts"]["trained_on"])
     moderate = plain["recalled"]["Moderate_Demented"]
-    text = (f"A validation run of the same recipe dropped every train slice within RMS {buffered['val_buffer']:g} "
-            f"grey levels of a validation slice ({trained:,} train slices left), so none of its "
+    text = (f"A validation run of the same recipe dropped every train slice closer than {buffered['val_buffer']:g} "
+            f"grey levels RMS to a validation slice ({trained:,} train slices left), so none of its "
             f"{buffered['val_slices']} validation slices had a near-copy in training. On them it scored "
             f"{plain['accuracy']:.1%} accuracy and macro-F1 {plain['macro_f1']:.3f}, with {moderate} moderate "
             f"slices recalled: a better guide than the test split to a slice unlike any seen in training, though "
@@ -79,10 +83,12 @@ def buffered_summary(buffered: dict) -> str:
     if shifted:
         best = max(shifted, key=lambda r: r["macro_f1"])
         taus = ", ".join(f"{r['tau']:g}" for r in shifted)
-        text += (f" Dividing out the class prior (logit adjustment, tau {taus})"
-                 f" only lowered macro-F1 there (at best {best['macro_f1']:.3f}, tau {best['tau']:g}), "
-                 f"so none is applied." if buffered.get("chosen_tau", 0) == 0 else
-                 f" Validation chose a prior shift of tau {buffered['chosen_tau']:g}.")
+        if buffered.get("chosen_tau", 0) == 0:
+            text += (f" Dividing out the class prior (logit adjustment, tau {taus}) only lowered macro-F1 there "
+                     f"(at best {best['macro_f1']:.3f}, tau {best['tau']:g}), so none is applied.")
+        else:
+            text += (f" Validation preferred a prior shift of tau {buffered['chosen_tau']:g}; the shipped model "
+                     "does not apply one.")
     return text
 
 
@@ -153,6 +159,6 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
         from model.baseline import distance_summary
 
         lines.append(f"- **Where the errors are.** {distance_summary(metrics['by_train_distance'])}")
-    if buffered:
+    if buffered and buffered_summary(buffered):
         lines.append(f"- **Slices with no near-copy in training.** {buffered_summary(buffered)}")
     return "\n".join(lines) + "\n"

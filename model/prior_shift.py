@@ -4,21 +4,25 @@ A network trained on a 50 / 35 / 14 / 1% class mix learns that mix as a prior: o
 whose evidence is ambiguous, the 1% class loses. Logit adjustment divides that prior out,
 partly or wholly:
 
-    p_adjusted ∝ p_calibrated · π^(-tau)        (π: train class frequencies)
+    p_adjusted ∝ p_calibrated · π^(-tau)        (π: class frequencies of the slices trained on)
 
-tau = 0 leaves the calibrated probabilities alone; tau = 1 scores as if the classes were
-balanced. It only moves a decision where the network is unsure; a prediction at 0.999 stays.
+tau = 0 leaves the calibrated probabilities alone. With an unweighted loss the network learns
+π itself and tau = 1 scores as if the classes were balanced; with `--class-weights sqrt` (the
+shipped recipe) it learns about √π, so tau = 0.5 already balances and more over-corrects. It
+only moves a decision where the network is unsure; a prediction at 0.999 stays.
 
-`python -m model.prior_shift RUN_DIR` reloads a validated run (its `last.pt` and its own
-validation split, rebuilt from the run's config), fits the temperature there, scores every
-tau of the grid and picks the one with the best validation macro-F1 (ties: the smaller tau).
+`python -m model.prior_shift RUN_DIR` reloads a validated run (the checkpoint it selected,
+`best.pt` or `last.pt`, and its own validation split, rebuilt from the run's config), fits
+the temperature there, scores every tau of the grid and picks the one with the best
+validation macro-F1 (ties: the smaller tau). Nothing in this code applies a shift at
+inference: the sweep is a measurement.
 Use it on a run made with `--val-buffer`, whose validation slices have no near-copy in
 training: on an ordinary split almost every validation slice has one, the network is sure of
 it, and no tau changes anything.
 
 Measured for the shipped recipe (assets/buffered_validation.json): tau 0 wins. All 5
-Moderate validation slices are recalled without a shift, and every shift costs precision
-elsewhere, so the shipped model applies none.
+Moderate validation slices are already recalled without a shift, so that split cannot show a
+recall gain; every shift it tried cost precision elsewhere.
 """
 from __future__ import annotations
 
@@ -56,14 +60,16 @@ def shifted_probabilities(logits: torch.Tensor, temperature: float, priors, tau:
 
 def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors,
           grid=GRID) -> list[dict]:
-    """Validation figures for each tau: accuracy, macro-F1, per-class recall, errors."""
+    """Validation figures for each tau: accuracy, macro-F1, errors, per-class recall and how many slices were
+    predicted as each class. tau 0 (no shift) is always scored, first. The ECE is in-sample when
+    `temperature` was fitted on these logits."""
     from sklearn.metrics import f1_score, recall_score
 
     from model.calibration import expected_calibration_error
 
     y = labels.numpy()
     rows = []
-    for tau in grid:
+    for tau in sorted({0.0, *(float(t) for t in grid)}):
         probs = shifted_probabilities(logits, temperature, priors, tau)
         pred = probs.argmax(1).numpy()
         recall = recall_score(y, pred, labels=list(range(NUM_CLASSES)), average=None, zero_division=0)
@@ -76,6 +82,7 @@ def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors
             "recall": {name: float(r) for name, r in zip(CLASS_NAMES, recall)},
             "recalled": {name: f"{int(((pred == y) & (y == c)).sum())}/{int((y == c).sum())}"
                          for c, name in enumerate(CLASS_NAMES)},
+            "predicted": {name: int((pred == c).sum()) for c, name in enumerate(CLASS_NAMES)},
         })
     return rows
 
@@ -87,32 +94,35 @@ def choose(rows: list[dict]) -> float:
 
 
 def validation_logits(run_dir: Path, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
-    """Float32 logits and labels of a run's own validation split, from its last.pt.
+    """Float32 logits and labels of a run's own validation split, from the checkpoint the run selected.
 
-    Returns (logits, labels, the run's config, class counts: "train" (the whole split, for the prior),
-    "trained_on" (what the run trained on) and "validation").
+    Returns (logits, labels, the run's config, facts for the record: "checkpoint", "epoch", "data_sha256",
+    and class counts "trained_on" (what the run trained on: the prior) and "validation").
     """
     from model import checkpoint as ckpt
-    from model.data import load_split
     from model.network import build_model, pick_device
     from model.train import TrainConfig, load_data, predict_logits
 
-    path = Path(run_dir) / "last.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no training checkpoint (run model.train with --output-dir {run_dir})")
+    last = Path(run_dir) / "last.pt"
+    if not last.is_file():
+        raise FileNotFoundError(f"{last}: no training checkpoint (run model.train with --output-dir {run_dir})")
     net = build_model()
-    state = ckpt.load_training_checkpoint(path, net)
+    state = ckpt.load_training_checkpoint(last, net)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in state.get("config", {}).items() if k in known})
     if cfg.val_fraction == 0:
-        raise ValueError(f"{path} is a refit (--val-fraction 0): it has no validation split to choose on")
+        raise ValueError(f"{last} is a refit (--val-fraction 0): it has no validation split to choose on")
+    path = last
+    if cfg.select == "best":  # score the epoch the run selected, as its export did
+        path = Path(run_dir) / "best.pt"
+        state = ckpt.load_training_checkpoint(path, net)
     net.load_state_dict(ckpt.weights_to_ship(state))
     train_set, val_set = load_data(cfg)
-    counts = {"train": load_split("train", cfg.data_dir).class_counts(), "trained_on": train_set.class_counts(),
-              "validation": val_set.class_counts()}
+    facts = {"checkpoint": str(path), "epoch": state["epoch"] + 1, "data_sha256": state.get("data_sha256", {}),
+             "class_counts": {"trained_on": train_set.class_counts(), "validation": val_set.class_counts()}}
     device_ = pick_device(device)
     logits = predict_logits(net.to(device_), val_set.images, cfg.image_size, device_, cfg.eval_batch_size)
-    return logits, val_set.labels, dataclasses.asdict(cfg), counts
+    return logits, val_set.labels, dataclasses.asdict(cfg), facts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,30 +130,33 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m model.prior_shift", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="output dir of a validated model.train run (needs last.pt)")
-    parser.add_argument("--grid", type=float, nargs="+", default=list(GRID), help=f"taus to try; default {GRID}")
-    parser.add_argument("--out", type=Path, default=None, help="write the sweep as JSON (default RUN_DIR/prior_shift.json)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--grid", type=float, nargs="+", default=list(GRID),
+                        help=f"taus to try, 0 always included; default: {' '.join(f'{t:g}' for t in GRID)}")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the sweep as JSON; default: RUN_DIR/prior_shift.json")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; default: auto")
     args = parser.parse_args(argv)
     try:
         if any(t < 0 for t in args.grid):
             raise ValueError("--grid: tau must be >= 0")
-        logits, labels, cfg, counts = validation_logits(args.run_dir, args.device)
+        logits, labels, cfg, facts = validation_logits(args.run_dir, args.device)
         temperature = fit_temperature(logits, labels)
-        priors = class_priors(counts["train"])
+        priors = class_priors(facts["class_counts"]["trained_on"])
         rows = sweep(logits, labels, temperature, priors, args.grid)
         tau = choose(rows)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # ModelLoadError is a RuntimeError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.run_dir}: {len(labels)} validation slices, val_buffer {cfg.get('val_buffer', 0)}, "
-          f"temperature {temperature:.4f}, train priors {[round(p, 4) for p in priors]}")
+          f"temperature {temperature:.4f}, priors of the slices trained on {[round(p, 4) for p in priors]}")
     for r in rows:
         print(f"  tau {r['tau']:.2f}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
-              f"errors {r['errors']:3d}  recalled {r['recalled']}")
+              f"errors {r['errors']:3d}  recalled {r['recalled']}  predicted {r['predicted']}")
     print(f"chosen tau {tau} (highest validation macro-F1; ties -> smaller)")
     summary = {"run_dir": str(args.run_dir), "val_slices": len(labels), "val_buffer": cfg.get("val_buffer", 0),
-               "class_counts": counts, "epochs": cfg["epochs"], "image_size": cfg["image_size"],
-               "temperature": temperature, "class_priors": priors, "sweep": rows, "chosen_tau": tau,
+               **facts, "epochs": cfg["epochs"], "image_size": cfg["image_size"], "class_weights": cfg["class_weights"],
+               "temperature": temperature, "temperature_note": "fitted on these validation slices: the ECE is in-sample",
+               "class_priors": priors, "sweep": rows, "chosen_tau": tau,
                "rule": "highest validation macro-F1; ties -> the smaller tau"}
     out = args.out or Path(args.run_dir) / "prior_shift.json"
     try:

@@ -32,7 +32,6 @@ from torch import nn
 from tqdm import tqdm
 
 from model import checkpoint as ckpt
-from model.baseline import nearest_neighbours
 from model.calibration import fit_temperature
 from model.constants import NUM_CLASSES, SELECTION_LOG_PATH, default_data_dir
 from model.data import SliceSet, fingerprint, load_split, stratified_split
@@ -104,8 +103,10 @@ class TrainConfig:
             raise ValueError("--neighbour-mix must be in [0, 1] and --neighbour-k >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
-        if self.val_buffer < 0 or (self.val_buffer > 0 and self.val_fraction == 0):
-            raise ValueError("--val-buffer must be >= 0 and needs a validation split (--val-fraction > 0)")
+        if self.val_buffer < 0:
+            raise ValueError(f"--val-buffer must be >= 0, got {self.val_buffer}")
+        if self.val_buffer > 0 and self.val_fraction == 0:
+            raise ValueError("--val-buffer needs a validation split to keep away from (--val-fraction > 0)")
 
 
 def field_comments(cls) -> dict[str, str]:
@@ -158,8 +159,13 @@ def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
     if cfg.val_buffer > 0:
         # Neighbouring slices of one brain are near-copies: without a buffer, most validation slices have one in
         # training and validation measures recognition of a brain already seen (see model.baseline).
-        _, distance = nearest_neighbours(val_set.images, train_set.images, k=1)
+        from model.baseline import nearest_neighbours
+
+        _, distance = nearest_neighbours(val_set.images, train_set.images, k=1)  # each train slice's nearest val slice
         train_set = train_set.subset(np.flatnonzero(distance[:, 0] >= cfg.val_buffer).tolist())
+        if min(train_set.class_counts()) == 0:
+            raise ValueError(f"--val-buffer {cfg.val_buffer} leaves a class with no train slices "
+                             f"({train_set.class_counts()} in label order): use a smaller buffer")
     return train_set, val_set
 
 

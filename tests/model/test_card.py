@@ -53,3 +53,16 @@ def test_card_states_the_buffered_validation_and_the_prior_shift_it_rejected():
         buffered["sweep"], key=lambda r: (round(r["macro_f1"], 12), -r["tau"]))["tau"]
     assert buffered["epochs"] == config["train_config"]["epochs"]
     assert buffered["image_size"] == config["image_size"]
+
+
+def test_card_buffered_paragraph_handles_other_sweeps():
+    from model.card import buffered_summary
+    from model.constants import BUFFERED_VALIDATION_PATH
+
+    config, metrics = shipped()
+    buffered = json.loads(BUFFERED_VALIDATION_PATH.read_text())
+    without_plain = {**buffered, "sweep": [r for r in buffered["sweep"] if r["tau"] > 0]}
+    assert buffered_summary(without_plain) == ""
+    assert "no near-copy in training" not in model_card_markdown(config, metrics, None, without_plain)
+    chose_shift = {**buffered, "chosen_tau": 0.25}
+    assert "preferred a prior shift of tau 0.25; the shipped model does not apply one" in buffered_summary(chose_shift)

@@ -23,7 +23,7 @@ def test_tau_zero_is_the_calibrated_softmax_and_tau_one_divides_the_prior_out():
 
 def test_a_shift_moves_only_unsure_slices_towards_the_rare_class():
     priors = prior_shift.class_priors([700, 50, 2500, 1750])
-    logits = torch.tensor([[0.0, -1.0, -5.0, 0.5],     # unsure between moderate and very mild... (VM wins)
+    logits = torch.tensor([[0.0, -1.0, -5.0, 0.5],     # unsure: very mild first, moderate 1.5 logits behind
                            [-5.0, -5.0, -5.0, 9.0]])   # sure: very mild
     before = prior_shift.shifted_probabilities(logits, 1.0, priors, 0.0).argmax(1).tolist()
     after = prior_shift.shifted_probabilities(logits, 1.0, priors, 1.0).argmax(1).tolist()
@@ -38,6 +38,8 @@ def test_sweep_scores_each_tau_and_choose_prefers_the_smaller_on_a_tie():
     assert [r["tau"] for r in rows] == [0.0, 0.5, 1.0]
     assert rows[0]["errors"] == 1 and rows[0]["recalled"]["Moderate_Demented"] == "0/1"
     assert rows[-1]["errors"] == 0 and rows[-1]["recall"]["Moderate_Demented"] == 1.0
+    assert rows[0]["predicted"]["Moderate_Demented"] == 0 and rows[-1]["predicted"]["Moderate_Demented"] == 1
+    assert [r["tau"] for r in prior_shift.sweep(logits, labels, 1.0, priors, (1.0, 0.5))] == [0.0, 0.5, 1.0]
     assert prior_shift.choose(rows) == min(r["tau"] for r in rows if r["errors"] == 0)
     tie = [{"tau": 0.5, "macro_f1": 0.9}, {"tau": 0.0, "macro_f1": 0.9}, {"tau": 1.0, "macro_f1": 0.8}]
     assert prior_shift.choose(tie) == 0.0
@@ -49,6 +51,7 @@ def test_cli_sweeps_a_buffered_run(tmp_path, data_dir, capsys):
     run = tmp_path / "run"
     main(TrainConfig(data_dir=str(data_dir), output_dir=str(run), image_size=32, epochs=1, batch_size=16,
                      limit=400, eval_batch_size=64, threads=1, val_buffer=20.0, select="last"))
+    (run / "best.pt").unlink()  # a --select last run is scored from last.pt
     assert prior_shift.main([str(run), "--grid", "0", "1"]) == 0
     out = capsys.readouterr().out
     assert "chosen tau" in out and "val_buffer 20.0" in out
@@ -58,7 +61,8 @@ def test_cli_sweeps_a_buffered_run(tmp_path, data_dir, capsys):
     counts = summary["class_counts"]
     assert sum(counts["validation"]) == summary["val_slices"] and min(counts["validation"]) >= 1  # stratified
     assert sum(counts["trained_on"]) < 400 - summary["val_slices"]  # the buffer dropped near-copies
-    assert len(counts["train"]) == NUM_CLASSES
+    assert summary["class_priors"] == pytest.approx([c / sum(counts["trained_on"]) for c in counts["trained_on"]])
+    assert summary["checkpoint"].endswith("last.pt") and summary["epoch"] == 1 and "train" in summary["data_sha256"]
     assert all(0 <= r["ece"] <= 1 for r in summary["sweep"])
 
 

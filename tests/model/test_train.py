@@ -241,5 +241,9 @@ def test_val_buffer_drops_train_slices_near_any_validation_slice(tmp_path, data_
     dropped = [i for i, name in enumerate(plain_train.ids) if name not in set(train.ids)]
     _, dropped_distance = nearest_neighbours(val.images, plain_train.subset(dropped).images, k=1)
     assert dropped_distance.max() < 20.0  # only slices that had a near-copy in validation were dropped
-    with pytest.raises(ValueError, match="--val-buffer"):
+    with pytest.raises(ValueError, match="leaves a class with no train slices"):
+        load_data(tiny_config(tmp_path, data_dir, limit=400, val_buffer=500.0))
+    with pytest.raises(ValueError, match="needs a validation split"):
         TrainConfig(val_buffer=5.0, val_fraction=0.0, select="last", temperature=1.0).validate()
+    with pytest.raises(ValueError, match="must be >= 0, got -1"):
+        TrainConfig(val_buffer=-1.0).validate()
