@@ -74,3 +74,13 @@ def cutout(x: torch.Tensor, generator: torch.Generator | None = None, *, p: floa
     inside = ((rows - cy.view(b, 1, 1)).abs() <= side // 2) & ((cols - cx.view(b, 1, 1)).abs() <= side // 2)
     mask = (inside & apply.view(b, 1, 1)).unsqueeze(1)  # (B, 1, H, W)
     return x.masked_fill(mask, 0.0)
+
+
+def hflip(x: torch.Tensor, generator: torch.Generator | None = None, *, p: float = 0.5) -> torch.Tensor:
+    """Mirror each slice left-right with chance p. x: (B, 1, H, W).
+
+    The mildest geometric change: an axial slice's hemispheres are near mirror images, and no pixel
+    is interpolated or moved off the slice.
+    """
+    apply = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(apply, x.flip(-1), x)

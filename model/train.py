@@ -36,7 +36,7 @@ from model.calibration import fit_temperature
 from model.constants import NUM_CLASSES, SELECTION_LOG_PATH, default_data_dir
 from model.data import SliceSet, fingerprint, load_split, stratified_split
 from model.network import build_model, pick_device
-from model.preprocess import augment, cutout, to_input
+from model.preprocess import augment, cutout, hflip, to_input
 
 CHOICES = {
     "optimizer": ("sgd", "adamw"),
@@ -62,6 +62,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | cosine (per step, to zero)
     warmup_epochs: float = 0.0  # linear warm-up from lr/100
     augment: bool = False  # random affine, flip and intensity jitter (model.preprocess.augment)
+    flip: float = 0.0  # chance that a slice is mirrored left-right, without the rest of --augment
     class_weights: str = "none"  # loss weights: none | sqrt | inverse class frequency
     label_smoothing: float = 0.0
     cutout: float = 0.0  # chance that a slice gets one square blanked (model.preprocess.cutout)
@@ -99,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"--temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.cutout <= 1.0 or not 0.0 < self.cutout_size <= 1.0:
             raise ValueError("--cutout must be in [0, 1] and --cutout-size in (0, 1]")
+        if not 0.0 <= self.flip <= 1.0:
+            raise ValueError(f"--flip must be in [0, 1], got {self.flip}")
         if not 0.0 <= self.neighbour_mix <= 1.0 or self.neighbour_k < 1:
             raise ValueError("--neighbour-mix must be in [0, 1] and --neighbour-k >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -255,6 +258,8 @@ def training_batch(data: SliceSet, idx: torch.Tensor, cfg: TrainConfig, generato
         x = x.to(device, non_blocking=True)
     if cfg.augment:
         x = augment(x, generator)
+    elif cfg.flip > 0:
+        x = hflip(x, generator, p=cfg.flip)
     if cfg.cutout > 0:
         x = cutout(x, generator, p=cfg.cutout, size=cfg.cutout_size)
     return x

@@ -3,7 +3,7 @@ import torch
 
 from model.constants import MEAN, STD
 from model.network import CAM_LAYERS, build_model, count_parameters, get_layer
-from model.preprocess import augment, cutout, to_input
+from model.preprocess import augment, cutout, hflip, to_input
 
 
 def test_to_input_normalises_and_resizes():
@@ -58,3 +58,13 @@ def test_cutout_blanks_one_square_and_leaves_the_rest():
     assert torch.equal(cutout(x, torch.Generator().manual_seed(0), p=0.0), x)
     a = cutout(x, torch.Generator().manual_seed(3), p=0.5)
     assert torch.equal(a, cutout(x, torch.Generator().manual_seed(3), p=0.5))  # seeded
+
+
+def test_hflip_mirrors_only_the_chosen_slices_and_is_seeded():
+    x = torch.arange(4 * 1 * 3 * 5, dtype=torch.float32).view(4, 1, 3, 5)
+    assert torch.equal(hflip(x, p=1.0), x.flip(-1)) and torch.equal(hflip(x, p=0.0), x)
+    a = hflip(x, torch.Generator().manual_seed(3), p=0.5)
+    b = hflip(x, torch.Generator().manual_seed(3), p=0.5)
+    assert torch.equal(a, b)
+    for i in range(4):  # each slice is either untouched or exactly mirrored
+        assert torch.equal(a[i], x[i]) or torch.equal(a[i], x[i].flip(-1))

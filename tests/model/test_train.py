@@ -247,3 +247,15 @@ def test_val_buffer_drops_train_slices_near_any_validation_slice(tmp_path, data_
         TrainConfig(val_buffer=5.0, val_fraction=0.0, select="last", temperature=1.0).validate()
     with pytest.raises(ValueError, match="must be >= 0, got -1"):
         TrainConfig(val_buffer=-1.0).validate()
+
+
+def test_flip_option_mirrors_training_batches(tmp_path, data_dir):
+    from model.train import training_batch
+
+    data = load_split("train", data_dir, limit=8)
+    idx = torch.arange(8)
+    plain = training_batch(data, idx, tiny_config(tmp_path, data_dir), torch.Generator().manual_seed(0))
+    always = training_batch(data, idx, tiny_config(tmp_path, data_dir, flip=1.0), torch.Generator().manual_seed(0))
+    assert torch.allclose(always, plain.flip(-1))
+    with pytest.raises(ValueError, match="--flip must be in"):
+        TrainConfig(flip=1.5).validate()
