@@ -159,6 +159,7 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
         from model.baseline import distance_summary
 
         lines.append(f"- **Where the errors are.** {distance_summary(metrics['by_train_distance'])}")
-    if buffered and buffered_summary(buffered):
-        lines.append(f"- **Slices with no near-copy in training.** {buffered_summary(buffered)}")
+    buffered_text = buffered_summary(buffered) if buffered else ""
+    if buffered_text:
+        lines.append(f"- **Slices with no near-copy in training.** {buffered_text}")
     return "\n".join(lines) + "\n"
