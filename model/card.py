@@ -80,6 +80,12 @@ def buffered_summary(buffered: dict) -> str:
             f"{plain['accuracy']:.1%} accuracy and macro-F1 {plain['macro_f1']:.3f}, with {moderate} moderate "
             f"slices recalled: a better guide than the test split to a slice unlike any seen in training, though "
             f"other slices of the same subjects stayed in training, so it is still not a new patient.")
+    lookup = buffered.get("lookup")
+    if lookup:
+        text += (f" How much those other slices give away: a lookup with no learning, which takes the label of the "
+                 f"most similar remaining train slice, is right on {lookup['accuracy']:.1%} of the same validation "
+                 f"slices ({lookup['errors']} error{'' if lookup['errors'] == 1 else 's'})"
+                 + (", more often than the network" if lookup["accuracy"] > plain["accuracy"] else "") + ".")
     if shifted:
         best = max(shifted, key=lambda r: r["macro_f1"])
         taus = ", ".join(f"{r['tau']:g}" for r in shifted)

@@ -93,6 +93,18 @@ def choose(rows: list[dict]) -> float:
     return best["tau"]
 
 
+def lookup_score(train_set, val_set) -> dict:
+    """The raw-pixel 1-nearest-neighbour lookup (model.baseline) on the same split: the slices trained on are
+    its reference. How much of the split a method can get right by finding the same brain again."""
+    from model.baseline import nearest_train_slices, score
+
+    nearest = nearest_train_slices(train_set, val_set)
+    result = score(val_set.labels.numpy(), nearest["label"])
+    result["recalled"] = {name: f"{int(((nearest['label'] == c) & (val_set.labels.numpy() == c)).sum())}/"
+                                f"{int((val_set.labels.numpy() == c).sum())}" for c, name in enumerate(CLASS_NAMES)}
+    return result
+
+
 def validation_logits(run_dir: Path, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
     """Float32 logits and labels of a run's own validation split, from the checkpoint the run selected.
 
@@ -119,7 +131,8 @@ def validation_logits(run_dir: Path, device: str = "auto") -> tuple[torch.Tensor
     net.load_state_dict(ckpt.weights_to_ship(state))
     train_set, val_set = load_data(cfg)
     facts = {"checkpoint": str(path), "epoch": state["epoch"] + 1, "data_sha256": state.get("data_sha256", {}),
-             "class_counts": {"trained_on": train_set.class_counts(), "validation": val_set.class_counts()}}
+             "class_counts": {"trained_on": train_set.class_counts(), "validation": val_set.class_counts()},
+             "lookup": lookup_score(train_set, val_set)}
     device_ = pick_device(device)
     logits = predict_logits(net.to(device_), val_set.images, cfg.image_size, device_, cfg.eval_batch_size)
     return logits, val_set.labels, dataclasses.asdict(cfg), facts
@@ -153,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  tau {r['tau']:.2f}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
               f"errors {r['errors']:3d}  recalled {r['recalled']}  predicted {r['predicted']}")
     print(f"chosen tau {tau} (highest validation macro-F1; ties -> smaller)")
+    lookup = facts["lookup"]
+    print(f"raw-pixel nearest-neighbour lookup on the same split: accuracy {lookup['accuracy']:.4f}  "
+          f"macro-F1 {lookup['macro_f1']:.4f}  errors {lookup['errors']}  recalled {lookup['recalled']}")
     summary = {"run_dir": str(args.run_dir), "val_slices": len(labels), "val_buffer": cfg.get("val_buffer", 0),
                **facts, "epochs": cfg["epochs"], "image_size": cfg["image_size"], "class_weights": cfg["class_weights"],
                "temperature": temperature, "temperature_note": "fitted on these validation slices: the ECE is in-sample",

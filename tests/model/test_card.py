@@ -47,7 +47,10 @@ def test_card_states_the_buffered_validation_and_the_prior_shift_it_rejected():
     assert "**Slices with no near-copy in training.**" in card
     assert f"{plain['accuracy']:.1%} accuracy" in card and f"{sum(buffered['class_counts']['trained_on']):,}" in card
     assert f"{plain['recalled']['Moderate_Demented']} moderate" in card
-    assert "so none is applied" in card if buffered["chosen_tau"] == 0 else "chose a prior shift" in card
+    assert ("so none is applied" if buffered["chosen_tau"] == 0 else "preferred a prior shift") in card
+    lookup = buffered["lookup"]  # the raw-pixel lookup on the same split, stated beside the network's figure
+    assert f"is right on {lookup['accuracy']:.1%} of the same validation slices ({lookup['errors']} errors" in card
+    assert ("more often than the network" in card) == (lookup["accuracy"] > plain["accuracy"])
     # the shipped file is what model.prior_shift writes for a --val-buffer run of the shipped recipe
     assert buffered["val_buffer"] > 0 and buffered["chosen_tau"] == max(
         buffered["sweep"], key=lambda r: (round(r["macro_f1"], 12), -r["tau"]))["tau"]
@@ -64,5 +67,7 @@ def test_card_buffered_paragraph_handles_other_sweeps():
     without_plain = {**buffered, "sweep": [r for r in buffered["sweep"] if r["tau"] > 0]}
     assert buffered_summary(without_plain) == ""
     assert "no near-copy in training" not in model_card_markdown(config, metrics, None, without_plain)
+    without_lookup = {k: v for k, v in buffered.items() if k != "lookup"}  # a file written before it was recorded
+    assert "lookup" not in buffered_summary(without_lookup) and buffered_summary(without_lookup)
     chose_shift = {**buffered, "chosen_tau": 0.25}
     assert "preferred a prior shift of tau 0.25; the shipped model does not apply one" in buffered_summary(chose_shift)

@@ -58,6 +58,10 @@ def test_cli_sweeps_a_buffered_run(tmp_path, data_dir, capsys):
     summary = json.loads((run / "prior_shift.json").read_text())
     assert [r["tau"] for r in summary["sweep"]] == [0.0, 1.0] and summary["val_buffer"] == 20.0
     assert summary["chosen_tau"] == prior_shift.choose(summary["sweep"])
+    lookup = summary["lookup"]  # the nearest-neighbour lookup, scored on the same validation slices
+    assert lookup["n"] == summary["val_slices"] and 0 <= lookup["errors"] <= lookup["n"]
+    assert sum(int(v.split("/")[1]) for v in lookup["recalled"].values()) == lookup["n"]
+    assert "nearest-neighbour lookup on the same split" in out
     counts = summary["class_counts"]
     assert sum(counts["validation"]) == summary["val_slices"] and min(counts["validation"]) >= 1  # stratified
     assert sum(counts["trained_on"]) < 400 - summary["val_slices"]  # the buffer dropped near-copies
