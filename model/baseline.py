@@ -78,6 +78,19 @@ def score(y: np.ndarray, pred: np.ndarray) -> dict:
     }
 
 
+def recalled_counts(y: np.ndarray, pred: np.ndarray) -> dict[str, str]:
+    """'right/support' per class in label order, e.g. {"Moderate_Demented": "5/5", ...}."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    return {name: f"{int(((pred == c) & (y == c)).sum())}/{int((y == c).sum())}" for c, name in enumerate(CLASS_NAMES)}
+
+
+def lookup_score(reference, split) -> dict:
+    """`score` of the 1-NN lookup on `split` with `reference` as its memory (SliceSets), plus "recalled"
+    (`recalled_counts`): how much of a split a method gets right by finding the same brain again."""
+    y, pred = split.labels.numpy(), nearest_train_slices(reference, split)["label"]
+    return {**score(y, pred), "recalled": recalled_counts(y, pred)}
+
+
 # Bin edges for the distance from a test slice to its nearest train slice, in root-mean-square grey levels
 # (0-255) per pixel. On this dataset most test slices have a neighbouring slice of the same brain in train at
 # 11-15; round numbers above that separate near-copies from slices with nothing close in train.

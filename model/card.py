@@ -76,16 +76,19 @@ def buffered_summary(buffered: dict) -> str:
     moderate = plain["recalled"]["Moderate_Demented"]
     text = (f"A validation run of the same recipe dropped every train slice closer than {buffered['val_buffer']:g} "
             f"grey levels RMS to a validation slice ({trained:,} train slices left), so none of its "
-            f"{buffered['val_slices']} validation slices had a near-copy in training. On them it scored "
+            f"{buffered['val_slices']} validation slices had a training slice that close. On them it scored "
             f"{plain['accuracy']:.1%} accuracy and macro-F1 {plain['macro_f1']:.3f}, with {moderate} moderate "
-            f"slices recalled: a better guide than the test split to a slice unlike any seen in training, though "
-            f"other slices of the same subjects stayed in training, so it is still not a new patient.")
+            f"slices recalled: a better guide than the test split to a slice unlike any seen in training.")
     lookup = buffered.get("lookup")
     if lookup:
-        text += (f" How much those other slices give away: a lookup with no learning, which takes the label of the "
-                 f"most similar remaining train slice, is right on {lookup['accuracy']:.1%} of the same validation "
-                 f"slices ({lookup['errors']} error{'' if lookup['errors'] == 1 else 's'})"
-                 + (", more often than the network" if lookup["accuracy"] > plain["accuracy"] else "") + ".")
+        text += (f" Other slices of the same subjects stayed in training, and they still give much away: a lookup "
+                 f"with no learning, which takes the label of the most similar remaining train slice, is right on "
+                 f"{lookup['accuracy']:.1%} of the same validation slices ({lookup['errors']} "
+                 f"error{'' if lookup['errors'] == 1 else 's'})"
+                 + (", more often than the network" if lookup["accuracy"] > plain["accuracy"] else "")
+                 + ". So this is not a figure for a new patient either.")
+    else:
+        text += " Other slices of the same subjects stayed in training, so it is still not a figure for a new patient."
     if shifted:
         best = max(shifted, key=lambda r: r["macro_f1"])
         taus = ", ".join(f"{r['tau']:g}" for r in shifted)

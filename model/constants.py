@@ -53,6 +53,8 @@ SELECTION_LOG_PATH = ASSETS_DIR / "selection_log.csv"  # per-epoch validation lo
 BASELINE_PATH = ASSETS_DIR / "baseline.json"  # nearest-neighbour lookup figures (model.baseline)
 # the shipped recipe validated on slices with no near-copy in training (model.prior_shift on a --val-buffer run)
 BUFFERED_VALIDATION_PATH = ASSETS_DIR / "buffered_validation.json"
+# paired errors and ensembles of the runs validated on that split (model.compare_runs); documentation, not the model
+RUN_COMPARISON_PATH = ASSETS_DIR / "run_comparison.json"
 
 
 def CONFIG_FILES_PRESENT() -> bool:  # noqa: N802 - reads like the constant it guards

@@ -31,11 +31,13 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from model.constants import CLASS_NAMES, NUM_CLASSES
+from model.data import SliceSet
 
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -65,6 +67,7 @@ def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors
     `temperature` was fitted on these logits."""
     from sklearn.metrics import f1_score, recall_score
 
+    from model.baseline import recalled_counts
     from model.calibration import expected_calibration_error
 
     y = labels.numpy()
@@ -80,8 +83,7 @@ def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors
             "errors": int((pred != y).sum()),
             "ece": expected_calibration_error(probs, labels),
             "recall": {name: float(r) for name, r in zip(CLASS_NAMES, recall)},
-            "recalled": {name: f"{int(((pred == y) & (y == c)).sum())}/{int((y == c).sum())}"
-                         for c, name in enumerate(CLASS_NAMES)},
+            "recalled": recalled_counts(y, pred),
             "predicted": {name: int((pred == c).sum()) for c, name in enumerate(CLASS_NAMES)},
         })
     return rows
@@ -93,24 +95,20 @@ def choose(rows: list[dict]) -> float:
     return best["tau"]
 
 
-def lookup_score(train_set, val_set) -> dict:
-    """The raw-pixel 1-nearest-neighbour lookup (model.baseline) on the same split: the slices trained on are
-    its reference. How much of the split a method can get right by finding the same brain again."""
-    from model.baseline import nearest_train_slices, score
+class ValidationRun(NamedTuple):
+    """A validated run rescored on its own validation split (`validation_logits`)."""
+    logits: torch.Tensor   # (N, C) float32, from the checkpoint the run selected
+    labels: torch.Tensor   # (N,)
+    config: dict           # the run's TrainConfig as a dict
+    facts: dict            # for the record: "checkpoint", "epoch", "data_sha256", and class counts "trained_on"
+    #                        (what the run trained on: the prior) and "validation"
+    train_set: SliceSet    # the slices the run trained on (after any --val-buffer)
+    val_set: SliceSet      # its validation slices
 
-    nearest = nearest_train_slices(train_set, val_set)
-    result = score(val_set.labels.numpy(), nearest["label"])
-    result["recalled"] = {name: f"{int(((nearest['label'] == c) & (val_set.labels.numpy() == c)).sum())}/"
-                                f"{int((val_set.labels.numpy() == c).sum())}" for c, name in enumerate(CLASS_NAMES)}
-    return result
 
-
-def validation_logits(run_dir: Path, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
-    """Float32 logits and labels of a run's own validation split, from the checkpoint the run selected.
-
-    Returns (logits, labels, the run's config, facts for the record: "checkpoint", "epoch", "data_sha256",
-    and class counts "trained_on" (what the run trained on: the prior) and "validation").
-    """
+def validation_logits(run_dir: Path, device: str = "auto") -> ValidationRun:
+    """A run's own validation split, rebuilt from its config, and its logits there from the checkpoint the run
+    selected (`best.pt` for --select best, else `last.pt`)."""
     from model import checkpoint as ckpt
     from model.network import build_model, pick_device
     from model.train import TrainConfig, load_data, predict_logits
@@ -131,14 +129,14 @@ def validation_logits(run_dir: Path, device: str = "auto") -> tuple[torch.Tensor
     net.load_state_dict(ckpt.weights_to_ship(state))
     train_set, val_set = load_data(cfg)
     facts = {"checkpoint": str(path), "epoch": state["epoch"] + 1, "data_sha256": state.get("data_sha256", {}),
-             "class_counts": {"trained_on": train_set.class_counts(), "validation": val_set.class_counts()},
-             "lookup": lookup_score(train_set, val_set)}
+             "class_counts": {"trained_on": train_set.class_counts(), "validation": val_set.class_counts()}}
     device_ = pick_device(device)
     logits = predict_logits(net.to(device_), val_set.images, cfg.image_size, device_, cfg.eval_batch_size)
-    return logits, val_set.labels, dataclasses.asdict(cfg), facts
+    return ValidationRun(logits, val_set.labels, dataclasses.asdict(cfg), facts, train_set, val_set)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.baseline import lookup_score
     from model.calibration import fit_temperature
 
     parser = argparse.ArgumentParser(prog="python -m model.prior_shift", description=__doc__.split("\n\n")[0])
@@ -152,11 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if any(t < 0 for t in args.grid):
             raise ValueError("--grid: tau must be >= 0")
-        logits, labels, cfg, facts = validation_logits(args.run_dir, args.device)
+        run = validation_logits(args.run_dir, args.device)
+        logits, labels, cfg, facts = run.logits, run.labels, run.config, run.facts
         temperature = fit_temperature(logits, labels)
         priors = class_priors(facts["class_counts"]["trained_on"])
         rows = sweep(logits, labels, temperature, priors, args.grid)
         tau = choose(rows)
+        lookup = lookup_score(run.train_set, run.val_set)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # ModelLoadError is a RuntimeError
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -166,13 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  tau {r['tau']:.2f}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
               f"errors {r['errors']:3d}  recalled {r['recalled']}  predicted {r['predicted']}")
     print(f"chosen tau {tau} (highest validation macro-F1; ties -> smaller)")
-    lookup = facts["lookup"]
     print(f"raw-pixel nearest-neighbour lookup on the same split: accuracy {lookup['accuracy']:.4f}  "
           f"macro-F1 {lookup['macro_f1']:.4f}  errors {lookup['errors']}  recalled {lookup['recalled']}")
     summary = {"run_dir": str(args.run_dir), "val_slices": len(labels), "val_buffer": cfg.get("val_buffer", 0),
                **facts, "epochs": cfg["epochs"], "image_size": cfg["image_size"], "class_weights": cfg["class_weights"],
                "temperature": temperature, "temperature_note": "fitted on these validation slices: the ECE is in-sample",
-               "class_priors": priors, "sweep": rows, "chosen_tau": tau,
+               "class_priors": priors, "sweep": rows, "chosen_tau": tau, "lookup": lookup,
                "rule": "highest validation macro-F1; ties -> the smaller tau"}
     out = args.out or Path(args.run_dir) / "prior_shift.json"
     try:

@@ -62,3 +62,20 @@ def test_shipped_baseline_is_reproduced_from_the_shared_data(data_dir):
     assert result["test"]["errors"] == shipped["test"]["errors"]
     assert result["test"]["accuracy"] == pytest.approx(shipped["test"]["accuracy"])
     assert result["test"]["recall"] == pytest.approx(shipped["test"]["recall"])
+
+
+def test_lookup_score_labels_each_slice_like_its_nearest_reference_slice():
+    from model.baseline import lookup_score, recalled_counts
+    from model.data import SliceSet
+
+    grey = torch.tensor([0, 60, 120, 180, 240], dtype=torch.uint8)
+    reference = SliceSet(grey[:, None, None, None].expand(5, 1, 4, 4).contiguous(), torch.tensor([0, 1, 2, 3, 3]),
+                         tuple(f"r{i}" for i in range(5)))
+    values = torch.tensor([5, 65, 70, 230], dtype=torch.uint8)  # nearest: 0, 60, 60 (label 1: wrong), 240
+    query = SliceSet(values[:, None, None, None].expand(4, 1, 4, 4).contiguous(), torch.tensor([0, 1, 2, 3]),
+                     ("q0", "q1", "q2", "q3"))
+    result = lookup_score(reference, query)
+    assert result["errors"] == 1 and result["accuracy"] == pytest.approx(3 / 4)
+    assert result["recalled"] == {"Mild_Demented": "1/1", "Moderate_Demented": "1/1", "Non_Demented": "0/1",
+                                  "Very_Mild_Demented": "1/1"}
+    assert recalled_counts(np.array([1, 1]), np.array([1, 2]))["Moderate_Demented"] == "1/2"

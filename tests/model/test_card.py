@@ -69,5 +69,8 @@ def test_card_buffered_paragraph_handles_other_sweeps():
     assert "no near-copy in training" not in model_card_markdown(config, metrics, None, without_plain)
     without_lookup = {k: v for k, v in buffered.items() if k != "lookup"}  # a file written before it was recorded
     assert "lookup" not in buffered_summary(without_lookup) and buffered_summary(without_lookup)
+    worse_lookup = {**buffered, "lookup": {**buffered["lookup"], "accuracy": 0.5, "errors": 1}}
+    text = buffered_summary(worse_lookup)
+    assert "right on 50.0% of the same validation slices (1 error)." in text and "more often" not in text
     chose_shift = {**buffered, "chosen_tau": 0.25}
     assert "preferred a prior shift of tau 0.25; the shipped model does not apply one" in buffered_summary(chose_shift)

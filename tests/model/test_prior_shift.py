@@ -61,6 +61,12 @@ def test_cli_sweeps_a_buffered_run(tmp_path, data_dir, capsys):
     lookup = summary["lookup"]  # the nearest-neighbour lookup, scored on the same validation slices
     assert lookup["n"] == summary["val_slices"] and 0 <= lookup["errors"] <= lookup["n"]
     assert sum(int(v.split("/")[1]) for v in lookup["recalled"].values()) == lookup["n"]
+    assert sum(int(v.split("/")[0]) for v in lookup["recalled"].values()) == lookup["n"] - lookup["errors"]
+    assert lookup["accuracy"] == pytest.approx(1 - lookup["errors"] / lookup["n"])
+    from model.baseline import lookup_score
+    from model.train import load_data
+    train_set, val_set = load_data(TrainConfig(data_dir=str(data_dir), limit=400, val_buffer=20.0))
+    assert lookup == lookup_score(train_set, val_set)  # the buffered train slices are its reference
     assert "nearest-neighbour lookup on the same split" in out
     counts = summary["class_counts"]
     assert sum(counts["validation"]) == summary["val_slices"] and min(counts["validation"]) >= 1  # stratified
