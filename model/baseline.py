@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     val_fraction, seed = 0.1, 0
     if args.config.is_file():
         train_config = json.loads(args.config.read_text()).get("train_config", {})
-        val_fraction, seed = train_config.get("val_fraction", val_fraction), train_config.get("seed", seed)
+        val_fraction = train_config.get("val_fraction", val_fraction)
+        seed = train_config.get("split_seed")
+        seed = train_config.get("seed", 0) if seed is None else seed
     try:
         result = run(args.data_dir, val_fraction, seed)
     except (DatasetError, FileNotFoundError, ValueError) as exc:

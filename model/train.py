@@ -74,6 +74,7 @@ class TrainConfig:
     val_buffer: float = 0.0  # >0: drop train slices closer than this (RMS grey levels) to any validation slice
     temperature: float | None = None  # use this calibration temperature instead of fitting one (needed when refitting)
     seed: int = 0
+    split_seed: int | None = None  # seed of the validation split if not --seed: retrain on one split with other seeds
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto: bf16 autocast on CUDA only | bf16 | off
     channels_last: bool = True  # NHWC memory layout for the convolutions
@@ -157,7 +158,7 @@ def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
     data = load_split("train", cfg.data_dir, limit=cfg.limit)
     if cfg.val_fraction == 0:  # a refit: everything trains, nothing is validated
         return data, data.subset([])
-    keep, held = stratified_split(data.labels, cfg.val_fraction, cfg.seed)
+    keep, held = stratified_split(data.labels, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
     train_set, val_set = data.subset(keep), data.subset(held)
     if cfg.val_buffer > 0:
         # Neighbouring slices of one brain are near-copies: without a buffer, most validation slices have one in

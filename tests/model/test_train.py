@@ -249,6 +249,16 @@ def test_val_buffer_drops_train_slices_near_any_validation_slice(tmp_path, data_
         TrainConfig(val_buffer=-1.0).validate()
 
 
+def test_split_seed_keeps_the_validation_split_while_the_seed_changes(tmp_path, data_dir):
+    from model.train import load_data
+
+    _, seed0 = load_data(tiny_config(tmp_path, data_dir, limit=400))
+    _, seed1 = load_data(tiny_config(tmp_path, data_dir, limit=400, seed=1))
+    _, seed1_split0 = load_data(tiny_config(tmp_path, data_dir, limit=400, seed=1, split_seed=0))
+    assert seed1.ids != seed0.ids and seed1_split0.ids == seed0.ids
+    assert "--split-seed" in get_args_parser().format_help()
+
+
 def test_flip_option_mirrors_training_batches(tmp_path, data_dir):
     from model.train import training_batch
 
