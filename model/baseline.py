@@ -84,6 +84,12 @@ def recalled_counts(y: np.ndarray, pred: np.ndarray) -> dict[str, str]:
     return {name: f"{int(((pred == c) & (y == c)).sum())}/{int((y == c).sum())}" for c, name in enumerate(CLASS_NAMES)}
 
 
+def predicted_counts(pred: np.ndarray) -> dict[str, int]:
+    """How many slices were predicted as each class, in label order."""
+    pred = np.asarray(pred)
+    return {name: int((pred == c).sum()) for c, name in enumerate(CLASS_NAMES)}
+
+
 def lookup_score(reference, split) -> dict:
     """`score` of the 1-NN lookup on `split` with `reference` as its memory (SliceSets), plus "recalled"
     (`recalled_counts`): how much of a split a method gets right by finding the same brain again."""

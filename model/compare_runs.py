@@ -25,8 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.constants import CLASS_NAMES
-
 
 def mcnemar(wrong_a, wrong_b) -> dict:
     """Exact McNemar test on paired per-slice errors (boolean arrays of one shape)."""
@@ -44,12 +42,12 @@ def mcnemar(wrong_a, wrong_b) -> dict:
 
 def score(probs: torch.Tensor, labels: torch.Tensor) -> dict:
     """model.baseline.score of the arg-max of (N, C) probabilities, with per-class "recalled" and "predicted"."""
-    from model.baseline import recalled_counts
+    from model.baseline import predicted_counts, recalled_counts
     from model.baseline import score as label_score
 
     y, pred = labels.numpy(), probs.argmax(1).numpy()
     return {**label_score(y, pred), "recalled": recalled_counts(y, pred),
-            "predicted": {name: int((pred == c).sum()) for c, name in enumerate(CLASS_NAMES)}}
+            "predicted": predicted_counts(pred)}
 
 
 def ensembles(calibrated: dict[str, torch.Tensor], labels: torch.Tensor) -> list[dict]:

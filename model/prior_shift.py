@@ -67,7 +67,7 @@ def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors
     `temperature` was fitted on these logits."""
     from sklearn.metrics import f1_score, recall_score
 
-    from model.baseline import recalled_counts
+    from model.baseline import predicted_counts, recalled_counts
     from model.calibration import expected_calibration_error
 
     y = labels.numpy()
@@ -84,7 +84,7 @@ def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors
             "ece": expected_calibration_error(probs, labels),
             "recall": {name: float(r) for name, r in zip(CLASS_NAMES, recall)},
             "recalled": recalled_counts(y, pred),
-            "predicted": {name: int((pred == c).sum()) for c, name in enumerate(CLASS_NAMES)},
+            "predicted": predicted_counts(pred),
         })
     return rows
 
