@@ -137,7 +137,8 @@ def bench_epoch_extras(net, cfg, ema, opt, sched, *, step_bare: float, step_pipe
     import tempfile
 
     from model import checkpoint as ckpt
-    from model.train import predict_logits, uses_bf16
+    from model.inference import predict_logits
+    from model.train import uses_bf16
 
     val = load_split("train", limit=val_rows).images
     passes = 2 if ema is not None else 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from model.baseline import distance_bin_label
+from model.neighbours import distance_bin_label
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 # One calm, colour-blind-safe colour per class (Okabe-Ito), used on every chart.

@@ -165,7 +165,7 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
                      f"split: near-copies of most test slices are in the training data, so a high slice-level score "
                      f"is expected of any method that finds the same brain again.")
     if metrics and metrics.get("by_train_distance"):
-        from model.baseline import distance_summary
+        from model.neighbours import distance_summary
 
         lines.append(f"- **Where the errors are.** {distance_summary(metrics['by_train_distance'])}")
     buffered_text = buffered_summary(buffered) if buffered else ""

@@ -46,15 +46,25 @@ ASSETS_DIR = PROJECT_ROOT / "assets"
 WEIGHTS_PATH = ASSETS_DIR / "resnet34_alzheimer.safetensors"
 WEIGHTS_SHA256_PATH = ASSETS_DIR / "resnet34_alzheimer.safetensors.sha256"
 MODEL_CONFIG_PATH = ASSETS_DIR / "model_config.json"
+# the project's train/test split: one row per slice, by content key (model.data split-list / download)
+SPLIT_LIST_PATH = ASSETS_DIR / "split.csv"
 METRICS_PATH = ASSETS_DIR / "metrics.json"
 PREDICTIONS_PATH = ASSETS_DIR / "test_predictions.csv"
 TRAIN_LOG_PATH = ASSETS_DIR / "train_log.csv"
 SELECTION_LOG_PATH = ASSETS_DIR / "selection_log.csv"  # per-epoch validation log of the run that chose the recipe
-BASELINE_PATH = ASSETS_DIR / "baseline.json"  # nearest-neighbour lookup figures (model.baseline)
-# the shipped recipe validated on slices with no near-copy in training (model.prior_shift on a --val-buffer run)
+BASELINE_PATH = ASSETS_DIR / "baseline.json"  # nearest-neighbour lookup figures (analysis.baseline)
+# the shipped recipe validated on slices with no near-copy in training (analysis.prior_shift on a --val-buffer run)
 BUFFERED_VALIDATION_PATH = ASSETS_DIR / "buffered_validation.json"
-# paired errors and ensembles of the runs validated on that split (model.compare_runs); documentation, not the model
+# paired errors and ensembles of the runs validated on that split (analysis.compare_runs); documentation, not the model
 RUN_COMPARISON_PATH = ASSETS_DIR / "run_comparison.json"
+# the recovered subjects (model.subjects): one row per slice, one per subject, and the consistency report
+SUBJECTS_PATH = ASSETS_DIR / "subjects.csv"
+SUBJECT_TABLE_PATH = ASSETS_DIR / "subject_table.csv"
+SUBJECTS_REPORT_PATH = ASSETS_DIR / "subjects_report.json"
+# the subject-grouped cross-validation (model.crossval): figures, and out-of-fold predictions per slice
+CROSSVAL_PATH = ASSETS_DIR / "crossval.json"
+CROSSVAL_PREDICTIONS_PATH = ASSETS_DIR / "crossval_predictions.csv"
+REFERENCE_ENV_VAR = "ALZ_OASIS_REFERENCE"  # OASIS-1 reference slices and clinical table, for model.subjects
 
 
 def CONFIG_FILES_PRESENT() -> bool:  # noqa: N802 - reads like the constant it guards
@@ -68,3 +78,11 @@ def default_data_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return PROJECT_ROOT.parent / "shared" / "data" / "alzheimer_mri"
+
+
+def default_reference_dir() -> Path:
+    """The OASIS-1 reference folder: $ALZ_OASIS_REFERENCE if set, else ../shared/data/oasis1_reference."""
+    env = os.environ.get(REFERENCE_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return PROJECT_ROOT.parent / "shared" / "data" / "oasis1_reference"

@@ -22,10 +22,14 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from model.constants import (
     CLASS_NAMES,
@@ -126,6 +130,37 @@ def load_parquet(path: str | Path, size: int = IMAGE_SIZE, limit: int | None = N
     return _stack(arrays, labels, ids)
 
 
+def slice_keys(split: str, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """The key of every slice of `split`, in `load_split` order: columns split, path (origin), sha256 (of its
+    bytes). Subject ids (`model.subjects`) are attached to slices by this key."""
+    import pandas as pd
+
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    parquet = data_dir / SPLIT_FILES[split]
+    rows = []
+    if parquet.is_file():
+        import pyarrow.parquet as pq
+
+        for row, image in enumerate(pq.read_table(parquet, columns=["image"]).column("image").to_pylist()):
+            rows.append((image.get("path") or f"{parquet.name} row {row}", hashlib.sha256(image["bytes"]).hexdigest()))
+    else:
+        root = data_dir / split
+        for name in CLASS_NAMES:
+            folder = root / name
+            for file in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    rows.append((f"{name}/{file.name}", sha256_file(file)))
+    return pd.DataFrame({"split": split, "path": [r[0] for r in rows], "sha256": [r[1] for r in rows]})
+
+
+def load_split_with_keys(split: str, data_dir: str | Path | None = None):
+    """(`load_split`, `slice_keys`) of one split, checked to be in step."""
+    data, keys = load_split(split, data_dir), slice_keys(split, data_dir)
+    if len(keys) != len(data) or list(keys.path) != list(data.ids):
+        raise DatasetError(f"{split}: slice keys and decoded slices are out of step")
+    return data, keys
+
+
 def load_image_folder(root: str | Path, size: int = IMAGE_SIZE) -> SliceSet:
     """Read `<root>/<class name>/<file>` images; folder names must be CLASS_NAMES."""
     root = Path(root)
@@ -190,6 +225,29 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
         held.append(idx[:n_held])
         keep.append(idx[n_held:])
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(held)).values
+
+
+def grouped_split(labels, groups, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of indices into (keep, held_out) that keeps each group (subject) whole.
+
+    labels, groups: (N,) arrays; a group has one label. Each class gives round(fraction * its groups) of its
+    groups to the held-out part, and never its last one. A class of one subject stays in `keep`, and so does
+    one of two at fractions under 0.25 (round(0.4) = 0): Moderate has two brains in all, and training on one
+    of them instead of two costs more than validating on it gains.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    held_groups = []
+    for c in range(NUM_CLASSES):
+        names = np.array(sorted(set(groups[labels == c].tolist())), dtype=object)
+        n_held = min(int(round(fraction * len(names))), len(names) - 1)
+        if n_held < 1:
+            continue
+        held_groups.extend(names[rng.permutation(len(names))[:n_held]].tolist())
+    held = np.isin(groups, np.array(held_groups, dtype=object))
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def fingerprint(data_dir: str | Path | None = None) -> dict[str, str]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from model.baseline import by_train_distance, distance_bin_label, nearest_train_slices
+from model.neighbours import by_train_distance, distance_bin_label, nearest_train_slices
 from model.calibration import expected_calibration_error
 from model.constants import (
     CLASS_NAMES,
@@ -46,6 +46,18 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> list[fl
     return [float(lo), float(hi)]
 
 
+def recalled_counts(y: np.ndarray, pred: np.ndarray) -> dict[str, str]:
+    """'right/support' per class in label order, e.g. {"Moderate_Demented": "5/5", ...}."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    return {name: f"{int(((pred == c) & (y == c)).sum())}/{int((y == c).sum())}" for c, name in enumerate(CLASS_NAMES)}
+
+
+def predicted_counts(pred: np.ndarray) -> dict[str, int]:
+    """How many slices were predicted as each class, in label order."""
+    pred = np.asarray(pred)
+    return {name: int((pred == c).sum()) for c, name in enumerate(CLASS_NAMES)}
+
+
 def _per_class(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
     p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=LABELS, zero_division=0)
     auc = np.array([skm.roc_auc_score(y == c, probs[:, c]) if 0 < (y == c).sum() < len(y) else np.nan
@@ -53,32 +65,75 @@ def _per_class(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, 
     return {"precision": p, "recall": r, "f1": f, "support": s, "roc_auc": auc}
 
 
-def bootstrap_intervals(y: np.ndarray, probs: np.ndarray, n: int = 1000, seed: int = 0) -> dict:
-    """95% percentile intervals of per-class precision, recall, F1 and ROC AUC, and of the headlines."""
+def merged_stages(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 3-stage view (CDR 0, 0.5, >= 1): Mild and Moderate merged. Returns labels (N,) in 0..2 and
+    probabilities (N, 3), ordered No, Very mild, Mild or worse."""
+    mild, moderate, non, very_mild = (CLASS_NAMES.index(n) for n in
+                                      ("Mild_Demented", "Moderate_Demented", "Non_Demented", "Very_Mild_Demented"))
+    merged = np.stack([probs[:, non], probs[:, very_mild], probs[:, mild] + probs[:, moderate]], axis=1)
+    to3 = {non: 0, very_mild: 1, mild: 2, moderate: 2}
+    return np.array([to3[int(v)] for v in y], dtype=int), merged
+
+
+def _headlines(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """The summary figures that get an interval: accuracy, balanced accuracy, macro-F1, the 3-stage balanced
+    accuracy and macro ROC AUC, and the any-dementia ROC AUC (score 1 - p(No dementia))."""
+    y3, p3 = merged_stages(y, probs)
+    present = [c for c in range(3) if 0 < (y3 == c).sum() < len(y3)]
+    non = CLASS_NAMES.index("Non_Demented")
+    demented = y != non
+    return {
+        "accuracy": skm.accuracy_score(y, pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+        "macro_f1": skm.f1_score(y, pred, labels=LABELS, average="macro", zero_division=0),
+        "three_class_balanced_accuracy": skm.balanced_accuracy_score(y3, p3.argmax(1)),
+        "three_class_auc": float(np.mean([skm.roc_auc_score(y3 == c, p3[:, c]) for c in present]))
+        if present else np.nan,
+        "any_dementia_auc": skm.roc_auc_score(demented, 1.0 - probs[:, non]) if 0 < demented.sum() < len(y)
+        else np.nan,
+    }
+
+
+def bootstrap_intervals(y: np.ndarray, probs: np.ndarray, n: int = 1000, seed: int = 0,
+                        groups: np.ndarray | None = None) -> dict:
+    """95% percentile intervals of per-class precision, recall, F1 and ROC AUC, and of the headlines.
+
+    groups: (N,) cluster of each row (its subject): a resample draws whole clusters, so slices of one brain
+    are never counted as independent evidence. None: every row is its own cluster.
+    """
     rng = np.random.default_rng(seed)
     pred = probs.argmax(1)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(y))]
+    else:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
     draws = {k: [] for k in ("precision", "recall", "f1", "roc_auc")}
-    heads = {"accuracy": [], "balanced_accuracy": [], "macro_f1": []}
+    heads: dict[str, list] = {}
     for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
+        pick = rng.integers(0, len(members), len(members))
+        idx = np.concatenate([members[i] for i in pick])
         per = _per_class(y[idx], pred[idx], probs[idx])
         for k in draws:
             draws[k].append(per[k])
-        heads["accuracy"].append(skm.accuracy_score(y[idx], pred[idx]))
-        heads["balanced_accuracy"].append(skm.balanced_accuracy_score(y[idx], pred[idx]))
-        heads["macro_f1"].append(per["f1"].mean())
+        for k, v in _headlines(y[idx], pred[idx], probs[idx]).items():
+            heads.setdefault(k, []).append(v)
     out = {k: np.nanpercentile(np.stack(v), [2.5, 97.5], axis=0).T.tolist() for k, v in draws.items()}
-    out["headline"] = {k: np.percentile(v, [2.5, 97.5]).tolist() for k, v in heads.items()}
+    out["headline"] = {k: np.nanpercentile(v, [2.5, 97.5]).tolist() for k, v in heads.items()}
     return out
 
 
-def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """All evaluation figures for labels y (N,) and calibrated probabilities (N, C)."""
+def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0,
+                    groups: np.ndarray | None = None) -> dict:
+    """All evaluation figures for labels y (N,) and probabilities (N, C): the one place that turns
+    predictions into metrics. groups: (N,) subject of each row, so the bootstrap resamples subjects."""
     y, probs = np.asarray(y), np.asarray(probs, dtype=np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax rows can miss 1 by ~1e-7
     pred = probs.argmax(1)
     per = _per_class(y, pred, probs)
-    ci = bootstrap_intervals(y, probs, n_bootstrap, seed) if n_bootstrap else None
+    ci = bootstrap_intervals(y, probs, n_bootstrap, seed, groups) if n_bootstrap else None
+    recalled, predicted = recalled_counts(y, pred), predicted_counts(pred)
     rank = {label: i for i, label in enumerate(STAGE_ORDER)}  # ordinal position of each stage
     per_class = {}
     for c, name in enumerate(CLASS_NAMES):
@@ -91,14 +146,13 @@ def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000
             entry["roc_curve"] = {"fpr": fpr.round(5).tolist(), "tpr": tpr.round(5).tolist()}
             entry["pr_curve"] = {"precision": prec.round(5).tolist(), "recall": rec.round(5).tolist()}
         entry["recall_exact_ci95"] = clopper_pearson(int(((pred == c) & positive).sum()), int(positive.sum()))
+        entry["recalled"], entry["predicted"] = recalled[name], predicted[name]
         if ci:
             entry["ci95"] = {k: ci[k][c] for k in ("precision", "recall", "f1", "roc_auc")}
         per_class[name] = entry
     result = {
         "n": int(len(y)),
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
-        "macro_f1": float(skm.f1_score(y, pred, labels=LABELS, average="macro", zero_division=0)),
+        **{k: float(v) for k, v in _headlines(y, pred, probs).items()},
         "weighted_f1": float(skm.f1_score(y, pred, labels=LABELS, average="weighted", zero_division=0)),
         "macro_roc_auc": float(np.nanmean(per["roc_auc"])),
         "macro_pr_auc": float(np.mean([v.get("pr_auc", np.nan) for v in per_class.values()])),
@@ -112,7 +166,8 @@ def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000
     }
     if ci:
         result["ci95"] = ci["headline"]
-        result["bootstrap"] = {"resamples": n_bootstrap, "seed": seed, "method": "percentile"}
+        result["bootstrap"] = {"resamples": n_bootstrap, "seed": seed, "method": "percentile",
+                               "unit": "subject" if groups is not None else "row"}
     return result
 
 

@@ -10,6 +10,7 @@ pass. It never changes its weights after loading.
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,15 +94,11 @@ class Predictor:
         x = to_input(as_batch(images), self.image_size).to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    @torch.inference_mode()
     def logits(self, images, batch_size: int = 128) -> torch.Tensor:
         """Raw logits (N, C), float32 on CPU, for uint8 slices (see `prepare`)."""
-        images = as_batch(images)
-        out = []
         with self.lock:
-            for start in range(0, len(images), batch_size):
-                out.append(self.net(self.prepare(images[start:start + batch_size])).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, len(CLASS_NAMES))
+            return predict_logits(self.net, as_batch(images), self.image_size, self.device, batch_size,
+                                  channels_last=self.channels_last)
 
     def probabilities(self, images, batch_size: int = 128) -> torch.Tensor:
         """Calibrated probabilities (N, C): softmax(logits / temperature)."""
@@ -114,6 +111,24 @@ class Predictor:
     def predict_one(self, image: np.ndarray) -> Prediction:
         """One uint8 (S, S) slice."""
         return self.predict(image)[0]
+
+
+@torch.inference_mode()
+def predict_logits(net: torch.nn.Module, images: torch.Tensor, image_size: int, device: torch.device,
+                   batch_size: int = 128, amp: bool = False, channels_last: bool = True) -> torch.Tensor:
+    """The one loop that computes batched logits: (N, C) float32 on CPU for uint8 images (N, 1, H, W).
+
+    Used by training (validation), the cross-validation, evaluation and the Predictor. amp: bf16 autocast.
+    """
+    net.eval()
+    out = []
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    ctx = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext()
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start:start + batch_size], image_size).to(device).contiguous(memory_format=memory_format)
+        with ctx:
+            out.append(net(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(CLASS_NAMES))
 
 
 def as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:

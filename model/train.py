@@ -34,7 +34,8 @@ from tqdm import tqdm
 from model import checkpoint as ckpt
 from model.calibration import fit_temperature
 from model.constants import NUM_CLASSES, SELECTION_LOG_PATH, default_data_dir
-from model.data import SliceSet, fingerprint, load_split, stratified_split
+from model.data import SliceSet, fingerprint, grouped_split, load_split, stratified_split
+from model.inference import predict_logits
 from model.network import build_model, pick_device
 from model.preprocess import augment, cutout, hflip, to_input
 
@@ -72,6 +73,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # >0: keep an exponential moving average of the weights; evaluate and export it
     val_fraction: float = 0.1  # stratified, seeded; the test split is never used here. 0: refit on all of train
     val_buffer: float = 0.0  # >0: drop train slices closer than this (RMS grey levels) to any validation slice
+    val_by_subject: bool = False  # hold out whole subjects (assets/subjects.csv) for validation, not single slices
     temperature: float | None = None  # use this calibration temperature instead of fitting one (needed when refitting)
     seed: int = 0
     split_seed: int | None = None  # seed of the validation split if not --seed: retrain on one split with other seeds
@@ -111,6 +113,8 @@ class TrainConfig:
             raise ValueError(f"--val-buffer must be >= 0, got {self.val_buffer}")
         if self.val_buffer > 0 and self.val_fraction == 0:
             raise ValueError("--val-buffer needs a validation split to keep away from (--val-fraction > 0)")
+        if self.val_by_subject and self.val_fraction == 0:
+            raise ValueError("--val-by-subject needs a validation split (--val-fraction > 0)")
 
 
 def field_comments(cls) -> dict[str, str]:
@@ -158,12 +162,21 @@ def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
     data = load_split("train", cfg.data_dir, limit=cfg.limit)
     if cfg.val_fraction == 0:  # a refit: everything trains, nothing is validated
         return data, data.subset([])
-    keep, held = stratified_split(data.labels, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    if cfg.val_by_subject:  # a validation brain has no slice in training: the figure holds for a new subject
+        from model.data import slice_keys
+        from model.subjects import subjects_for
+
+        keys = slice_keys("train", cfg.data_dir).iloc[:len(data)]
+        groups = subjects_for("train", keys.path, keys.sha256)
+        keep, held = grouped_split(data.labels.numpy(), groups, cfg.val_fraction, split_seed)
+    else:
+        keep, held = stratified_split(data.labels, cfg.val_fraction, split_seed)
     train_set, val_set = data.subset(keep), data.subset(held)
     if cfg.val_buffer > 0:
         # Neighbouring slices of one brain are near-copies: without a buffer, most validation slices have one in
-        # training and validation measures recognition of a brain already seen (see model.baseline).
-        from model.baseline import nearest_neighbours
+        # training and validation measures recognition of a brain already seen (see analysis.baseline).
+        from model.neighbours import nearest_neighbours
 
         _, distance = nearest_neighbours(val_set.images, train_set.images, k=1)  # each train slice's nearest val slice
         train_set = train_set.subset(np.flatnonzero(distance[:, 0] >= cfg.val_buffer).tolist())
@@ -185,7 +198,7 @@ def class_weight_tensor(labels: torch.Tensor, mode: str) -> torch.Tensor | None:
 
 def train_neighbours(data: SliceSet, k: int) -> torch.Tensor:
     """(N, k) indices of each train slice's nearest other slices of the same class (raw-pixel distance)."""
-    from model.baseline import nearest_neighbours
+    from model.neighbours import nearest_neighbours
 
     k = max(1, min(k, len(data) - 1))
     idx, dist = nearest_neighbours(data.images, data.images, k, exclude_self=True,
@@ -299,34 +312,21 @@ def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig,
     return total / max(1, seen)
 
 
-@torch.inference_mode()
-def predict_logits(net: nn.Module, images: torch.Tensor, image_size: int, device: torch.device,
-                   batch_size: int = 128, amp: bool = False, channels_last: bool = True) -> torch.Tensor:
-    """Logits (N, C) in float32 on CPU for uint8 images (N, 1, H, W)."""
-    net.eval()
-    out = []
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
-    for start in range(0, len(images), batch_size):
-        x = to_input(images[start:start + batch_size], image_size).to(device).contiguous(memory_format=memory_format)
-        with ctx:
-            out.append(net(x).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
-
-
 def val_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    from sklearn.metrics import f1_score
+    """Validation loss (cross-entropy of the raw logits), accuracy and macro-F1, by `evaluate.compute_metrics`."""
+    from model.evaluate import compute_metrics
 
-    pred = logits.argmax(1)
-    return {
-        "val_loss": float(F.cross_entropy(logits, labels)),
-        "val_acc": float((pred == labels).float().mean()),
-        "val_macro_f1": float(f1_score(labels, pred, average="macro", labels=list(range(NUM_CLASSES)),
-                                       zero_division=0)),
-    }
+    m = compute_metrics(labels.numpy(), torch.softmax(logits.double(), 1).numpy(), n_bootstrap=0)
+    return {"val_loss": m["log_loss"], "val_acc": m["accuracy"], "val_macro_f1": m["macro_f1"]}
 
 
-def main(cfg: TrainConfig) -> dict:
+def main(cfg: TrainConfig, sets: tuple[SliceSet, SliceSet] | None = None) -> dict:
+    """Train, validate each epoch, select, calibrate and (if asked) export.
+
+    sets: (train, validation) to use instead of `load_data(cfg)`'s, as the subject-grouped cross-validation
+    passes. Returns {"history", "best"} and, on the main process, "temperature", "selected" and "net" (the
+    selected weights, in eval mode).
+    """
     cfg.validate()
     rank, world, device = init_distributed(cfg.device)
     if cfg.threads:
@@ -338,7 +338,7 @@ def main(cfg: TrainConfig) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
     log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
 
-    train_set, val_set = load_data(cfg)
+    train_set, val_set = load_data(cfg) if sets is None else sets
     data_sha256 = fingerprint(cfg.data_dir)
     log(f"train {len(train_set)} {train_set.class_counts()} | val {len(val_set)} {val_set.class_counts()} "
         f"| device {device} x{world} | {cfg.image_size}px batch {cfg.batch_size}")
@@ -437,7 +437,7 @@ def finish(net: nn.Module, cfg: TrainConfig, history: list[dict], best: dict | N
         if len(val_set):  # this run validated itself: a selection log left by an earlier refit would mislead
             (Path(cfg.export_dir) / SELECTION_LOG_PATH.name).unlink(missing_ok=True)
         log(f"exported {paths['weights']} sha256 {paths['sha256'][:12]}")
-    return {"temperature": temperature, "selected": chosen_row}
+    return {"temperature": temperature, "selected": chosen_row, "net": net.eval()}
 
 
 def ranks_in_sync(net: nn.Module, world: int) -> bool:

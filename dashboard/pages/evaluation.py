@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import dataset_dir, predictor_or_none, shipped_baseline, shipped_metrics
-from model.baseline import distance_summary
+from model.neighbours import distance_summary
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 st.title("Evaluation on the test split")

@@ -51,7 +51,7 @@ def test_card_states_the_buffered_validation_and_the_prior_shift_it_rejected():
     lookup = buffered["lookup"]  # the raw-pixel lookup on the same split, stated beside the network's figure
     assert f"is right on {lookup['accuracy']:.1%} of the same validation slices ({lookup['errors']} errors" in card
     assert ("more often than the network" in card) == (lookup["accuracy"] > plain["accuracy"])
-    # the shipped file is what model.prior_shift writes for a --val-buffer run of the shipped recipe
+    # the shipped file is what analysis.prior_shift writes for a --val-buffer run of the shipped recipe
     assert buffered["val_buffer"] > 0 and buffered["chosen_tau"] == max(
         buffered["sweep"], key=lambda r: (round(r["macro_f1"], 12), -r["tau"]))["tau"]
     assert buffered["epochs"] == config["train_config"]["epochs"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from model.baseline import by_train_distance, distance_summary
+from model.neighbours import by_train_distance, distance_summary
 from model.evaluate import compute_metrics, predictions_table
 
 

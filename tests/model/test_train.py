@@ -229,7 +229,7 @@ def test_refit_on_all_of_train_uses_the_given_temperature(tmp_path, data_dir):
 
 
 def test_val_buffer_drops_train_slices_near_any_validation_slice(tmp_path, data_dir):
-    from model.baseline import nearest_neighbours
+    from model.neighbours import nearest_neighbours
     from model.train import load_data
 
     plain_train, plain_val = load_data(tiny_config(tmp_path, data_dir, limit=400))

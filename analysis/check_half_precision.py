@@ -1,6 +1,6 @@
 """Does storing the shipped weights in float16 cost accuracy?
 
-    python -m benchmarks.check_half_precision runs/refit/last.pt
+    python -m analysis.check_half_precision runs/refit/last.pt
 
 Compares the float32 training checkpoint with the shipped float16 safetensors
 on the whole test split: disagreeing predictions, accuracy of each, and the

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from model import compare_runs
+from analysis import compare_runs
 
 
 def test_mcnemar_counts_discordant_pairs_and_is_one_without_them():
@@ -35,7 +35,7 @@ def test_an_ensemble_of_runs_that_err_on_different_slices_fixes_both():
 def fake_runs(monkeypatch, runs: dict):
     """validation_logits replaced by fixed logits per run dir name: {name: (logits, labels, val_ids)}."""
     from model.data import SliceSet
-    from model.prior_shift import ValidationRun
+    from analysis.prior_shift import ValidationRun
 
     def validation_logits(run, device="auto"):
         logits, labels, ids = runs[run.name]
@@ -43,7 +43,7 @@ def fake_runs(monkeypatch, runs: dict):
         return ValidationRun(logits, labels, {"val_buffer": 20.0},
                              {"data_sha256": {"train": "x"}, "epoch": 1, "checkpoint": str(run / "last.pt")},
                              val_set, val_set)
-    monkeypatch.setattr("model.prior_shift.validation_logits", validation_logits)
+    monkeypatch.setattr("analysis.prior_shift.validation_logits", validation_logits)
 
 
 def test_compare_scores_pairs_and_the_ensemble_against_the_best_run(monkeypatch, tmp_path, capsys):

@@ -7,7 +7,7 @@ network. Slices of one brain are not independent, so read the p-value as a guide
 An ensemble is the mean of the runs' temperature-calibrated probabilities; it is compared
 with the best single run the same way.
 
-    python -m model.compare_runs runs/buffer20 runs/buffer20_plain runs/buffer20_flip --out assets/run_comparison.json
+    python -m analysis.compare_runs runs/buffer20 runs/buffer20_plain runs/buffer20_flip --out assets/run_comparison.json
 
 Each run's temperature is fitted on the slices it is scored on, so the ensemble figures are
 in-sample for one scalar per run (the arg-max of a single run does not depend on it). The
@@ -41,9 +41,9 @@ def mcnemar(wrong_a, wrong_b) -> dict:
 
 
 def score(probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    """model.baseline.score of the arg-max of (N, C) probabilities, with per-class "recalled" and "predicted"."""
-    from model.baseline import predicted_counts, recalled_counts
-    from model.baseline import score as label_score
+    """analysis.baseline.score of the arg-max of (N, C) probabilities, with per-class "recalled" and "predicted"."""
+    from model.evaluate import predicted_counts, recalled_counts
+    from analysis.baseline import score as label_score
 
     y, pred = labels.numpy(), probs.argmax(1).numpy()
     return {**label_score(y, pred), "recalled": recalled_counts(y, pred),
@@ -71,7 +71,7 @@ def split_mismatch(first: dict, other: dict) -> str | None:
 def compare(run_dirs: list[Path], device: str = "auto") -> dict:
     """Load each run's validation logits, check that they share one split, and score pairs and ensembles."""
     from model.calibration import fit_temperature
-    from model.prior_shift import validation_logits
+    from analysis.prior_shift import validation_logits
 
     resolved = [Path(r).resolve() for r in run_dirs]
     if len(run_dirs) < 2 or len(set(resolved)) != len(resolved):
@@ -107,7 +107,7 @@ def compare(run_dirs: list[Path], device: str = "auto") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.compare_runs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis.compare_runs", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", help="two or more validated model.train output dirs")
     parser.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON; default: none")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; default: auto")

@@ -11,7 +11,7 @@ tau = 0 leaves the calibrated probabilities alone. With an unweighted loss the n
 shipped recipe) it learns about √π, so tau = 0.5 already balances and more over-corrects. It
 only moves a decision where the network is unsure; a prediction at 0.999 stays.
 
-`python -m model.prior_shift RUN_DIR` reloads a validated run (the checkpoint it selected,
+`python -m analysis.prior_shift RUN_DIR` reloads a validated run (the checkpoint it selected,
 `best.pt` or `last.pt`, and its own validation split, rebuilt from the run's config), fits
 the temperature there, scores every tau of the grid and picks the one with the best
 validation macro-F1 (ties: the smaller tau). Nothing in this code applies a shift at
@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from model.constants import CLASS_NAMES, NUM_CLASSES
+from model.constants import NUM_CLASSES
 from model.data import SliceSet
 
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -65,26 +65,19 @@ def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors
     """Validation figures for each tau: accuracy, macro-F1, errors, per-class recall and how many slices were
     predicted as each class. tau 0 (no shift) is always scored, first. The ECE is in-sample when
     `temperature` was fitted on these logits."""
-    from sklearn.metrics import f1_score, recall_score
-
-    from model.baseline import predicted_counts, recalled_counts
-    from model.calibration import expected_calibration_error
+    from model.evaluate import compute_metrics
 
     y = labels.numpy()
     rows = []
     for tau in sorted({0.0, *(float(t) for t in grid)}):
         probs = shifted_probabilities(logits, temperature, priors, tau)
-        pred = probs.argmax(1).numpy()
-        recall = recall_score(y, pred, labels=list(range(NUM_CLASSES)), average=None, zero_division=0)
+        m = compute_metrics(y, probs.double().numpy(), n_bootstrap=0)
         rows.append({
-            "tau": float(tau),
-            "accuracy": float((pred == y).mean()),
-            "macro_f1": float(f1_score(y, pred, labels=list(range(NUM_CLASSES)), average="macro", zero_division=0)),
-            "errors": int((pred != y).sum()),
-            "ece": expected_calibration_error(probs, labels),
-            "recall": {name: float(r) for name, r in zip(CLASS_NAMES, recall)},
-            "recalled": recalled_counts(y, pred),
-            "predicted": predicted_counts(pred),
+            "tau": float(tau), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            "errors": int((probs.argmax(1).numpy() != y).sum()), "ece": m["ece"],
+            "recall": {name: e["recall"] for name, e in m["per_class"].items()},
+            "recalled": {name: e["recalled"] for name, e in m["per_class"].items()},
+            "predicted": {name: e["predicted"] for name, e in m["per_class"].items()},
         })
     return rows
 
@@ -111,7 +104,8 @@ def validation_logits(run_dir: Path, device: str = "auto") -> ValidationRun:
     selected (`best.pt` for --select best, else `last.pt`)."""
     from model import checkpoint as ckpt
     from model.network import build_model, pick_device
-    from model.train import TrainConfig, load_data, predict_logits
+    from model.inference import predict_logits
+    from model.train import TrainConfig, load_data
 
     last = Path(run_dir) / "last.pt"
     if not last.is_file():
@@ -136,10 +130,10 @@ def validation_logits(run_dir: Path, device: str = "auto") -> ValidationRun:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.baseline import lookup_score
+    from analysis.baseline import lookup_score
     from model.calibration import fit_temperature
 
-    parser = argparse.ArgumentParser(prog="python -m model.prior_shift", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis.prior_shift", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="output dir of a validated model.train run (needs last.pt)")
     parser.add_argument("--grid", type=float, nargs="+", default=list(GRID),
                         help=f"taus to try, 0 always included; default: {' '.join(f'{t:g}' for t in GRID)}")

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from model import prior_shift
+from analysis import prior_shift
 from model.constants import NUM_CLASSES
 
 
@@ -63,7 +63,7 @@ def test_cli_sweeps_a_buffered_run(tmp_path, data_dir, capsys):
     assert sum(int(v.split("/")[1]) for v in lookup["recalled"].values()) == lookup["n"]
     assert sum(int(v.split("/")[0]) for v in lookup["recalled"].values()) == lookup["n"] - lookup["errors"]
     assert lookup["accuracy"] == pytest.approx(1 - lookup["errors"] / lookup["n"])
-    from model.baseline import lookup_score
+    from analysis.baseline import lookup_score
     from model.train import load_data
     train_set, val_set = load_data(TrainConfig(data_dir=str(data_dir), limit=400, val_buffer=20.0))
     assert lookup == lookup_score(train_set, val_set)  # the buffered train slices are its reference

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.baseline import main, nearest_neighbours
+from analysis.baseline import main
+from model.neighbours import nearest_neighbours
 
 
 def test_nearest_neighbours_finds_the_closest_image_and_its_rms_distance():
@@ -29,7 +30,7 @@ def test_nearest_neighbours_refuses_mismatched_shapes():
 
 def test_refit_reference_is_all_of_train(data_dir, monkeypatch):
     import model.data as data
-    from model.baseline import run
+    from analysis.baseline import run
 
     real = data.load_split
     monkeypatch.setattr(data, "load_split", lambda split, d=None, **kw: real(split, d, limit=120))
@@ -53,7 +54,7 @@ def test_cli_writes_val_and_test_figures(tmp_path, data_dir, monkeypatch):
 
 def test_shipped_baseline_is_reproduced_from_the_shared_data(data_dir):
     """The lookup figure quoted in the README and the app is recomputed, not trusted (about 4 s)."""
-    from model.baseline import run
+    from analysis.baseline import run
     from model.constants import BASELINE_PATH
 
     shipped = json.loads(BASELINE_PATH.read_text())
@@ -65,7 +66,8 @@ def test_shipped_baseline_is_reproduced_from_the_shared_data(data_dir):
 
 
 def test_lookup_score_labels_each_slice_like_its_nearest_reference_slice():
-    from model.baseline import lookup_score, recalled_counts
+    from analysis.baseline import lookup_score
+    from model.evaluate import recalled_counts
     from model.data import SliceSet
 
     grey = torch.tensor([0, 60, 120, 180, 240], dtype=torch.uint8)
