@@ -1,16 +1,21 @@
 # Two commands do everything on a fresh machine:
 #   make app    set up, then start the dashboard on http://localhost:8501
 #   make test   set up (Python packages and Debian's Chromium), then run every test
+# One more fetches the dataset (without it, `make test` skips the tests that need it):
+#   make data   download Falah/Alzheimer_MRI into $ALZ_MRI_DATA (default ../shared/data/alzheimer_mri),
+#               split it as assets/split.csv says and check it; a copy already there is only checked
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: app test setup setup-test browser benchmark clean
+.PHONY: app test data setup setup-test browser benchmark clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The project itself is installed editable, so `model`, `dashboard` and `analysis` import from anywhere.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -29,6 +34,9 @@ app: setup
 
 test: setup-test
 	$(PY) -m pytest
+
+data: setup
+	$(PY) -m model.data download --skip-existing
 
 benchmark: setup
 	$(PY) -m benchmarks.bench_pipeline

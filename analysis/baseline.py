@@ -45,7 +45,7 @@ def lookup_score(reference, split) -> dict:
     return {**score(y, pred), "recalled": recalled_counts(y, pred)}
 
 
-def run(data_dir=None, val_fraction: float = 0.1, seed: int = 0) -> dict:
+def run(data_dir=None, val_fraction: float = 0.1, seed: int = 0, val_by_subject: bool = False) -> dict:
     """1-NN figures on the test split (and the validation split, if any), with the network's train slices as reference.
 
     val_fraction 0 is a model refitted on all of train: every train slice is then a reference.
@@ -55,7 +55,13 @@ def run(data_dir=None, val_fraction: float = 0.1, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     train = load_split("train", data_dir)
     splits = {}
-    if val_fraction > 0:
+    if val_fraction > 0 and val_by_subject:  # the network's own split: whole subjects held out
+        from model.train import TrainConfig, load_data
+
+        reference, splits["val"] = load_data(TrainConfig(data_dir=str(data_dir or default_data_dir()), seed=seed,
+                                                         val_fraction=val_fraction, val_by_subject=True))
+        described = f"train minus the {val_fraction:.0%} of subjects held out for validation (seed {seed})"
+    elif val_fraction > 0:
         keep, held = stratified_split(train.labels, val_fraction, seed)
         reference, splits["val"] = train.subset(keep), train.subset(held)
         described = f"train minus the seeded {val_fraction:.0%} validation split (seed {seed})"
@@ -87,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     from model.data import DatasetError
 
-    val_fraction, seed = 0.1, 0
+    val_fraction, seed, by_subject = 0.1, 0, False
     if args.config.is_file():
         train_config = json.loads(args.config.read_text()).get("train_config", {})
         val_fraction = train_config.get("val_fraction", val_fraction)
+        by_subject = train_config.get("val_by_subject", False)
         seed = train_config.get("split_seed")
         seed = train_config.get("seed", 0) if seed is None else seed
     try:
-        result = run(args.data_dir, val_fraction, seed)
+        result = run(args.data_dir, val_fraction, seed, by_subject)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,41 +26,49 @@ def _display(name: str) -> str:
     return DISPLAY_NAMES[CLASS_NAMES.index(name)]
 
 
-def probability_bars(probabilities) -> go.Figure:
-    """Horizontal bars of calibrated probabilities, stages from healthy to severe."""
+def probability_bars(probabilities, *, title: str = "Calibrated probability by stage") -> go.Figure:
+    """Horizontal bars of calibrated probabilities, stages from healthy to severe. Bars under 1% keep their
+    value as a label outside the bar, so a near-zero bar is never an unlabelled sliver."""
     order = list(STAGE_ORDER)
     names = [CLASS_NAMES[i] for i in order]
     values = [float(probabilities[i]) for i in order]
     fig = go.Figure(go.Bar(
         x=values, y=[_display(n) for n in names], orientation="h",
         marker_color=[CLASS_COLORS[n] for n in names],
-        text=[f"{v:.1%}" for v in values], textposition="auto",
-        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        text=[f"{v:.1%}" for v in values], textposition=["inside" if v >= 0.15 else "outside" for v in values],
+        cliponaxis=False, hovertemplate="%{y}: %{x:.2%}<extra></extra>",
     ))
-    fig.update_layout(**LAYOUT, title="Calibrated probability by stage", height=260,
+    fig.update_layout(**LAYOUT, title=title, height=260,
                       xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis=dict(autorange="reversed"))
     return fig
 
 
-def class_balance(counts: dict[str, list[int]]) -> go.Figure:
-    """Grouped bars of class shares per split; hover shows counts."""
+def class_balance(counts: dict[str, list[int]], *, title: str = "Class balance",
+                  axis: str = "share of split") -> go.Figure:
+    """Grouped bars of class shares per group of counts (splits, or subjects and slices); hover shows counts.
+
+    counts: {name: per-class counts in label order}; a name such as "subjects" or "train" is also the unit
+    shown on hover (slices unless the name says subjects).
+    """
     fig = go.Figure()
     order = list(STAGE_ORDER)
     for (split, values), color in zip(counts.items(), SPLIT_COLORS):
         total = sum(values)
+        unit = "subjects" if "subject" in split else "slices"
         fig.add_trace(go.Bar(
             marker_color=color,
             name=f"{split} (n={total:,})", x=[DISPLAY_NAMES[i] for i in order],
             y=[values[i] / total for i in order], customdata=[values[i] for i in order],
-            hovertemplate="%{x}: %{customdata:,} slices (%{y:.1%})<extra>" + split + "</extra>",
+            text=[f"{values[i]:,}" for i in order], textposition="outside",
+            hovertemplate="%{x}: %{customdata:,} " + unit + " (%{y:.1%})<extra>" + split + "</extra>",
         ))
-    fig.update_layout(**LAYOUT, title="Class balance", barmode="group", height=340,
-                      yaxis=dict(tickformat=".0%", title="share of split"))
+    fig.update_layout(**LAYOUT, title=title, barmode="group", height=340,
+                      yaxis=dict(tickformat=".0%", title=axis, range=[0, 0.65]))
     return fig
 
 
-def confusion_matrix(matrix, *, normalize: bool) -> go.Figure:
-    """Confusion matrix ordered by disease stage; rows are true labels."""
+def confusion_matrix(matrix, *, normalize: bool, unit: str = "slices") -> go.Figure:
+    """Confusion matrix ordered by disease stage; rows are true labels; `unit` names what is counted."""
     m = np.asarray(matrix, dtype=float)[np.ix_(STAGE_ORDER, STAGE_ORDER)]
     counts = m.astype(int)
     if normalize:
@@ -69,7 +77,7 @@ def confusion_matrix(matrix, *, normalize: bool) -> go.Figure:
     text = [[f"{v:.1%}" if normalize else f"{int(v)}" for v in row] for row in m]
     fig = go.Figure(go.Heatmap(
         z=m.tolist(), x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues", showscale=False,
-        customdata=counts.tolist(), hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} slices<extra></extra>",
+        customdata=counts.tolist(), hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} " + unit + "<extra></extra>",
     ))
     fig.update_layout(**LAYOUT, title="Confusion matrix (rows: true stage)" + (", row-normalised" if normalize else ""),
                       height=420, xaxis=dict(title="predicted", side="bottom"),
@@ -115,7 +123,7 @@ def pr_curves(metrics: dict) -> go.Figure:
     return fig
 
 
-def training_curves(rows: list[dict]) -> go.Figure:
+def training_curves(rows: list[dict], *, title: str = "Training history") -> go.Figure:
     """Training loss and validation accuracy / macro-F1 per epoch (of the averaged weights, when kept)."""
     epochs = [r["epoch"] for r in rows]
     fig = go.Figure()
@@ -130,9 +138,12 @@ def training_curves(rows: list[dict]) -> go.Figure:
     if validated and rows[0].get("raw_val_acc") not in (None, ""):  # a run that kept a moving average of the weights
         fig.add_trace(go.Scatter(x=epochs, y=[r["raw_val_acc"] for r in rows], name="validation accuracy, raw weights",
                                  line=dict(color="#0072B2", dash="dot")))
-    fig.update_layout(**LAYOUT, title="Training history", height=340, xaxis=dict(title="epoch"),
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=10, r=60, t=40, b=10)}, title=title, height=360,
+                      xaxis=dict(title="epoch"),
                       yaxis=dict(title="validation", range=[0, 1.02], tickformat=".0%"),
-                      yaxis2=dict(title="loss", overlaying="y", side="right", rangemode="tozero"))
+                      yaxis2=dict(title="train loss", overlaying="y", side="right", rangemode="tozero",
+                                  automargin=True),
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -153,4 +164,79 @@ def accuracy_by_train_distance(rows: list[dict]) -> go.Figure:
                       xaxis=dict(title="RMS grey-level distance to the nearest train slice"),
                       yaxis=dict(title="accuracy", range=[0, 1.05], tickformat=".0%"),
                       legend=dict(orientation="h", y=-0.35))
+    return fig
+
+
+def leakage_headline(rows: list[dict]) -> go.Figure:
+    """The network and the raw-pixel lookup, side by side, on each question the data can answer.
+
+    rows: [{"setting": str, "network": float, "lookup": float}] of balanced accuracies. Where the lookup,
+    which learns nothing, matches the network, the setting rewards finding the same brain again.
+    """
+    x = [r["setting"] for r in rows]
+    fig = go.Figure()
+    for key, name, color in (("network", "this network", "#0072B2"), ("lookup", "raw-pixel lookup (no learning)",
+                                                                     "#BBBBBB")):
+        values = [r[key] for r in rows]
+        fig.add_trace(go.Bar(x=x, y=values, name=name, marker_color=color, text=[f"{v:.1%}" for v in values],
+                             textposition="outside", hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>"))
+    fig.add_hline(y=0.25, line=dict(dash="dot", color="#999"), annotation_text="chance",
+                  annotation_position="top left", annotation_font=dict(color="#777", size=11))
+    fig.update_layout(**LAYOUT, barmode="group", height=330, title="Balanced accuracy: a seen brain or a new one",
+                      yaxis=dict(range=[0, 1.12], tickformat=".0%", title="balanced accuracy"),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def reliability_diagram(before: list[dict], after: list[dict]) -> go.Figure:
+    """Accuracy against confidence per bin, before and after temperature scaling; the diagonal is perfect."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line=dict(dash="dot", color="#999")))
+    for rows, name, color in ((before, "before (T = 1)", "#E69F00"), (after, "after temperature scaling", "#0072B2")):
+        fig.add_trace(go.Scatter(
+            x=[r["confidence"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers", name=name,
+            marker=dict(size=[6 + 14 * (r["n"] / max(1, max(q["n"] for q in rows))) ** 0.5 for r in rows]),
+            line=dict(color=color), customdata=[r["n"] for r in rows],
+            hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} slices<extra>" + name +
+                          "</extra>"))
+    fig.update_layout(**LAYOUT, height=360, title="Reliability, out of fold (marker size: slices in the bin)",
+                      xaxis=dict(title="mean confidence", range=[0, 1]),
+                      yaxis=dict(title="accuracy", range=[0, 1.02]), legend=dict(x=0.02, y=0.98))
+    return fig
+
+
+def subject_scatter(table, column: str, label: str) -> go.Figure:
+    """Each subject's out-of-fold probability of its true stage against a clinical column, per class.
+
+    table: one row per subject with `column`, true_label, p_true and correct. Filled markers are subjects
+    staged right, open ones wrong.
+    """
+    fig = go.Figure()
+    for name in (CLASS_NAMES[i] for i in STAGE_ORDER):
+        rows = table[(table.true_label == name) & table[column].notna()]
+        if rows.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=rows[column], y=rows.p_true, mode="markers", name=_display(name),
+            marker=dict(color=CLASS_COLORS[name], size=9, line=dict(color=CLASS_COLORS[name], width=1.5),
+                        symbol=["circle" if c else "circle-open" for c in rows.correct]),
+            customdata=rows.subject, hovertemplate="%{customdata}<br>" + label + " %{x}<br>p(true stage) %{y:.2f}"
+                                                   "<extra>" + _display(name) + "</extra>"))
+    fig.update_layout(**LAYOUT, height=340, title=f"p(true stage) by {label.split(' (')[0]} (open: staged wrong)",
+                      xaxis=dict(title=label), yaxis=dict(title="p(true stage), out of fold", range=[0, 1.02]),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def age_by_class(table) -> go.Figure:
+    """Box plot of age per stage, for the subjects with a clinical row."""
+    fig = go.Figure()
+    for name in (CLASS_NAMES[i] for i in STAGE_ORDER):
+        ages = table.loc[(table.label == name) & table.age.notna(), "age"]
+        if len(ages):
+            fig.add_trace(go.Box(y=ages, name=f"{_display(name)}<br>n={len(ages)}", marker_color=CLASS_COLORS[name],
+                                 boxpoints="all", jitter=0.4, pointpos=0))
+    fig.update_layout(**LAYOUT, height=340, title="Age by stage (subjects with an OASIS row)", showlegend=False,
+                      yaxis=dict(title="age (years)"))
     return fig

@@ -13,7 +13,9 @@ import streamlit as st
 
 from model.constants import (
     BASELINE_PATH,
-    BUFFERED_VALIDATION_PATH,
+    CROSSVAL_PATH,
+    CROSSVAL_PREDICTIONS_PATH,
+    SUBJECT_TABLE_PATH,
     DATA_ENV_VAR,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
@@ -59,12 +61,37 @@ def shipped_baseline() -> dict | None:
     return read_json(str(BASELINE_PATH))
 
 
-def shipped_buffered_validation() -> dict | None:
-    return read_json(str(BUFFERED_VALIDATION_PATH))
-
-
 def shipped_config() -> dict | None:
     return read_json(str(MODEL_CONFIG_PATH))
+
+
+def shipped_crossval() -> dict | None:
+    """assets/crossval.json: the subject-grouped cross-validation's figures (None if not shipped)."""
+    return read_json(str(CROSSVAL_PATH))
+
+
+@st.cache_data(max_entries=4)
+def read_csv(path: str):
+    import pandas as pd
+
+    return pd.read_csv(path) if Path(path).is_file() else None
+
+
+def subject_table():
+    """assets/subject_table.csv: one row per recovered subject, with its OASIS clinical columns."""
+    return read_csv(str(SUBJECT_TABLE_PATH))
+
+
+def crossval_subjects():
+    """The out-of-fold predictions per subject, joined with the clinical table (None if not shipped)."""
+    from model.crossval import subject_predictions
+
+    slices = read_csv(str(CROSSVAL_PREDICTIONS_PATH))
+    return None if slices is None else subject_predictions(slices, subject_table())
+
+
+def crossval_slices():
+    return read_csv(str(CROSSVAL_PREDICTIONS_PATH))
 
 
 @st.cache_data
@@ -93,6 +120,14 @@ def test_split(path: str):
     return load_split("test", path)
 
 
+@st.cache_resource(show_spinner="Reading both splits…")
+def split_images(path: str, split: str):
+    """One decoded split, shared read-only by every session (the test split reuses `test_split`)."""
+    from model.data import load_split
+
+    return test_split(path) if split == "test" else load_split(split, path)
+
+
 def render_sidebar() -> None:
     with st.sidebar:
         st.markdown("### Alzheimer MRI staging")
@@ -102,12 +137,18 @@ def render_sidebar() -> None:
         else:
             st.caption(f"ResNet-34 · `{predictor.sha256[:12]}` · {predictor.image_size}px")
             st.caption(f"Running on **{predictor.device_name()}**")
-        metrics = shipped_metrics()
-        if metrics:
+        crossval, metrics = shipped_crossval(), shipped_metrics()
+        if crossval:
+            net = crossval["network"]["subject"]
             c1, c2 = st.columns(2)
-            c1.metric("Test accuracy", f"{metrics['accuracy']:.1%}")
-            c2.metric("Macro-F1", f"{metrics['macro_f1']:.3f}")
-            st.caption(f"On {metrics['n']:,} test slices; slice-level split, see the Evaluation page's caveat.")
+            c1.metric("New subjects", f"{net['balanced_accuracy']:.0%}",
+                      help="Balanced accuracy over 200 subjects, each staged by a network that never saw that "
+                           "brain (5-fold cross-validation by subject)")
+            c2.metric("Dementia AUC", f"{net['any_dementia_auc']:.2f}",
+                      help="ROC AUC of any dementia against none, per new subject")
+        if metrics:
+            st.caption(f"Published test split (slices of brains also in training): {metrics['accuracy']:.1%} "
+                       "accuracy, which measures recognising a seen brain. See the Evaluation page.")
         data = dataset_dir()
         st.caption(f"Dataset: `{data}`" if data else f"No local dataset (set ${DATA_ENV_VAR} to enable examples).")
         st.warning(RESEARCH_NOTICE, icon="⚠️")
@@ -127,3 +168,35 @@ def cached_explanation(image, target: int, layer: str):
     from model.explain import explain
 
     return explain(get_predictor(), image, target=target, layer=layer)
+
+
+def subject_panel(slices: list, names: list[str], predictor) -> int:
+    """Several slices of one subject: the per-slice predictions and the subject's (their mean probabilities,
+    as the cross-validation scored subjects). Returns the index of the slice the user picks to explain."""
+    import pandas as pd
+
+    from dashboard import charts
+    from model.constants import DISPLAY_NAMES, STAGE_ORDER
+    from model.inference import subject_prediction
+
+    predictions = [cached_prediction(image) for image in slices]
+    subject = subject_prediction(predictions)
+    left, right = st.columns([2, 3])
+    with left:
+        st.metric(f"Subject-level stage ({len(slices)} slices)", subject.display_name)
+        agree = sum(p.label == subject.label for p in predictions)
+        st.caption(f"Mean of the {len(slices)} slices' calibrated probabilities: {subject.confidence:.1%}. "
+                   f"{agree} of {len(slices)} slices agree with it on their own.")
+        crossval = shipped_crossval()
+        if crossval:
+            net = crossval["network"]["subject"]
+            st.caption(f"For a subject the model has never seen, this averaging was right on "
+                       f"{net['accuracy']:.0%} of the 200 cross-validated subjects (balanced accuracy "
+                       f"{net['balanced_accuracy']:.0%}).")
+    right.plotly_chart(charts.probability_bars(subject.probabilities, title="Subject: mean calibrated probability"),
+                       key="classify_subject_probs")
+    table = pd.DataFrame({"file": names, "predicted stage": [p.display_name for p in predictions],
+                          **{DISPLAY_NAMES[c]: [round(p.probabilities[c], 3) for p in predictions] for c in STAGE_ORDER}})
+    st.dataframe(table, hide_index=True, key="classify_subject_table")
+    return st.selectbox("Slice to explain", range(len(slices)), format_func=names.__getitem__,
+                        key="classify_slice")

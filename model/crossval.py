@@ -148,6 +148,26 @@ def summary_row(name: str, level: dict) -> dict:
     return row
 
 
+def subject_predictions(predictions: pd.DataFrame, subjects: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per subject from the per-slice out-of-fold table (`evaluate_out_of_fold`): true stage, slices,
+    mean probabilities, predicted stage, p_true (the probability of the true stage) and correct, joined with
+    the subject table's clinical columns when given. Sorted by p_true, the surest mistakes first."""
+    columns = [f"p_{name}" for name in CLASS_NAMES]
+    grouped = predictions.groupby("subject", sort=True)
+    out = grouped[columns].mean()
+    out.insert(0, "true_label", grouped.true_label.first())
+    out.insert(1, "slices", grouped.size())
+    out.insert(2, "fold", grouped.fold.first())
+    out["prediction"] = [CLASS_NAMES[i] for i in out[columns].to_numpy().argmax(1)]
+    out["p_true"] = [row[f"p_{row.true_label}"] for _, row in out.iterrows()]
+    out["correct"] = out.prediction == out.true_label
+    out["slices_right"] = grouped.correct.mean()
+    if subjects is not None:
+        keep = [c for c in ("age", "sex", "educ", "etiv", "nwbv", "mmse", "cdr", "candidates") if c in subjects]
+        out = out.join(subjects.set_index("subject")[keep])
+    return out.sort_values("p_true").reset_index()
+
+
 # ---------------------------------------------------------------- running
 def load_everything(data_dir, subjects_path=SUBJECTS_PATH) -> tuple[SliceSet, np.ndarray, list[str]]:
     """Both published splits as one SliceSet, each slice's subject id, and its split name."""
@@ -283,6 +303,28 @@ def train_resume_free() -> set[str]:
     return RESUME_FREE
 
 
+def set_temperature(config_path: Path, temperature: float, plan: dict) -> None:
+    """Give an exported model the cross-validation's temperature, recording where it came from.
+
+    Refuses a model trained with another recipe than the folds (image size, epochs, optimiser, ...): the
+    temperature is only valid for logits of the same kind.
+    """
+    from model.checkpoint import read_model_config
+
+    config = read_model_config(config_path)
+    trained, folds = config.get("train_config", {}), plan.get("recipe", {})
+    ignore = train_resume_free() | {"val_fraction", "val_by_subject", "select", "temperature", "seed",
+                                    "split_seed", "limit"}
+    differ = sorted(k for k in folds if k not in ignore and trained.get(k) != folds[k])
+    if differ:
+        raise ValueError(f"{config_path} was trained with another recipe than the cross-validation "
+                         f"({', '.join(f'{k}: {trained.get(k)} vs {folds[k]}' for k in differ)})")
+    config["temperature"] = float(temperature)
+    config["temperature_source"] = {"method": "crossval out-of-fold", "folds": plan.get("folds"),
+                                    "seed": plan.get("seed")}
+    Path(config_path).write_text(json.dumps(config, indent=2) + "\n")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.crossval", description=__doc__.split("\n\n")[0],
                                      epilog="Flags after `--` set the training recipe (python -m model.train --help).")
@@ -300,6 +342,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="per-slice out-of-fold predictions (default: %(default)s)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="subject-bootstrap resamples (default: %(default)s)")
     parser.add_argument("--only-fold", type=int, default=None, help="train just this fold and stop")
+    parser.add_argument("--calibrate", type=Path, default=None, metavar="MODEL_CONFIG",
+                        help="write the out-of-fold temperature into this model_config.json (a network trained "
+                             "with the same recipe), so its probabilities are calibrated for a new subject")
     return parser
 
 
@@ -337,9 +382,15 @@ def main(argv: list[str] | None = None) -> int:
                    "summary": {level: [summary_row(name, result[name][level]) for name in
                                        ("network", "lookup", "clinical", "network_on_clinical_subjects")
                                        if level in result.get(name, {})] for level in ("slice", "subject")}})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    predictions.to_csv(args.predictions_out, index=False)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        predictions.to_csv(args.predictions_out, index=False)
+        if args.calibrate is not None:
+            set_temperature(args.calibrate, result["calibration"]["temperature"], plan)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for level, rows in result["summary"].items():
         print(f"{level} level:")
         for row in rows:

@@ -113,6 +113,15 @@ class Predictor:
         return self.predict(image)[0]
 
 
+def subject_prediction(predictions: list[Prediction]) -> Prediction:
+    """One subject's stage from several of its slices: the mean of their calibrated probabilities, the
+    aggregation the subject-level cross-validation was scored with."""
+    if not predictions:
+        raise ValueError("a subject-level prediction needs at least one slice")
+    mean = np.mean([p.probabilities for p in predictions], axis=0)
+    return Prediction(tuple(float(p) for p in mean), int(mean.argmax()))
+
+
 @torch.inference_mode()
 def predict_logits(net: torch.nn.Module, images: torch.Tensor, image_size: int, device: torch.device,
                    batch_size: int = 128, amp: bool = False, channels_last: bool = True) -> torch.Tensor:

@@ -419,6 +419,21 @@ def subjects_for(split: str, ids, sha256s, table: pd.DataFrame | None = None) ->
     return np.array(out, dtype=object)
 
 
+def class_summary(subjects: pd.DataFrame) -> pd.DataFrame:
+    """Per class (stage order as in label order): subjects, slices, subjects with an OASIS row, age (mean,
+    range) and share of women among those, from the per-subject table."""
+    rows = []
+    for name in CLASS_NAMES:
+        part = subjects[subjects.label == name]
+        known = part[part.age.notna()] if "age" in part else part.iloc[:0]
+        rows.append({"stage": name, "subjects": len(part), "slices": int(part.slices.sum()),
+                     "with clinical row": len(known),
+                     "age mean": round(float(known.age.mean()), 1) if len(known) else None,
+                     "age range": f"{known.age.min():.0f}-{known.age.max():.0f}" if len(known) else "",
+                     "women": f"{(known.sex == 'F').mean():.0%}" if len(known) else ""})
+    return pd.DataFrame(rows)
+
+
 def print_report(report: dict) -> None:
     print(f"{report['subjects']} subjects from {report['slices']} slices; group sizes {report['group_sizes']}")
     print(f"subjects per class {report['subjects_per_class']} (expected {report['expected_subjects_per_class']})")

@@ -1,7 +1,7 @@
 import json
 
 from model.card import model_card_markdown
-from model.constants import BASELINE_PATH, METRICS_PATH, MODEL_CONFIG_PATH
+from model.constants import BASELINE_PATH, CROSSVAL_PATH, METRICS_PATH, MODEL_CONFIG_PATH
 
 
 def shipped():
@@ -12,7 +12,8 @@ def test_card_states_recipe_metrics_and_limitations_from_the_files():
     config, metrics = shipped()
     card = model_card_markdown(config, metrics, json.loads(BASELINE_PATH.read_text()))
     assert config["weights_sha256"] in card and f"{metrics['accuracy']:.4f}" in card
-    for heading in ("### Intended use", "### Training recipe", "### Test-split metrics", "### Limitations and risks"):
+    for heading in ("### Intended use", "### Training recipe", "### Published test-split metrics",
+                    "### Limitations and risks"):
         assert heading in card
     assert "Subject leakage" in card and "most similar training slice" in card
     errors = sum(r["errors"] for r in metrics["by_train_distance"])
@@ -25,7 +26,7 @@ def test_card_names_the_regularisers_that_were_used():
                                          "cutout": 0.5, "cutout_size": 0.25, "ema_decay": 0.998}}
     card = model_card_markdown(config, None)
     assert "3 nearest same-class train slices" in card and "25% of the side" in card and "decay 0.998" in card
-    assert "### Test-split metrics" not in card and "most similar training slice" not in card
+    assert "test-split metrics" not in card and "most similar training slice" not in card
 
 
 def test_card_of_a_refit_says_what_chose_its_recipe():
@@ -37,40 +38,17 @@ def test_card_of_a_refit_says_what_chose_its_recipe():
     assert "No choice inside this recipe looked at the test split" in card and "slightly optimistic" in card
 
 
-def test_card_states_the_buffered_validation_and_the_prior_shift_it_rejected():
-    from model.constants import BUFFERED_VALIDATION_PATH
-
+def test_card_leads_with_the_new_subject_figures():
     config, metrics = shipped()
-    buffered = json.loads(BUFFERED_VALIDATION_PATH.read_text())
-    plain = next(r for r in buffered["sweep"] if r["tau"] == 0)
-    card = model_card_markdown(config, metrics, None, buffered)
-    assert "**Slices with no near-copy in training.**" in card
-    assert f"{plain['accuracy']:.1%} accuracy" in card and f"{sum(buffered['class_counts']['trained_on']):,}" in card
-    assert f"{plain['recalled']['Moderate_Demented']} moderate" in card
-    assert ("so none is applied" if buffered["chosen_tau"] == 0 else "preferred a prior shift") in card
-    lookup = buffered["lookup"]  # the raw-pixel lookup on the same split, stated beside the network's figure
-    assert f"is right on {lookup['accuracy']:.1%} of the same validation slices ({lookup['errors']} errors" in card
-    assert ("more often than the network" in card) == (lookup["accuracy"] > plain["accuracy"])
-    # the shipped file is what analysis.prior_shift writes for a --val-buffer run of the shipped recipe
-    assert buffered["val_buffer"] > 0 and buffered["chosen_tau"] == max(
-        buffered["sweep"], key=lambda r: (round(r["macro_f1"], 12), -r["tau"]))["tau"]
-    assert buffered["epochs"] == config["train_config"]["epochs"]
-    assert buffered["image_size"] == config["image_size"]
-
-
-def test_card_buffered_paragraph_handles_other_sweeps():
-    from model.card import buffered_summary
-    from model.constants import BUFFERED_VALIDATION_PATH
-
-    config, metrics = shipped()
-    buffered = json.loads(BUFFERED_VALIDATION_PATH.read_text())
-    without_plain = {**buffered, "sweep": [r for r in buffered["sweep"] if r["tau"] > 0]}
-    assert buffered_summary(without_plain) == ""
-    assert "no near-copy in training" not in model_card_markdown(config, metrics, None, without_plain)
-    without_lookup = {k: v for k, v in buffered.items() if k != "lookup"}  # a file written before it was recorded
-    assert "lookup" not in buffered_summary(without_lookup) and buffered_summary(without_lookup)
-    worse_lookup = {**buffered, "lookup": {**buffered["lookup"], "accuracy": 0.5, "errors": 1}}
-    text = buffered_summary(worse_lookup)
-    assert "right on 50.0% of the same validation slices (1 error)." in text and "more often" not in text
-    chose_shift = {**buffered, "chosen_tau": 0.25}
-    assert "preferred a prior shift of tau 0.25; the shipped model does not apply one" in buffered_summary(chose_shift)
+    crossval = json.loads(CROSSVAL_PATH.read_text())
+    card = model_card_markdown(config, metrics, None, crossval)
+    assert card.startswith("### Performance on new subjects (cross-validated)")
+    assert card.index("new subjects") < card.index("Published test-split metrics")
+    net = crossval["network"]["subject"]
+    row = next(line for line in card.splitlines() if line.startswith("| this network |"))
+    assert f"| {net['n']} | {net['any_dementia_auc']:.3f} [" in row
+    assert f"{net['per_class']['Moderate_Demented']['recalled']}" in card and "cannot validate" in card
+    assert f"{crossval['calibration']['temperature']:.3f}, fitted on all out-of-fold logits" in card
+    tagged = {**config, "temperature_source": {"method": "crossval out-of-fold"}}
+    assert "meant for a new subject" in model_card_markdown(tagged, metrics, None, crossval)
+    assert "meant for a new subject" not in model_card_markdown({**config, "temperature_source": {}}, metrics)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.constants import CLASS_NAMES
 from model.explain import explain, overlay
 from model.scan_io import ScanError, read_scan
 from tests.conftest import png_bytes
@@ -23,10 +24,25 @@ def test_batched_equals_one_by_one(tiny_predictor, test_slices):
     assert torch.allclose(batch, single, atol=1e-5)
 
 
-def test_predict_one_names_the_class(tiny_predictor, test_slices):
-    pred = tiny_predictor.predict_one(test_slices.images[0, 0].numpy())
-    assert pred.class_name in pred.as_dict()["probabilities"]
-    assert pred.confidence == max(pred.probabilities)
+def test_predict_one_is_the_calibrated_softmax_of_the_logits(tiny_predictor, test_slices):
+    image = test_slices.images[3, 0].numpy()
+    pred = tiny_predictor.predict_one(image)
+    expected = torch.softmax(tiny_predictor.logits(image)[0] / 1.5, 0)  # the tiny model ships temperature 1.5
+    assert pred.probabilities == pytest.approx(expected.tolist(), abs=1e-6)
+    assert pred.label == int(expected.argmax()) and pred.class_name == CLASS_NAMES[pred.label]
+    assert list(pred.as_dict()["probabilities"]) == list(CLASS_NAMES)  # keyed in label order
+
+
+def test_subject_prediction_averages_probabilities():
+    from model.inference import Prediction, subject_prediction
+
+    slices = [Prediction((0.6, 0.0, 0.4, 0.0), 0), Prediction((0.1, 0.0, 0.45, 0.45), 2),
+              Prediction((0.2, 0.0, 0.5, 0.3), 2)]
+    subject = subject_prediction(slices)
+    assert subject.probabilities == pytest.approx((0.3, 0.0, 0.45, 0.25))
+    assert subject.label == 2  # not a majority vote of the slices' own labels by accident: the mean
+    with pytest.raises(ValueError):
+        subject_prediction([])
 
 
 def test_gradcam_shape_range_and_target(tiny_predictor, test_slices):

@@ -24,6 +24,7 @@ def test_weights_match_recorded_checksum_and_config():
     assert sha256_file(weights) == config["weights_sha256"]
 
 
+@pytest.mark.data
 def test_shipped_metrics_are_reproduced(live):
     shipped = json.loads(METRICS_PATH.read_text())
     metrics, _ = live
@@ -41,6 +42,7 @@ def test_shipped_metrics_are_reproduced(live):
     assert metrics["ece"] == pytest.approx(shipped["ece"], abs=1e-3)
 
 
+@pytest.mark.data
 def test_shipped_predictions_table_matches(live):
     _, table = live
     shipped = pd.read_csv(PREDICTIONS_PATH)

@@ -47,9 +47,18 @@ def test_norm_and_bias_parameters_can_be_spared_weight_decay():
 
 
 def test_help_describes_every_option():
-    text = get_args_parser().format_help()
-    assert "per process; default: 16" in text
-    assert "keep an exponential moving average of the weights" in text
+    import dataclasses
+
+    from model.train import field_comments
+
+    parser = get_args_parser()
+    helps = {a.dest: a.help for a in parser._actions if a.dest != "help"}
+    comments = field_comments(TrainConfig)
+    fields = dataclasses.fields(TrainConfig)
+    assert set(helps) == {f.name for f in fields}  # a flag for every option, and no other
+    for field in fields:  # each help says what the option does and its default
+        assert helps[field.name].startswith(comments[field.name].replace("%", "%%")), field.name
+        assert helps[field.name].endswith(f"default: {field.default}"), field.name
 
 
 def test_bad_option_lists_valid_ones(tmp_path, data_dir):
@@ -208,9 +217,33 @@ def test_train_neighbours_are_same_class_and_never_self(data_dir):
     assert crowded.any() and not (idx[crowded] == torch.arange(64)[crowded, None]).any()
 
 
-def test_neighbour_mix_smoke_run(tmp_path, data_dir):
-    result = main(tiny_config(tmp_path, data_dir, neighbour_mix=0.5, neighbour_k=2, cutout=0.5))
-    assert len(result["history"]) == 1 and result["history"][0]["train_loss"] > 0
+def test_neighbour_mix_and_cutout_reach_every_batch(tmp_path, data_dir, monkeypatch):
+    from model import train
+
+    calls = {"blend": [], "cutout": []}
+    blend, cut = train.neighbour_blend, train.cutout
+    monkeypatch.setattr(train, "neighbour_blend", lambda *a, **k: calls["blend"].append(a[3]) or blend(*a, **k))
+    monkeypatch.setattr(train, "cutout", lambda *a, **k: calls["cutout"].append(k["p"]) or cut(*a, **k))
+    result = main(tiny_config(tmp_path, data_dir, neighbour_mix=0.5, neighbour_k=2, cutout=0.25))
+    batches = (96 - 10) // 16  # 86 train slices after the 10% validation split, batch 16
+    assert calls == {"blend": [0.5] * batches, "cutout": [0.25] * batches}
+    row = result["history"][0]
+    assert 0 < row["train_loss"] < 10 and 0 <= row["val_acc"] <= 1 and 0 <= row["val_macro_f1"] <= 1
+
+
+@pytest.mark.data
+def test_validation_by_subject_holds_out_whole_brains(tmp_path, data_dir):
+    from model.data import slice_keys
+    from model.subjects import subjects_for
+    from model.train import load_data
+
+    train, val = load_data(tiny_config(tmp_path, data_dir, limit=None, val_by_subject=True, val_fraction=0.1))
+    keys = slice_keys("train", data_dir).set_index("path").sha256
+    subject = {i: s for i, s in zip(keys.index, subjects_for("train", keys.index, keys.values))}
+    held, trained = {subject[i] for i in val.ids}, {subject[i] for i in train.ids}
+    assert held and not held & trained  # no validation brain has a slice in training
+    assert len(held) == 20  # round(0.1 x subjects) per class: 3 Mild, 0 of the 2 Moderate, 10 Non, 7 Very mild
+    assert len(train) + len(val) == 5120
 
 
 def test_refit_on_all_of_train_uses_the_given_temperature(tmp_path, data_dir):

@@ -4,8 +4,8 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import (
     shipped_baseline,
-    shipped_buffered_validation,
     shipped_config,
+    shipped_crossval,
     shipped_metrics,
     training_log,
 )
@@ -18,14 +18,17 @@ if config is None:
     st.error("No model is shipped (assets/model_config.json is missing): train one with "
              "`python -m model.train --export-dir assets`.")
     st.stop()
-st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline(), shipped_buffered_validation()))
+st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline(), shipped_crossval()))
 history = training_log()
 if history:
-    st.plotly_chart(charts.training_curves(history), key="card_history")
+    held = "subjects held out whole" if config.get("train_config", {}).get("val_by_subject") else "held-out slices"
+    st.plotly_chart(charts.training_curves(history, title=f"Training history of the shipped network "
+                                                         f"(validation: {held})"), key="card_history")
 selection = training_log(str(SELECTION_LOG_PATH))
 if selection:
     st.markdown("**Validation run.** The same recipe on 90% of train, validated each epoch on the held-out 10%: "
                 "this run chose the epoch count and the calibration temperature of the shipped model.")
-    st.plotly_chart(charts.training_curves(selection), key="card_selection")
+    st.plotly_chart(charts.training_curves(selection, title="Training history of the validation run"),
+                    key="card_selection")
 with st.expander("Full training configuration"):
     st.json(config.get("train_config", {}))

@@ -5,7 +5,14 @@ import numpy as np
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import cached_explanation, cached_prediction, dataset_dir, predictor_or_none, test_split
+from dashboard.common import (
+    cached_explanation,
+    cached_prediction,
+    dataset_dir,
+    predictor_or_none,
+    subject_panel,
+    test_split,
+)
 from model.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.explain import COLORMAPS, overlay
 from model.network import CAM_LAYERS, DEFAULT_CAM_LAYER
@@ -13,8 +20,8 @@ from model.report import png_bytes, result_record
 from model.scan_io import IMAGE_TYPES, MAX_UPLOAD_BYTES, ScanError, read_scan
 
 st.title("Classify a scan")
-st.caption("One 2D axial T1-weighted brain MRI slice, like those of the training data. "
-           "The result is a research output, not a diagnosis.")
+st.caption("2D axial T1-weighted brain MRI slices, like those of the training data: one slice, or several of "
+           "one subject for a subject-level result. A research output, not a diagnosis.")
 predictor, error = predictor_or_none()
 if predictor is None:
     st.error(f"The model could not be loaded, so nothing can be classified: {error}")
@@ -25,17 +32,27 @@ sources = ["Upload a scan", "Test-split example"] if data else ["Upload a scan"]
 source = st.segmented_control("Source", sources, default=sources[0], key="classify_source") or sources[0]
 true_label = None
 if source == "Upload a scan":
-    file = st.file_uploader(f"Axial MRI slice ({', '.join(t.upper() for t in IMAGE_TYPES)}, "
-                            f"up to {MAX_UPLOAD_BYTES // 2**20} MB)", type=list(IMAGE_TYPES), key="classify_upload")
-    if file is None:
-        st.info("Drop a slice above" + (", or pick a test-split example." if data else "."))
+    files = st.file_uploader(f"Axial MRI slices ({', '.join(t.upper() for t in IMAGE_TYPES)}, up to "
+                             f"{MAX_UPLOAD_BYTES // 2**20} MB each): one slice, or several slices of one subject",
+                             type=list(IMAGE_TYPES), accept_multiple_files=True, key="classify_upload")
+    if not files:
+        st.info("Drop a slice above, or several slices of one subject" + (", or pick a test-split example."
+                                                                          if data else "."))
         st.stop()
-    try:
-        image = read_scan(file.getvalue(), file.name)
-    except ScanError as exc:
-        st.error(f"This file cannot be classified. {exc}")
+    slices, names = [], []
+    for file in files:
+        try:
+            slices.append(read_scan(file.getvalue(), file.name))
+            names.append(file.name)
+        except ScanError as exc:
+            st.error(f"This file cannot be classified. {exc}")
+    if not slices:
         st.stop()
-    name = file.name
+    if len(slices) > 1:
+        pick = subject_panel(slices, names, predictor)
+        image, name = slices[pick], names[pick]
+    else:
+        image, name = slices[0], names[0]
 else:
     split = test_split(str(data))
     c1, c2 = st.columns(2)
