@@ -70,6 +70,18 @@ def shipped_crossval() -> dict | None:
     return read_json(str(CROSSVAL_PATH))
 
 
+def crossval_describes_shipped_model() -> bool:
+    """Whether the shipped network was trained with the cross-validated recipe and carries its temperature,
+    so the new-subject figures are this network's."""
+    from model.crossval import recipe_differences
+
+    crossval, config = shipped_crossval(), shipped_config()
+    if not crossval or not config:
+        return False
+    same = not recipe_differences(config.get("train_config", {}), crossval.get("plan", {}).get("recipe", {}))
+    return same and config.get("temperature_source", {}).get("method") == "crossval out-of-fold"
+
+
 @st.cache_data(max_entries=4)
 def read_csv(path: str):
     import pandas as pd
@@ -146,11 +158,14 @@ def render_sidebar() -> None:
                            "brain (5-fold cross-validation by subject)")
             c2.metric("Dementia AUC", f"{net['any_dementia_auc']:.2f}",
                       help="ROC AUC of any dementia against none, per new subject")
+            if not crossval_describes_shipped_model():
+                st.caption("These are the cross-validated recipe's figures; the shipped network was trained "
+                           "with another recipe or temperature.")
         if metrics:
             st.caption(f"Published test split (slices of brains also in training): {metrics['accuracy']:.1%} "
                        "accuracy, which measures recognising a seen brain. See the Evaluation page.")
         data = dataset_dir()
-        st.caption(f"Dataset: `{data}`" if data else f"No local dataset (set ${DATA_ENV_VAR} to enable examples).")
+        st.caption(f"Dataset: `{data}`" if data else f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
         st.warning(RESEARCH_NOTICE, icon="⚠️")
 
 
@@ -170,9 +185,10 @@ def cached_explanation(image, target: int, layer: str):
     return explain(get_predictor(), image, target=target, layer=layer)
 
 
-def subject_panel(slices: list, names: list[str], predictor) -> int:
+def subject_panel(slices: list, names: list[str], predictor):
     """Several slices of one subject: the per-slice predictions and the subject's (their mean probabilities,
-    as the cross-validation scored subjects). Returns the index of the slice the user picks to explain."""
+    as the cross-validation scored subjects). Returns (index of the slice the user picks to explain, the
+    subject's Prediction)."""
     import pandas as pd
 
     from dashboard import charts
@@ -188,15 +204,15 @@ def subject_panel(slices: list, names: list[str], predictor) -> int:
         st.caption(f"Mean of the {len(slices)} slices' calibrated probabilities: {subject.confidence:.1%}. "
                    f"{agree} of {len(slices)} slices agree with it on their own.")
         crossval = shipped_crossval()
-        if crossval:
+        if crossval and crossval_describes_shipped_model():
             net = crossval["network"]["subject"]
-            st.caption(f"For a subject the model has never seen, this averaging was right on "
+            st.caption(f"Averaging all 32 slices of a subject the model had never seen was right for "
                        f"{net['accuracy']:.0%} of the 200 cross-validated subjects (balanced accuracy "
-                       f"{net['balanced_accuracy']:.0%}).")
+                       f"{net['balanced_accuracy']:.0%}); fewer slices carry less evidence.")
     right.plotly_chart(charts.probability_bars(subject.probabilities, title="Subject: mean calibrated probability"),
                        key="classify_subject_probs")
     table = pd.DataFrame({"file": names, "predicted stage": [p.display_name for p in predictions],
                           **{DISPLAY_NAMES[c]: [round(p.probabilities[c], 3) for p in predictions] for c in STAGE_ORDER}})
     st.dataframe(table, hide_index=True, key="classify_subject_table")
-    return st.selectbox("Slice to explain", range(len(slices)), format_func=names.__getitem__,
-                        key="classify_slice")
+    pick = st.selectbox("Slice to explain", range(len(slices)), format_func=names.__getitem__, key="classify_slice")
+    return pick, subject

@@ -15,6 +15,7 @@ from dashboard.common import (
     crossval_subjects,
     dataset_dir,
     predictor_or_none,
+    crossval_describes_shipped_model,
     shipped_baseline,
     split_images,
     subject_table,
@@ -85,7 +86,8 @@ def metric_panel(metrics: dict, counts: dict, unit: str, key: str) -> None:
         if name in metrics:
             col.metric(label, f"{metrics[name]:.1%}" if "accuracy" in name else f"{metrics[name]:.3f}",
                        help=f"95% bootstrap interval {ci[name][0]:.3f}–{ci[name][1]:.3f}" if name in ci else None)
-    cols[4].metric("Calibration error", f"{metrics['ece']:.3f}", help="Expected calibration error, 15 bins")
+    cols[4].metric("Calibration error", f"{metrics['ece']:.3f}", help=f"Expected calibration error over {unit}, "
+                   "15 confidence bins")
     left, right = st.columns(2)
     left.plotly_chart(charts.class_balance(counts, title="Class imbalance", axis="share"), key=f"{key}_balance")
     with right:
@@ -135,17 +137,20 @@ def new_subjects(crossval: dict | None) -> None:
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.reliability_diagram(cal["reliability_before"], cal["reliability_after"]),
                       key="evaluation_reliability")
-    right.markdown(f"Out-of-fold expected calibration error **{cal['ece_before']:.3f}** before and "
+    shipped = (f"the shipped network uses the one fitted on all of them, {cal['temperature']:.3f}, so the Classify "
+               "page's probabilities are meant for a new brain." if crossval_describes_shipped_model() else
+               f"the one fitted on all of them is {cal['temperature']:.3f}, but the shipped network was trained "
+               "with another recipe or temperature and does not use it.")
+    right.markdown(f"Out-of-fold expected calibration error, per slice, **{cal['ece_before']:.3f}** before and "
                    f"**{cal['ece_after']:.3f}** after temperature scaling. Each fold's temperature was fitted on "
                    f"the other folds ({', '.join(f'{t:.2f}' for t in cal['cross_fitted_temperatures'])}), so no "
-                   f"slice calibrates itself; the shipped model uses the one fitted on all of them, "
-                   f"{cal['temperature']:.3f}, so the Classify page's probabilities are meant for a new brain.")
+                   f"slice calibrates itself; " + shipped)
 
     subjects = crossval_subjects()
     if subjects is None:
         return
     st.subheader("Clinical context")
-    if table is not None:
+    if table is not None and "age" in table:  # a table made without the OASIS reference has no clinical rows
         from model.subjects import class_summary
 
         summary = class_summary(table)
@@ -212,12 +217,22 @@ def subject_browser(subjects: pd.DataFrame) -> None:
         st.info("The slices can be shown where the dataset is available locally (set $ALZ_MRI_DATA).")
         st.dataframe(rows[["split", "id", "prediction", "correct"]], hide_index=True, key="evaluation_subject_rows")
         return
+    from model.data import DatasetError
     from model.subjects import read_subjects
 
     order = read_subjects().set_index(["split", "path"]).position
     rows = rows.assign(position=[order.get((s, i), -1) for s, i in zip(rows.split, rows.id)]).sort_values("position")
-    images = {split: split_images(str(data), split) for split in set(rows.split)}
-    index = {split: {name: i for i, name in enumerate(images[split].ids)} for split in images}
+    try:
+        images = {split: split_images(str(data), split) for split in set(rows.split)}
+        index = {split: {name: i for i, name in enumerate(images[split].ids)} for split in images}
+        missing = [i for s, i in zip(rows.split, rows.id) if i not in index[s]]
+        if missing:
+            raise KeyError(missing[0])
+    except (DatasetError, OSError, KeyError) as exc:
+        st.info(f"The slices cannot be shown from `{data}` ({type(exc).__name__}: {exc}): it is not the copy of the "
+                "dataset the cross-validation ran on, or a split is missing.")
+        st.dataframe(rows[["split", "id", "prediction", "correct"]], hide_index=True, key="evaluation_subject_rows")
+        return
     cols = st.columns(8)
     for n, row in enumerate(rows.itertuples()):
         img = images[row.split].images[index[row.split][row.id], 0].numpy()

@@ -27,16 +27,28 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return min(max(t, 0.05), 20.0)
 
 
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """Top-label ECE with equal-width confidence bins. probs (N, C) rows sum to 1."""
+N_BINS = 15  # equal-width confidence bins of the ECE and the reliability diagram
+
+
+def reliability(probs, labels, n_bins: int = N_BINS) -> list[dict]:
+    """Top-label reliability: for each non-empty confidence bin (lo, hi], its count, mean confidence and
+    accuracy. probs (N, C) rows sum to 1; labels (N,)."""
     probs = torch.as_tensor(probs, dtype=torch.float64)
     labels = torch.as_tensor(labels, dtype=torch.long)
     conf, pred = probs.max(dim=1)
     correct = (pred == labels).double()
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
-    ece = torch.zeros((), dtype=torch.float64)
+    rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         in_bin = (conf > lo) & (conf <= hi)
         if in_bin.any():
-            ece += in_bin.double().mean() * (conf[in_bin].mean() - correct[in_bin].mean()).abs()
-    return float(ece)
+            rows.append({"from": round(float(lo), 4), "to": round(float(hi), 4), "n": int(in_bin.sum()),
+                         "confidence": float(conf[in_bin].mean()), "accuracy": float(correct[in_bin].mean())})
+    return rows
+
+
+def expected_calibration_error(probs, labels, n_bins: int = N_BINS) -> float:
+    """Top-label ECE: the count-weighted gap between confidence and accuracy over the `reliability` bins."""
+    rows = reliability(probs, labels, n_bins)
+    total = sum(r["n"] for r in rows)
+    return float(sum(r["n"] / total * abs(r["confidence"] - r["accuracy"]) for r in rows)) if total else 0.0

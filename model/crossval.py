@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model.calibration import expected_calibration_error, fit_temperature
+from model.calibration import expected_calibration_error, fit_temperature, reliability
 from model.constants import (
     CLASS_NAMES,
     CROSSVAL_PATH,
@@ -120,12 +120,10 @@ def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> 
 
 
 def figures(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None, n_bootstrap: int, seed: int = 0) -> dict:
-    """`evaluate.compute_metrics` (bootstrap over `groups`, each row its own group when None), plus the
-    subject counts of each class."""
+    """`evaluate.compute_metrics`, its bootstrap drawing whole `groups` (each row its own group when None)."""
     from model.evaluate import compute_metrics
 
-    metrics = compute_metrics(labels, probs, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
-    return metrics
+    return compute_metrics(labels, probs, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
 
 
 def level_figures(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_bootstrap: int) -> dict:
@@ -194,11 +192,14 @@ def run_fold(k: int, data: SliceSet, groups: np.ndarray, fold: np.ndarray, cfg, 
 
     fold_dir = out_dir / f"fold{k}"
     done = fold_dir / "oof.npz"
-    if done.is_file():
-        saved = np.load(done)
-        return {"index": saved["index"], "logits": saved["logits"], **json.loads((fold_dir / "fold.json").read_text())}
     trainable = np.flatnonzero(fold != k)
     held = np.flatnonzero(fold == k)
+    if done.is_file():
+        saved = np.load(done)
+        if not np.array_equal(saved["index"], held):  # another subject table or data order: folds would leak
+            raise ValueError(f"{done} holds predictions for other slices than fold {k} now has; "
+                             "use a new --output-dir")
+        return {"index": saved["index"], "logits": saved["logits"], **json.loads((fold_dir / "fold.json").read_text())}
     keep, inner = grouped_split(data.labels.numpy()[trainable], groups[trainable], inner_fraction, cfg.seed + k)
     fold_cfg = dataclasses.replace(cfg, output_dir=str(fold_dir), export_dir=None, resume=True,
                                    val_fraction=inner_fraction, select="best", temperature=None)
@@ -212,9 +213,9 @@ def run_fold(k: int, data: SliceSet, groups: np.ndarray, fold: np.ndarray, cfg, 
             "train_subjects": int(len(set(groups[trainable[keep]]))), "inner_subjects": int(len(set(groups[trainable[inner]]))),
             "selected_epoch": result["selected"]["epoch"], "inner_val_macro_f1": result["selected"].get("val_macro_f1"),
             "seconds": round(time.perf_counter() - t0, 1)}
+    (fold_dir / "fold.json").write_text(json.dumps(info, indent=1) + "\n")  # before oof.npz, which marks done
     np.savez(done.with_suffix(".tmp.npz"), index=held, logits=logits)
     done.with_suffix(".tmp.npz").replace(done)
-    (fold_dir / "fold.json").write_text(json.dumps(info, indent=1) + "\n")
     return {"index": held, "logits": logits, **info}
 
 
@@ -250,19 +251,6 @@ def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], 
     table["prediction"] = [CLASS_NAMES[v] for v in probs.argmax(1)]
     table["correct"] = table.prediction == table.true_label
     return result, table
-
-
-def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> list[dict]:
-    """Top-label reliability diagram: per confidence bin, the count, mean confidence and accuracy."""
-    conf, pred = probs.max(1), probs.argmax(1)
-    edges = np.linspace(0, 1, n_bins + 1)
-    rows = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            rows.append({"from": round(float(lo), 2), "to": round(float(hi), 2), "n": int(inside.sum()),
-                         "confidence": float(conf[inside].mean()), "accuracy": float((pred[inside] == labels[inside]).mean())})
-    return rows
 
 
 def cross_validate(data: SliceSet, groups: np.ndarray, cfg, n_folds: int, seed: int, inner_fraction: float,
@@ -303,6 +291,15 @@ def train_resume_free() -> set[str]:
     return RESUME_FREE
 
 
+def recipe_differences(trained: dict, folds: dict) -> list[str]:
+    """What differs between a network's training config and the cross-validated recipe ('option: a vs b'),
+    leaving out where output went, the validation split and the seed: [] when the figures apply to it."""
+    ignore = train_resume_free() | {"val_fraction", "val_by_subject", "select", "temperature", "seed",
+                                    "split_seed", "limit"}
+    return [f"{k}: {trained.get(k)} vs {folds[k]}" for k in sorted(folds)
+            if k not in ignore and trained.get(k) != folds[k]]
+
+
 def set_temperature(config_path: Path, temperature: float, plan: dict) -> None:
     """Give an exported model the cross-validation's temperature, recording where it came from.
 
@@ -312,13 +309,10 @@ def set_temperature(config_path: Path, temperature: float, plan: dict) -> None:
     from model.checkpoint import read_model_config
 
     config = read_model_config(config_path)
-    trained, folds = config.get("train_config", {}), plan.get("recipe", {})
-    ignore = train_resume_free() | {"val_fraction", "val_by_subject", "select", "temperature", "seed",
-                                    "split_seed", "limit"}
-    differ = sorted(k for k in folds if k not in ignore and trained.get(k) != folds[k])
+    differ = recipe_differences(config.get("train_config", {}), plan.get("recipe", {}))
     if differ:
         raise ValueError(f"{config_path} was trained with another recipe than the cross-validation "
-                         f"({', '.join(f'{k}: {trained.get(k)} vs {folds[k]}' for k in differ)})")
+                         f"({'; '.join(differ)})")
     config["temperature"] = float(temperature)
     config["temperature_source"] = {"method": "crossval out-of-fold", "folds": plan.get("folds"),
                                     "seed": plan.get("seed")}
@@ -359,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg.data_dir = str(args.data_dir)
     if args.folds < 2 or not 0 < args.inner_fraction < 1:
         print("error: --folds must be >= 2 and --inner-fraction in (0, 1)", file=sys.stderr)
+        return 2
+    if args.only_fold is not None and not 0 <= args.only_fold < args.folds:
+        print(f"error: --only-fold must be in 0..{args.folds - 1}", file=sys.stderr)
         return 2
     try:
         cfg.validate()

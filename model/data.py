@@ -241,7 +241,7 @@ def grouped_split(labels, groups, fraction: float, seed: int) -> tuple[np.ndarra
 
     labels, groups: (N,) arrays; a group has one label. Each class gives round(fraction * its groups) of its
     groups to the held-out part, and never its last one. A class of one subject stays in `keep`, and so does
-    one of two at fractions under 0.25 (round(0.4) = 0): Moderate has two brains in all, and training on one
+    one of two at fractions up to 0.25 (round(0.5) = 0): Moderate has two brains in all, and training on one
     of them instead of two costs more than validating on it gains.
     """
     if not 0.0 < fraction < 1.0:

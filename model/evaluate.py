@@ -98,11 +98,17 @@ def bootstrap_intervals(y: np.ndarray, probs: np.ndarray, n: int = 1000, seed: i
                         groups: np.ndarray | None = None) -> dict:
     """95% percentile intervals of per-class precision, recall, F1 and ROC AUC, and of the headlines.
 
+    A per-class figure that a resample leaves undefined (its class absent, or never predicted for precision)
+    is left out of that figure's percentiles rather than counted as 0.
+
     groups: (N,) cluster of each row (its subject): a resample draws whole clusters, so slices of one brain
     are never counted as independent evidence. None: every row is its own cluster.
     """
+    import warnings
+
     rng = np.random.default_rng(seed)
     pred = probs.argmax(1)
+    warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")  # resamples lack a class
     if groups is None:
         members = [np.array([i]) for i in range(len(y))]
     else:
@@ -115,9 +121,17 @@ def bootstrap_intervals(y: np.ndarray, probs: np.ndarray, n: int = 1000, seed: i
         pick = rng.integers(0, len(members), len(members))
         idx = np.concatenate([members[i] for i in pick])
         per = _per_class(y[idx], pred[idx], probs[idx])
+        # A class can be missing from a resample (2 Moderate subjects of 200: about 13% of subject resamples).
+        # Its recall and F1 are then undefined, not 0, and so is a precision with nothing predicted as it.
+        absent = per["support"] == 0
+        per["recall"] = np.where(absent, np.nan, per["recall"])
+        per["f1"] = np.where(absent, np.nan, per["f1"])
+        per["precision"] = np.where(np.bincount(pred[idx], minlength=NUM_CLASSES) == 0, np.nan, per["precision"])
         for k in draws:
             draws[k].append(per[k])
-        for k, v in _headlines(y[idx], pred[idx], probs[idx]).items():
+        heads_now = _headlines(y[idx], pred[idx], probs[idx])
+        heads_now["macro_f1"] = float(np.nanmean(per["f1"]))  # over the classes the resample holds
+        for k, v in heads_now.items():
             heads.setdefault(k, []).append(v)
     out = {k: np.nanpercentile(np.stack(v), [2.5, 97.5], axis=0).T.tolist() for k, v in draws.items()}
     out["headline"] = {k: np.nanpercentile(v, [2.5, 97.5]).tolist() for k, v in heads.items()}

@@ -168,6 +168,8 @@ def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
         from model.subjects import subjects_for
 
         keys = slice_keys("train", cfg.data_dir).iloc[:len(data)]
+        if list(keys.path) != list(data.ids):
+            raise ValueError(f"{cfg.data_dir}: slice keys and decoded slices are out of step")
         groups = subjects_for("train", keys.path, keys.sha256)
         keep, held = grouped_split(data.labels.numpy(), groups, cfg.val_fraction, split_seed)
     else:

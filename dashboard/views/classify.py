@@ -30,7 +30,7 @@ if predictor is None:
 data = dataset_dir()
 sources = ["Upload a scan", "Test-split example"] if data else ["Upload a scan"]
 source = st.segmented_control("Source", sources, default=sources[0], key="classify_source") or sources[0]
-true_label = None
+true_label, subject, names = None, None, []
 if source == "Upload a scan":
     files = st.file_uploader(f"Axial MRI slices ({', '.join(t.upper() for t in IMAGE_TYPES)}, up to "
                              f"{MAX_UPLOAD_BYTES // 2**20} MB each): one slice, or several slices of one subject",
@@ -49,7 +49,7 @@ if source == "Upload a scan":
     if not slices:
         st.stop()
     if len(slices) > 1:
-        pick = subject_panel(slices, names, predictor)
+        pick, subject = subject_panel(slices, names, predictor)
         image, name = slices[pick], names[pick]
     else:
         image, name = slices[0], names[0]
@@ -93,6 +93,8 @@ if explanation.raw_max <= 0:
 record = result_record(name, prediction, model_sha256=predictor.sha256, temperature=predictor.temperature,
                        explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
                        true_label=true_label)
+if subject is not None:  # several slices of one subject: the download carries the subject's result too
+    record["subject"] = {"files": names, **subject.as_dict(), "aggregation": "mean of calibrated probabilities"}
 stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 d1, d2, _ = st.columns([2, 2, 3])
 d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_gradcam.png", "image/png",

@@ -47,16 +47,31 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         page.wait_for_timeout(500)  # let Plotly finish its transition before the picture
         page.screenshot(path=str(SHOTS / "classify.png"))
 
+        others = [tmp_path / f"slice_{i}.png" for i in range(3)]
+        for i, path in enumerate(others):
+            path.write_bytes(png_bytes(test_slices.images[i, 0].numpy()))
+        with page.expect_file_chooser() as chooser:  # several slices of one subject at once
+            page.get_by_role("button", name="Add files").first.click()
+        chooser.value.set_files([str(p) for p in others])
+        page.get_by_text("Subject-level stage (4 slices)").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / "classify_subject.png"))
+
         page.get_by_role("link", name="Evaluation").click()
-        page.get_by_text("Evaluation on the test split").wait_for(timeout=60_000)
+        page.get_by_text("Balanced accuracy: a seen brain or a new one").wait_for(timeout=60_000)
         wait_idle(page)
         charts = page.locator("[data-testid='stPlotlyChart']")
-        charts.nth(4).wait_for(timeout=60_000)
-        page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)
-        assert charts.count() == 5
-        assert page.locator(".js-plotly-plot").count() == 5  # Plotly actually drew them
-        assert page.get_by_text("overstate accuracy on new").is_visible()
-        page.screenshot(path=str(SHOTS / "evaluation.png"), full_page=True)
+        charts.nth(8).wait_for(timeout=60_000)  # headline, balance, confusion, ROC, PR, reliability, clinical x3
+        page.locator(".js-plotly-plot").nth(8).wait_for(timeout=60_000)  # Plotly actually drew them
+        assert page.get_by_text("For a brain the model has never seen, read the new-subject figures").is_visible()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / "evaluation.png"))
+        page.get_by_text("Published test split (slice-level)").click()
+        page.get_by_text("Accuracy by distance to the nearest training slice").wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.get_by_text("measure recognising a brain already seen").is_visible()
+        page.screenshot(path=str(SHOTS / "evaluation_published.png"))
 
         page.get_by_role("link", name="Model card").click()
         page.get_by_text("Intended use").first.wait_for(timeout=60_000)

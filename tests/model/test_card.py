@@ -49,6 +49,10 @@ def test_card_leads_with_the_new_subject_figures():
     assert f"| {net['n']} | {net['any_dementia_auc']:.3f} [" in row
     assert f"{net['per_class']['Moderate_Demented']['recalled']}" in card and "cannot validate" in card
     assert f"{crossval['calibration']['temperature']:.3f}, fitted on all out-of-fold logits" in card
+    assert "Why this network ships" in card  # the shipped network is the cross-validated recipe
+    other = {**config, "train_config": {**config["train_config"], "image_size": 999}}
+    assert "**Caution.**" in model_card_markdown(other, metrics, None, crossval) and "image_size: 999" in \
+        model_card_markdown(other, metrics, None, crossval)
     tagged = {**config, "temperature_source": {"method": "crossval out-of-fold"}}
     assert "meant for a new subject" in model_card_markdown(tagged, metrics, None, crossval)
     assert "meant for a new subject" not in model_card_markdown({**config, "temperature_source": {}}, metrics)

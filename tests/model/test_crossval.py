@@ -106,3 +106,21 @@ def test_calibration_is_cross_fitted():
     # fold 0's probabilities use the temperature fitted on fold 1 alone
     expected = torch.softmax(torch.from_numpy(logits[fold == 0]) / temps[0], 1).numpy()
     assert np.allclose(probs[fold == 0], expected)
+
+
+def test_set_temperature_only_for_the_cross_validated_recipe(tmp_path):
+    import dataclasses
+    import json
+
+    from model.checkpoint import export_weights
+    from model.network import build_model
+
+    cfg = recipe(val_by_subject=True, val_fraction=0.1, output_dir="runs/x", export_dir=str(tmp_path))
+    export_weights(build_model(), tmp_path, cfg=dataclasses.asdict(cfg), temperature=0.7, data_fingerprint={},
+                   selected={"epoch": 1}, half=False)
+    folds = {k: v for k, v in dataclasses.asdict(recipe()).items() if k not in crossval.train_resume_free()}
+    crossval.set_temperature(tmp_path / "model_config.json", 1.8, {"folds": 5, "seed": 0, "recipe": folds})
+    config = json.loads((tmp_path / "model_config.json").read_text())
+    assert config["temperature"] == 1.8 and config["temperature_source"]["method"] == "crossval out-of-fold"
+    with pytest.raises(ValueError, match="image_size: 32 vs 64"):
+        crossval.set_temperature(tmp_path / "model_config.json", 1.8, {"recipe": {**folds, "image_size": 64}})

@@ -103,3 +103,28 @@ def test_accuracy_by_distance_to_the_nearest_train_slice():
     empty = by_train_distance(y[:1], pred[:1], distance[:1], lookup[:1], edges=(15.0,))
     assert empty[1] == {"from": 15.0, "to": None, "n": 0, "errors": 0, "accuracy": None, "lookup_accuracy": None}
     assert distance_summary(empty) == "The model is right on all 1 test slices, near to a training slice or not."
+
+
+def test_a_class_missing_from_a_subject_resample_is_undefined_not_zero():
+    from model.evaluate import compute_metrics
+
+    # 200 subjects, 2 of them Moderate, every one staged right: about 13% of resamples hold no Moderate subject.
+    y = np.array([1, 1] + [0] * 28 + [2] * 100 + [3] * 70)
+    probs = np.eye(4)[y] * 0.9 + 0.025
+    m = compute_metrics(y, probs, n_bootstrap=300, seed=0)
+    assert m["per_class"]["Moderate_Demented"]["ci95"]["recall"] == [1.0, 1.0]
+    assert m["per_class"]["Moderate_Demented"]["ci95"]["f1"] == [1.0, 1.0]
+    assert m["ci95"]["macro_f1"] == [1.0, 1.0]
+
+
+def test_slices_of_one_subject_are_resampled_together():
+    from model.evaluate import bootstrap_intervals
+
+    # 4 subjects of 50 identical slices each: a slice bootstrap would make the interval far too narrow
+    y = np.repeat([0, 2, 0, 2], 50)
+    wrong = np.repeat([True, False, False, False], 50)
+    probs = np.eye(4)[np.where(wrong, 3, y)]
+    by_slice = bootstrap_intervals(y, probs, n=300, seed=0)["headline"]["accuracy"]
+    by_subject = bootstrap_intervals(y, probs, n=300, seed=0, groups=np.repeat(list("abcd"), 50))["headline"]["accuracy"]
+    assert by_subject[1] - by_subject[0] > 2 * (by_slice[1] - by_slice[0])
+    assert by_subject[0] <= 0.5 and by_subject[1] == 1.0

@@ -1,5 +1,6 @@
 """Subject recovery on synthetic brains: smooth 3D phantoms cut into blocks of consecutive slices."""
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -125,3 +126,62 @@ def test_subjects_for_refuses_unknown_slices():
     assert sj.subjects_for("train", ["a.jpg"], ["ab" * 32], table).tolist() == ["s1"]
     with pytest.raises(ValueError, match="not in the subject table"):
         sj.subjects_for("train", ["a.jpg"], ["cd" * 32], table)
+
+
+def write_parquet(path, images, labels, names):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=92)
+        rows.append(buf.getvalue())
+    table = pa.table({"image": [{"bytes": b, "path": n} for b, n in zip(rows, names)], "label": labels})
+    pq.write_table(table, path)
+
+
+def test_cli_groups_without_references_and_says_what_it_wrote(tmp_path, capsys):
+    vols = [phantom(40 + s, 32, 128) for s in range(2)]
+    images = [vols[s][p] for s in range(2) for p in range(32)]
+    labels = [2] * 32 + [3] * 32
+    order = np.random.default_rng(0).permutation(64)
+    data = tmp_path / "data"
+    data.mkdir()
+    train, test = order[:48], order[48:]
+    write_parquet(data / "train-00000-of-00001.parquet", [images[i] for i in train], [labels[i] for i in train],
+                  [f"x/train_{i}.jpg" for i in train])
+    write_parquet(data / "test-00000-of-00001.parquet", [images[i] for i in test], [labels[i] for i in test],
+                  [f"x/test_{i}.jpg" for i in test])
+    out = tmp_path / "out"
+    assert sj.main(["--data-dir", str(data), "--reference-dir", "none", "--out-dir", str(out)]) == 0
+    table = pd.read_csv(out / "subjects.csv")
+    assert len(table) == 64 and table.groupby("subject").size().tolist() == [32, 32]
+    assert set(table.subject.str.split("-").str[0]) == {"non", "verymild"}  # pseudo ids name the class
+    assert sorted(table.position[table.label == "Non_Demented"]) == list(range(32))
+    assert "2 subjects from 64 slices" in capsys.readouterr().out
+    assert sj.main(["--data-dir", str(data), "--reference-dir", str(tmp_path / "nowhere"), "--out-dir", str(out)]) == 2
+
+
+@pytest.mark.data
+def test_shipped_subject_ids_fit_the_real_slices(data_dir):
+    from model.constants import SUBJECTS_PATH, SUBJECTS_REPORT_PATH
+    from model.data import load_split, slice_keys
+
+    table = sj.read_subjects(SUBJECTS_PATH)
+    per_subject = table.groupby("subject")
+    assert len(per_subject) == 200 and per_subject.size().eq(32).all()
+    assert per_subject.label.nunique().eq(1).all()
+    assert per_subject.position.apply(lambda p: sorted(p) == list(range(32))).all()
+    counts = per_subject.label.first().value_counts().to_dict()
+    assert counts == {"Non_Demented": 100, "Very_Mild_Demented": 70, "Mild_Demented": 28, "Moderate_Demented": 2}
+    for split in ("train", "test"):  # every real slice is in the table, under its own label
+        keys = slice_keys(split, data_dir)
+        labels = load_split(split, data_dir).labels.numpy()
+        subject = sj.subjects_for(split, keys.path, keys.sha256, table)
+        label_of = per_subject.label.first()
+        from model.constants import CLASS_NAMES
+
+        assert [label_of[s] for s in subject] == [CLASS_NAMES[v] for v in labels]
+    report = json.loads(SUBJECTS_REPORT_PATH.read_text())
+    assert all(report["checks"].values()) and report["references"]["matched"] == 170
