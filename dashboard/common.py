@@ -24,6 +24,15 @@ from model.constants import (
     default_data_dir,
 )
 
+MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def plain(text: str) -> str:
+    """Text that Streamlit's Markdown shows literally: a file name such as `[x](https://...) **b**.png` stays
+    a name, not a link in bold."""
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in str(text))
+
+
 RESEARCH_NOTICE = ("**Research use only.** Not a medical device and not for the diagnosis of any patient. "
                    "Trained on one public dataset of 2D axial slices of Alzheimer's disease; "
                    "other brain diseases and other kinds of scans are out of scope.")

@@ -9,6 +9,7 @@ from dashboard.common import (
     cached_explanation,
     cached_prediction,
     dataset_dir,
+    plain,
     predictor_or_none,
     subject_panel,
     test_split,
@@ -45,7 +46,7 @@ if source == "Upload a scan":
             slices.append(read_scan(file.getvalue(), file.name))
             names.append(file.name)
         except ScanError as exc:
-            st.error(f"This file cannot be classified. {exc}")
+            st.error(f"This file cannot be classified. {plain(exc)}")
     if not slices:
         st.stop()
     if len(slices) > 1:

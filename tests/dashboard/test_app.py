@@ -76,6 +76,13 @@ def test_bad_upload_is_a_message_and_the_app_carries_on(scan):
     assert not at.error and at.metric[0].label == "Predicted stage"
 
 
+def test_a_file_name_is_shown_as_text_not_markdown():
+    at = upload(start(), "[click here](https://example.com) **bold**.png", b"junk")
+    shown = at.error[0].value
+    # a browser sends no folders; the part after the last "/" is the name, every Markdown character escaped
+    assert shown.startswith("This file cannot be classified. example\\.com\\) \\*\\*bold\\*\\*\\.png")
+
+
 def test_several_slices_of_one_subject_give_a_subject_prediction(test_slices):
     slices = [png_bytes(test_slices.images[i, 0].numpy()) for i in range(3)]
     at = start()
@@ -99,7 +106,7 @@ def test_a_bad_file_among_several_is_named_and_the_rest_are_classified(scan):
     at.file_uploader(key="classify_upload").set_value(
         [("good.png", scan, "image/png"), ("bad.png", b"junk", "image/png"), ("also.png", scan, "image/png")]).run()
     assert not at.exception
-    assert len(at.error) == 1 and "bad.png" in at.error[0].value
+    assert len(at.error) == 1 and "bad\\.png" in at.error[0].value  # named, Markdown-escaped
     assert at.metric[0].label == "Subject-level stage (2 slices)"
 
 
