@@ -20,6 +20,7 @@ from dashboard.common import (
     split_images,
     subject_table,
 )
+from model.card import confound_sentence
 from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 NEW, PUBLISHED = "New subjects (cross-validated)", "Published test split (slice-level)"
@@ -165,6 +166,9 @@ def new_subjects(crossval: dict | None) -> None:
                    "disease; the clinical baseline above shows how far those alone go. Subjects without an OASIS "
                    "row (28 with no reference slice, and the 2 Moderate ones, which cannot be told apart) are left "
                    "out of these charts.")
+        confounds = crossval.get("error_confounds")
+        if confounds:
+            st.markdown(confound_sentence(confounds))
     subject_browser(subjects)
 
 

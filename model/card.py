@@ -81,6 +81,20 @@ def _with_ci(entry: dict, key: str) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
 
 
+def confound_sentence(confounds: dict) -> str:
+    """One sentence per clinical column on whether the subject-level mistakes follow it."""
+    parts = []
+    for column, label in (("age", "age"), ("nwbv", "nWBV")):
+        entry = confounds.get(column, {}).get("all")
+        if not entry or entry.get("auc_wrong") is None:
+            continue
+        fmt = "{:.0f}" if column == "age" else "{:.3f}"
+        parts.append(f"{label}: {fmt.format(entry['mean_wrong'])} in the {entry['wrong']} subjects staged wrong "
+                     f"against {fmt.format(entry['mean_right'])} in those staged right (AUC of {label} at "
+                     f"picking out the mistakes {entry['auc_wrong']:.2f}; 0.5 is no relation)")
+    return ("**Do the mistakes follow age or atrophy?** " + "; ".join(parts) + ".") if parts else ""
+
+
 def crossval_section(crossval: dict, config: dict) -> list[str]:
     """The lead section: figures for a brain the model has never seen, against the two baselines, and
     whether the shipped network was trained with the recipe they measure."""
@@ -113,6 +127,8 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
         f"{cal['temperature']:.3f}, fitted on all out-of-fold logits, ships with the model; with each fold's "
         f"temperature fitted on the other folds, the out-of-fold ECE is {cal['ece_after']:.3f} "
         f"({cal['ece_before']:.3f} before scaling)."]
+    if crossval.get("error_confounds"):
+        lines += ["", confound_sentence(crossval["error_confounds"])]
     differ = recipe_differences(config.get("train_config", {}), recipe)
     if differ:
         lines += ["", f"**Caution.** The shipped network was trained with another recipe than the one "

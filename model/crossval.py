@@ -250,7 +250,29 @@ def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], 
         table[f"p_{name}"] = np.round(probs[:, c], 6)
     table["prediction"] = [CLASS_NAMES[v] for v in probs.argmax(1)]
     table["correct"] = table.prediction == table.true_label
+    if subject_table is not None and "age" in subject_table.columns:
+        result["error_confounds"] = error_confounds(subject_predictions(table, subject_table))
     return result, table
+
+
+def error_confounds(subjects: pd.DataFrame, columns=("age", "nwbv")) -> dict:
+    """Do the network's subject-level mistakes follow age or atrophy? For each clinical column: the mean in
+    subjects staged right and wrong, and the ROC AUC of the column at telling the wrong ones apart (0.5: no
+    relation), over all subjects with a value and within each true stage."""
+    from sklearn.metrics import roc_auc_score
+
+    def summary(rows: pd.DataFrame, column: str) -> dict:
+        known = rows[rows[column].notna()]
+        wrong = ~known.correct.astype(bool)
+        out = {"subjects": int(len(known)), "wrong": int(wrong.sum()),
+               "mean_right": float(known.loc[~wrong, column].mean()) if (~wrong).any() else None,
+               "mean_wrong": float(known.loc[wrong, column].mean()) if wrong.any() else None}
+        out["auc_wrong"] = float(roc_auc_score(wrong, known[column])) if 0 < wrong.sum() < len(known) else None
+        return out
+
+    return {column: {"all": summary(subjects, column),
+                     **{name: summary(subjects[subjects.true_label == name], column) for name in CLASS_NAMES}}
+            for column in columns if column in subjects}
 
 
 def cross_validate(data: SliceSet, groups: np.ndarray, cfg, n_folds: int, seed: int, inner_fraction: float,

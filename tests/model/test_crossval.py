@@ -124,3 +124,12 @@ def test_set_temperature_only_for_the_cross_validated_recipe(tmp_path):
     assert config["temperature"] == 1.8 and config["temperature_source"]["method"] == "crossval out-of-fold"
     with pytest.raises(ValueError, match="image_size: 32 vs 64"):
         crossval.set_temperature(tmp_path / "model_config.json", 1.8, {"recipe": {**folds, "image_size": 64}})
+
+
+def test_error_confounds_say_whether_mistakes_follow_age():
+    subjects = pd.DataFrame({"true_label": ["Non_Demented"] * 6, "correct": [True, True, True, False, False, True],
+                             "age": [60, 62, 64, 90, 88, 66], "nwbv": [0.8] * 6})
+    out = crossval.error_confounds(subjects)
+    assert out["age"]["all"]["auc_wrong"] == 1.0 and out["age"]["all"]["mean_wrong"] == 89.0
+    assert out["nwbv"]["all"]["auc_wrong"] == 0.5  # a constant column says nothing
+    assert out["age"]["Mild_Demented"]["subjects"] == 0 and out["age"]["Mild_Demented"]["auc_wrong"] is None
