@@ -127,6 +127,17 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
         f"{cal['temperature']:.3f}, fitted on all out-of-fold logits, ships with the model; with each fold's "
         f"temperature fitted on the other folds, the out-of-fold ECE is {cal['ece_after']:.3f} "
         f"({cal['ece_before']:.3f} before scaling)."]
+    lookup, clinical = crossval.get("lookup", {}).get("subject"), crossval.get("clinical", {}).get("subject")
+    if lookup:
+        net = crossval["network"]["subject"]
+        verdict = (f"On new subjects this network's any-dementia AUC is {net['any_dementia_auc']:.3f}, "
+                   f"{'above' if net['any_dementia_auc'] > lookup['any_dementia_auc'] else 'no better than'} the "
+                   f"lookup that learns nothing ({lookup['any_dementia_auc']:.3f})")
+        if clinical:
+            verdict += (f", and its 4-stage balanced accuracy {net['balanced_accuracy']:.3f} is "
+                        f"{'above' if net['balanced_accuracy'] > clinical['balanced_accuracy'] else 'below'} the "
+                        f"clinical baseline's ({clinical['balanced_accuracy']:.3f})")
+        lines += ["", f"**In short.** {verdict}."]
     if crossval.get("error_confounds"):
         lines += ["", confound_sentence(crossval["error_confounds"])]
     differ = recipe_differences(config.get("train_config", {}), recipe)

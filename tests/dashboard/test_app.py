@@ -202,8 +202,9 @@ def test_evaluation_page_matches_metrics_file():
     distance = specs["evaluation_distance"]["data"]
     assert [t["name"] for t in distance] == ["this model", "nearest-train-slice lookup"]
     assert distance[0]["y"] == [r["accuracy"] for r in metrics["by_train_distance"] if r["n"]]
-    errors = sum(r["errors"] for r in metrics["by_train_distance"])
-    assert any(f"All {errors} of its errors" in c.value for c in at.caption)
+    from model.neighbours import distance_summary
+
+    assert any(c.value == distance_summary(metrics["by_train_distance"]) for c in at.caption)
     at.toggle(key="evaluation_test_normalize").set_value(True).run()
     rows = plotly_specs(at)["evaluation_test_confusion"]["data"][0]["z"]
     assert all(abs(sum(r) - 1) < 1e-9 for r in rows if sum(r))
