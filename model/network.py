@@ -23,6 +23,18 @@ CAM_LAYERS: dict[str, str] = {
     "layer2 (1/8 scale)": "layer2",
 }
 DEFAULT_CAM_LAYER = "layer4"
+# Downsampling of each CAM layer's output: a map coarser than MIN_CAM_SIDE cells a side says little.
+CAM_STRIDE = {"layer4": 32, "layer4.2.conv2": 32, "layer3": 16, "layer2": 8}
+MIN_CAM_SIDE = 5
+
+
+def default_cam_layer(image_size: int) -> str:
+    """The deepest Grad-CAM layer whose map is at least MIN_CAM_SIDE cells a side at this input size:
+    layer4 at 160 px and above (5x5), layer2 at 48 px (6x6; layer4 would be 2x2)."""
+    for layer in ("layer4", "layer3", "layer2"):
+        if -(-image_size // CAM_STRIDE[layer]) >= MIN_CAM_SIDE:
+            return layer
+    return "layer2"
 
 
 def build_model(in_channels: int = 1, num_classes: int = NUM_CLASSES) -> nn.Module:

@@ -16,7 +16,7 @@ from dashboard.common import (
 )
 from model.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.explain import COLORMAPS, overlay
-from model.network import CAM_LAYERS, DEFAULT_CAM_LAYER
+from model.network import CAM_LAYERS, default_cam_layer
 from model.report import png_bytes, result_record
 from model.scan_io import IMAGE_TYPES, MAX_UPLOAD_BYTES, ScanError, read_scan
 
@@ -71,7 +71,7 @@ target = c1.selectbox("Explain class", [None, *range(NUM_CLASSES)], key="classif
                       format_func=lambda t: f"Predicted ({prediction.display_name})" if t is None
                       else DISPLAY_NAMES[t])
 layer_label = c2.selectbox("Layer", layer_names, key="classify_layer",
-                           index=list(CAM_LAYERS.values()).index(DEFAULT_CAM_LAYER))
+                           index=list(CAM_LAYERS.values()).index(default_cam_layer(predictor.image_size)))
 alpha = c3.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="classify_alpha")
 colormap = c4.selectbox("Colormap", COLORMAPS, key="classify_colormap")
 explanation = cached_explanation(image, prediction.label if target is None else target, CAM_LAYERS[layer_label])

@@ -68,3 +68,11 @@ def test_hflip_mirrors_only_the_chosen_slices_and_is_seeded():
     assert torch.equal(a, b)
     for i in range(4):  # each slice is either untouched or exactly mirrored
         assert torch.equal(a[i], x[i]) or torch.equal(a[i], x[i].flip(-1))
+
+
+def test_the_default_cam_layer_keeps_the_map_readable_at_small_inputs():
+    from model.network import default_cam_layer
+
+    assert default_cam_layer(224) == default_cam_layer(160) == "layer4"  # 7x7 and 5x5 maps
+    assert default_cam_layer(96) == "layer3"  # layer4 would be 3x3
+    assert default_cam_layer(48) == "layer2"  # layer4 2x2, layer3 3x3
