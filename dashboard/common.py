@@ -103,12 +103,22 @@ def subject_table():
     return read_csv(str(SUBJECT_TABLE_PATH))
 
 
+@st.cache_data(max_entries=1)
 def crossval_subjects():
-    """The out-of-fold predictions per subject, joined with the clinical table (None if not shipped)."""
+    """The out-of-fold predictions per subject, joined with the clinical table (None if not shipped);
+    computed once per process, not on every rerun of the page."""
     from model.crossval import subject_predictions
 
     slices = read_csv(str(CROSSVAL_PREDICTIONS_PATH))
     return None if slices is None else subject_predictions(slices, subject_table())
+
+
+@st.cache_data(max_entries=1)
+def slice_positions():
+    """Each slice's place in its subject's block, keyed by (split, path), from assets/subjects.csv."""
+    from model.subjects import read_subjects
+
+    return read_subjects().set_index(["split", "path"]).position
 
 
 def crossval_slices():

@@ -17,6 +17,7 @@ from dashboard.common import (
     predictor_or_none,
     crossval_describes_shipped_model,
     shipped_baseline,
+    slice_positions,
     split_images,
     subject_table,
 )
@@ -223,9 +224,8 @@ def subject_browser(subjects: pd.DataFrame) -> None:
         st.dataframe(rows[["split", "id", "prediction", "correct"]], hide_index=True, key="evaluation_subject_rows")
         return
     from model.data import DatasetError
-    from model.subjects import read_subjects
 
-    order = read_subjects().set_index(["split", "path"]).position
+    order = slice_positions()
     rows = rows.assign(position=[order.get((s, i), -1) for s, i in zip(rows.split, rows.id)]).sort_values("position")
     try:
         images = {split: split_images(str(data), split) for split in set(rows.split)}

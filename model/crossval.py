@@ -44,6 +44,7 @@ from model.constants import (
     default_data_dir,
 )
 from model.data import SliceSet, grouped_split
+from model.evaluate import compute_metrics
 
 NON = CLASS_NAMES.index("Non_Demented")
 CLINICAL_FEATURES = ("age", "sex", "etiv", "nwbv")  # never MMSE or CDR: they define the label
@@ -119,18 +120,11 @@ def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> 
     return mean.index.to_numpy(), grouped.label.first().to_numpy(), mean.to_numpy()
 
 
-def figures(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None, n_bootstrap: int, seed: int = 0) -> dict:
-    """`evaluate.compute_metrics`, its bootstrap drawing whole `groups` (each row its own group when None)."""
-    from model.evaluate import compute_metrics
-
-    return compute_metrics(labels, probs, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
-
-
 def level_figures(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_bootstrap: int) -> dict:
     """{"slice": figures over slices (bootstrap by subject), "subject": figures over subject means}."""
     _, subject_labels, subject_probs = subject_level(probs, labels, groups)
-    return {"slice": figures(labels, probs, groups, n_bootstrap),
-            "subject": figures(subject_labels, subject_probs, None, n_bootstrap)}
+    return {"slice": compute_metrics(labels, probs, n_bootstrap=n_bootstrap, groups=groups),
+            "subject": compute_metrics(subject_labels, subject_probs, n_bootstrap=n_bootstrap)}
 
 
 def summary_row(name: str, level: dict) -> dict:
@@ -157,7 +151,8 @@ def subject_predictions(predictions: pd.DataFrame, subjects: pd.DataFrame | None
     out.insert(1, "slices", grouped.size())
     out.insert(2, "fold", grouped.fold.first())
     out["prediction"] = [CLASS_NAMES[i] for i in out[columns].to_numpy().argmax(1)]
-    out["p_true"] = [row[f"p_{row.true_label}"] for _, row in out.iterrows()]
+    truth = out.true_label.map(CLASS_NAMES.index).to_numpy()
+    out["p_true"] = out[columns].to_numpy()[np.arange(len(out)), truth]
     out["correct"] = out.prediction == out.true_label
     out["slices_right"] = grouped.correct.mean()
     if subjects is not None:
@@ -240,10 +235,10 @@ def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], 
         y = clinical.index.map(table.label).map(CLASS_NAMES.index).to_numpy()
         ids, subject_labels, subject_probs = subject_level(probs, labels, groups)
         on_same = np.isin(ids, clinical.index)
-        result["clinical"] = {"subject": figures(y, clinical.to_numpy(), None, n_bootstrap),
+        result["clinical"] = {"subject": compute_metrics(y, clinical.to_numpy(), n_bootstrap=n_bootstrap),
                               "features": list(CLINICAL_FEATURES), "subjects": int(len(clinical))}
         result["network_on_clinical_subjects"] = {
-            "subject": figures(subject_labels[on_same], subject_probs[on_same], None, n_bootstrap)}
+            "subject": compute_metrics(subject_labels[on_same], subject_probs[on_same], n_bootstrap=n_bootstrap)}
     table = pd.DataFrame({"split": splits, "id": data.ids, "subject": groups, "fold": fold,
                           "true_label": [CLASS_NAMES[v] for v in labels]})
     for c, name in enumerate(CLASS_NAMES):

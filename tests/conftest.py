@@ -2,7 +2,8 @@
 
 Tests that need the real 6,400 slices carry the `data` marker (every test that asks for `data_dir` gets it
 here); without the dataset they are skipped with one reason line, and the summary counts them. Tests that only
-need a few real slices read tests/fixtures/test_slices.parquet and run everywhere.
+need a few brain-like slices use `test_slices`, which the tests draw themselves (no dataset image is committed),
+and run everywhere.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from model.constants import DATA_ENV_VAR, SPLIT_FILES, default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FIXTURE_SLICES = ROOT / "tests" / "fixtures" / "test_slices.parquet"  # made by tests/fixtures/make_fixture.py
 
 
 def missing_data_reason() -> str | None:
@@ -61,10 +61,27 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def test_slices():
-    """Eight real test-split slices, two per class, decoded: (8, 1, 128, 128) uint8 (tests/fixtures)."""
-    from model.data import load_parquet
+    """Eight synthetic axial 'slices', two per class label: (8, 1, 128, 128) uint8, drawn here so that no
+    dataset image is committed. A skull ring, grey and white matter, and ventricles that widen with the
+    label's stage, plus noise: enough structure for decoding, Grad-CAM and the upload paths."""
+    from model.data import SliceSet
 
-    return load_parquet(FIXTURE_SLICES)
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[-1:1:128j, -1:1:128j]
+    images, labels = [], []
+    for label in (0, 0, 1, 1, 2, 2, 3, 3):
+        stage = {2: 0, 3: 1, 0: 2, 1: 3}[label]  # no, very mild, mild, moderate
+        a, b = rng.uniform(0.78, 0.86), rng.uniform(0.88, 0.95)
+        r = (x / a) ** 2 + (y / b) ** 2
+        img = np.where(r < 1, 90.0, 0.0) + np.where((r > 0.82) & (r < 1), 90.0, 0.0)  # brain, bright rim
+        img += np.where(r < 0.6, 50.0 * np.cos(9 * np.arctan2(y, x) + rng.uniform(0, 6)) ** 2, 0.0)  # gyri
+        w = 0.08 + 0.05 * stage
+        img = np.where(((np.abs(x) - 0.12) / w) ** 2 + (y / 0.35) ** 2 < 1, 15.0, img)  # two ventricles
+        img += rng.normal(0, 6, img.shape)
+        images.append(np.clip(img, 0, 255).astype(np.uint8))
+        labels.append(label)
+    return SliceSet(torch.from_numpy(np.stack(images)).unsqueeze(1), torch.tensor(labels),
+                    tuple(f"synthetic/slice_{i}.png" for i in range(8)))
 
 
 @pytest.fixture(scope="session")

@@ -40,9 +40,22 @@ def assert_real_slices(data, n):
         assert name.split("/")[0].replace(" ", "_").lower().startswith(CLASS_NAMES[label].split("_")[0].lower())
 
 
-def test_loads_the_fixture_slices(test_slices):
-    assert_real_slices(test_slices, 8)
-    assert test_slices.class_counts() == [2, 2, 2, 2]
+def test_loads_a_parquet_file_in_the_hub_schema(test_slices, tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    rows = []
+    for i, (img, label) in enumerate(zip(test_slices.images[:, 0].numpy(), test_slices.labels.tolist())):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        rows.append({"bytes": buf.getvalue(), "path": f"{CLASS_NAMES[label]}/slice_{i}.png"})
+    pq.write_table(pa.table({"image": rows, "label": test_slices.labels.tolist()}), tmp_path / "s.parquet")
+    data = load_parquet(tmp_path / "s.parquet")
+    assert_real_slices(data, 8)
+    assert data.class_counts() == [2, 2, 2, 2] and torch.equal(data.images, test_slices.images)
 
 
 @pytest.mark.data
@@ -394,13 +407,13 @@ def test_skip_existing_checks_the_copy_instead_of_downloading(local_copy, monkey
     assert calls == []
 
 
-def test_fixture_slices_are_listed_test_slices():
-    """tests/fixtures holds real test-split slices, and the committed list knows each by its bytes."""
+@pytest.mark.data
+def test_real_test_slices_are_listed_as_test_slices(data_dir):
+    """The committed list knows real test-split slices by their bytes, and a part of the data is refused."""
     from model.data import match_split_list, parquet_slices, read_split_list
-    from tests.conftest import FIXTURE_SLICES
 
     listed = read_split_list()
-    slices = parquet_slices([FIXTURE_SLICES])
+    slices = parquet_slices([data_dir / "test-00000-of-00001.parquet"]).head(8)
     rows = [listed.sha256.tolist().index(sha) for sha in slices.sha256]
     assert listed.split.iloc[rows].tolist() == ["test"] * 8
     assert listed.path.iloc[rows].tolist() == slices.path.tolist()
