@@ -44,8 +44,9 @@ from model.constants import (
     SPLIT_LIST_PATH,
     default_data_dir,
 )
+from model.scan_io import IMAGE_TYPES, to_square_slice
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {f".{t}" for t in IMAGE_TYPES}  # the 2D image types an upload may also be
 
 
 class DatasetError(ValueError):
@@ -84,8 +85,6 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE, *, name: str = "image") ->
     where a user's upload would be padded. Raises DatasetError naming `name`
     when the bytes are not a readable image.
     """
-    from model.scan_io import to_square_slice
-
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()

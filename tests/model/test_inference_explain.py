@@ -6,8 +6,6 @@ import torch
 
 from model.constants import CLASS_NAMES
 from model.explain import explain, overlay
-from model.scan_io import ScanError, read_scan
-from tests.conftest import png_bytes
 
 
 def test_probabilities_are_calibrated_softmax(tiny_predictor, test_slices):
@@ -93,73 +91,3 @@ def test_overlay_blends_and_refuses_out_of_range():
         overlay(image, heat + 2)
     with pytest.raises(ValueError, match="unknown colormap"):
         overlay(image, heat, colormap="rainbowz")
-
-
-def test_read_scan_accepts_png_and_pads_non_square():
-    wide = np.zeros((100, 200), np.uint8)
-    wide[:, 50:150] = 255
-    out = read_scan(png_bytes(wide), "wide.png")
-    assert out.shape == (128, 128) and out.dtype == np.uint8
-    assert out[:30].max() == 0  # black padding above the image keeps its aspect ratio
-
-
-def test_read_scan_rgb_becomes_gray():
-    rgb = np.zeros((64, 64, 3), np.uint8)
-    rgb[..., 1] = 200
-    assert read_scan(png_bytes(rgb), "rgb.png").std() == 0
-
-
-@pytest.mark.parametrize("data,name,message", [
-    (b"", "empty.png", "the file is empty"),
-    (b"%PDF-1.4 not an image", "report.pdf", "not a PNG or JPEG image"),
-    (png_bytes(np.zeros((10, 10), np.uint8)), "tiny.png", "too small"),
-    (png_bytes(np.zeros((64, 64), np.uint8))[:60], "cut.png", "damaged or truncated"),
-    (b"x" * (21 * 2**20), "huge.png", "over the 20 MB limit"),
-    (b"DICM", "scan.dcm", "DICOM and NIfTI files are not supported yet"),
-])
-def test_read_scan_errors_are_specific(data, name, message):
-    with pytest.raises(ScanError, match=message):
-        read_scan(data, name)
-
-
-def encoded(array: np.ndarray, fmt: str, **kw) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def test_sixteen_bit_and_float_images_are_stretched_not_clipped():
-    ramp = np.tile(np.linspace(0, 40000, 64), (64, 1)).astype(np.uint16)  # a 16-bit slice, values to 40000
-    out = read_scan(encoded(ramp, "PNG"), "deep.png")
-    assert (out == 255).mean() < 0.05 and out.min() == 0 and out.max() == 255
-    assert abs(float(out.mean()) - 127.5) < 10  # the ramp stays a ramp
-    values = np.tile(np.linspace(-0.5, 0.5, 64, dtype=np.float32), (64, 1))  # a float TIFF in [-0.5, 0.5]
-    out = read_scan(encoded(values, "TIFF"), "float.tif")
-    assert out.max() == 255 and out.min() == 0  # not all black
-
-
-def test_other_formats_renamed_png_are_refused():
-    ico = encoded(np.zeros((64, 64), np.uint8), "ICO")
-    with pytest.raises(ScanError, match="not a PNG or JPEG image"):
-        read_scan(ico, "icon.png")
-
-
-def test_a_decompression_bomb_is_called_too_large(monkeypatch):
-    from PIL import Image
-
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the same path a 12000x12000 PNG takes, in kilobytes
-    with pytest.raises(ScanError, match="too large"):
-        read_scan(encoded(np.zeros((64, 64), np.uint8), "PNG"), "bomb.png")
-
-
-def test_file_names_lose_control_characters_and_folders():
-    from model.scan_io import clean_name
-
-    assert clean_name("scan\x00.png") == "scan.png"
-    assert clean_name("C:\\\\data\\\\slice.png") == "slice.png" and clean_name("../../etc/x.png") == "x.png"
-    with pytest.raises(ScanError, match="^scan.png: the file is empty"):
-        read_scan(b"", "scan\x00.png")
