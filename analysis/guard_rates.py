@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.ood_images import made_images, shipped_pictures
-from model.constants import ASSETS_DIR
+from model.constants import GUARD_RATES_PATH
 from model.trust import TrustBank
 
 
@@ -43,7 +43,7 @@ def guard_rates(seeds, brains=None, bank: TrustBank | None = None) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.guard_rates", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[20, 21, 22, 23, 24], help="default: %(default)s")
-    parser.add_argument("--out", type=Path, default=ASSETS_DIR / "guard_rates.json", help="default: %(default)s")
+    parser.add_argument("--out", type=Path, default=GUARD_RATES_PATH, help="default: %(default)s")
     args = parser.parse_args(argv)
     brains = None
     try:

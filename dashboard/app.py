@@ -8,6 +8,7 @@ st.set_page_config(page_title="Alzheimer MRI staging · research dashboard", pag
 # run the page alone, without this router, its sidebar and the research-use notice.
 pages = [
     st.Page("views/classify.py", title="Classify a scan", icon=":material/upload_file:", default=True),
+    st.Page("views/batch.py", title="Batch", icon=":material/table_view:"),
     st.Page("views/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
     st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
 ]

@@ -190,10 +190,38 @@ def render_sidebar() -> None:
 
 
 
+@st.cache_resource(show_spinner="Loading the out-of-distribution guard…")
+def get_trust_bank():
+    """The shared, checksum-verified guard (model.trust.TrustBank); raises TrustBankError when missing."""
+    from model.trust import TrustBank
+
+    return TrustBank.load()
+
+
+def trust_bank_or_none():
+    """(bank, None) or (None, message): pages still predict without the guard, and say so."""
+    from model.trust import TrustBankError
+
+    try:
+        return get_trust_bank(), None
+    except TrustBankError as exc:
+        return None, str(exc)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_prediction(image):
-    """Prediction for one uint8 (S, S) slice; keyed on the pixels."""
-    return get_predictor().predict_one(image)
+def cached_assessment(image, colour: float = 0.0):
+    """Prediction, uncertainty and the guard's report for one uint8 (S, S) slice; keyed on the pixels."""
+    from model.trust import assess
+
+    bank, _ = trust_bank_or_none()
+    return assess(get_predictor(), image, bank, [colour])[0]
+
+
+@st.cache_resource(show_spinner="Reading the training slices…")
+def train_images_by_path(path: str) -> dict:
+    """{dataset path: uint8 (S, S)} of the train split, to show the nearest training slices."""
+    data = split_images(path, "train")
+    return {name: data.images[i, 0].numpy() for i, name in enumerate(data.ids)}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -204,17 +232,19 @@ def cached_explanation(image, target: int, layer: str):
     return explain(get_predictor(), image, target=target, layer=layer)
 
 
-def subject_panel(slices: list, names: list[str], predictor):
-    """Several slices of one subject: the per-slice predictions and the subject's (their mean probabilities,
-    as the cross-validation scored subjects). Returns (index of the slice the user picks to explain, the
-    subject's Prediction)."""
+def subject_panel(slices: list, names: list[str], predictor, colours: list[float] | None = None):
+    """Several slices of one subject: the per-slice predictions with their flags, and the subject's (their mean
+    probabilities, as the cross-validation scored subjects). Returns (index of the slice the user picks to
+    explain, the subject's Prediction)."""
     import pandas as pd
 
     from dashboard import charts
     from model.constants import DISPLAY_NAMES, STAGE_ORDER
     from model.inference import subject_prediction
 
-    predictions = [cached_prediction(image) for image in slices]
+    colours = colours or [0.0] * len(slices)
+    assessments = [cached_assessment(image, c) for image, c in zip(slices, colours)]
+    predictions = [a.prediction for a in assessments]
     subject = subject_prediction(predictions)
     left, right = st.columns([2, 3])
     with left:
@@ -222,6 +252,10 @@ def subject_panel(slices: list, names: list[str], predictor):
         agree = sum(p.label == subject.label for p in predictions)
         st.caption(f"Mean of the {len(slices)} slices' calibrated probabilities: {subject.confidence:.1%}. "
                    f"{agree} of {len(slices)} slices agree with it on their own.")
+        flagged = sum(not a.reliable for a in assessments)
+        if flagged:
+            st.warning(f"{flagged} of {len(slices)} slices are flagged (out of distribution or a near-copy of a "
+                       "training slice); the subject's stage includes them.")
         crossval = shipped_crossval()
         if crossval and crossval_describes_shipped_model():
             net = crossval["network"]["subject"]
@@ -231,7 +265,9 @@ def subject_panel(slices: list, names: list[str], predictor):
     right.plotly_chart(charts.probability_bars(subject.probabilities, title="Subject: mean calibrated probability"),
                        key="classify_subject_probs")
     table = pd.DataFrame({"file": names, "predicted stage": [p.display_name for p in predictions],
-                          **{DISPLAY_NAMES[c]: [round(p.probabilities[c], 3) for p in predictions] for c in STAGE_ORDER}})
+                          **{DISPLAY_NAMES[c]: [round(p.probabilities[c], 3) for p in predictions] for c in STAGE_ORDER},
+                          "spread": [round(a.spread, 3) for a in assessments],
+                          "flags": [", ".join(a.flags()) for a in assessments]})
     st.dataframe(table, hide_index=True, key="classify_subject_table")
     pick = st.selectbox("Slice to explain", range(len(slices)), format_func=names.__getitem__, key="classify_slice")
     return pick, subject

@@ -152,8 +152,35 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
     return lines
 
 
+def trust_section(trust: dict, rates: dict | None = None) -> list[str]:
+    """'Checks on every input': the guard's measured false alarms and hits, the near-copy flag, the spread."""
+    fa, seen = trust["false_alarms"], trust["seen_brains"]
+    lines = ["### Checks on every input",
+             "Every prediction, in the app, the batch page and `python -m model.predict`, comes with:",
+             f"- **An out-of-distribution guard** (pixel space: residual outside a {trust['n_components']}-component "
+             f"basis of the training slices at {trust['signature_size']} px, and grey-level histogram distance; "
+             f"plus flat and colour checks). False alarms on slices of subjects the guard was fitted without: "
+             f"**{fa['cross_fitted']:.1%}** (5 folds by subject, {fa['subjects']} subjects)."]
+    if rates:
+        lines[-1] += (f" Flagged: **{rates['flagged']} of {rates['images']}** other images (noise, flat, patterns, "
+                      "text, photos, other body parts and MRI protocols, brains inverted, turned or saturated; "
+                      "`python -m analysis.guard_rates`).")
+    lines.append(f"- **A near-copy flag**: the nearest training slice is closer than 99% of new subjects' slices are "
+                 f"to theirs. It marks {seen['near_copy']:.1%} of the published test slices whose brains the network trained on "
+                 f"(the nearest slice is the same subject for {seen['nearest_is_same_subject']:.1%}), and "
+                 f"{trust['never_trained_subjects']['near_copy']:.1%} of slices of subjects never trained on.")
+    unc = trust.get("uncertainty_never_trained")
+    if unc:
+        auc = unc["auroc_error"]
+        lines.append(f"- **An uncertainty**: the spread of the probability over 8 test-time variants. On slices of "
+                     f"never-trained subjects it tells wrong answers from right ones only weakly (AUROC "
+                     f"{auc['spread']:.2f}; the probability itself: {auc['one_minus_probability']:.2f}).")
+    return lines
+
+
 def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | None = None,
-                        crossval: dict | None = None) -> str:
+                        crossval: dict | None = None, trust: dict | None = None,
+                        guard_rates: dict | None = None) -> str:
     tc = config.get("train_config", {})
     lines = crossval_section(crossval, config) + [""] if crossval else []
     lines += [
@@ -212,6 +239,8 @@ def model_card_markdown(config: dict, metrics: dict | None, baseline: dict | Non
             lines.append(f"| {DISPLAY_NAMES[CLASS_NAMES.index(name)]} | {_fmt_ci(entry, 'precision')} | "
                          f"{_fmt_ci(entry, 'recall')} | {_fmt_ci(entry, 'f1')} | {_fmt_ci(entry, 'roc_auc')} | "
                          f"{entry['support']} |")
+    if trust:
+        lines += [""] + trust_section(trust, guard_rates)
     lines += ["", "### Limitations and risks", LIMITATIONS]
     if baseline and "test" in baseline:
         lines.append(f"- **How much is memorisation.** Giving each test slice the label of the most similar training "

@@ -40,6 +40,7 @@ SPLIT_FILES = {
 # Class counts that the dataset card reports (label order), to check a download against.
 DATASET_CARD_COUNTS = {"train": [724, 49, 2566, 1781], "test": [172, 15, 634, 459]}
 DATA_ENV_VAR = "ALZ_MRI_DATA"  # where a user's copy of the dataset lives
+BATCH_DIR_ENV_VAR = "ALZ_MRI_BATCH_DIR"  # a server folder the Batch page may read scans from (off when unset)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = PROJECT_ROOT / "assets"
@@ -64,6 +65,8 @@ SUBJECTS_REPORT_PATH = ASSETS_DIR / "subjects_report.json"
 # the subject-grouped cross-validation (model.crossval): figures, and out-of-fold predictions per slice
 CROSSVAL_PATH = ASSETS_DIR / "crossval.json"
 CROSSVAL_PREDICTIONS_PATH = ASSETS_DIR / "crossval_predictions.csv"
+# how often the out-of-distribution guard (model.trust) flags other images (analysis.guard_rates)
+GUARD_RATES_PATH = ASSETS_DIR / "guard_rates.json"
 REFERENCE_ENV_VAR = "ALZ_OASIS_REFERENCE"  # OASIS-1 reference slices and clinical table, for model.subjects
 
 

@@ -15,7 +15,9 @@ from model.inference import Prediction
 
 def result_record(filename: str, prediction: Prediction, *, model_sha256: str, temperature: float,
                   explanation: Explanation | None = None, cam_settings: dict | None = None,
-                  true_label: int | None = None) -> dict:
+                  true_label: int | None = None, assessment=None, scan=None) -> dict:
+    """The JSON record of one result. assessment: model.trust.Assessment (uncertainty, flags, guard);
+    scan: model.scan_io.Scan (what kind of file it was and what was done to it)."""
     record = {
         "file": filename,
         "prediction": prediction.class_name,
@@ -28,6 +30,12 @@ def result_record(filename: str, prediction: Prediction, *, model_sha256: str, t
     }
     if true_label is not None:
         record["true_label"] = CLASS_NAMES[true_label]
+    if assessment is not None:
+        trust = {k: v for k, v in assessment.as_dict().items() if k in ("uncertainty", "flags", "reliable", "guard")}
+        record.update(trust)
+    if scan is not None:
+        record["scan"] = {"kind": scan.kind, "slice": scan.slice_index + 1, "slices": scan.n_slices,
+                          "steps": list(scan.steps), "header": dict(scan.header)}
     if explanation is not None:
         record["explanation"] = {**explanation.settings(), **(cam_settings or {})}
     return record

@@ -97,7 +97,7 @@ class TrustReport:
 
 def signatures(images) -> np.ndarray:
     """uint8 slices (N, S, S) or (N, 1, S, S) -> float32 (N, 32*32) in [0, 1], area-downsampled."""
-    x = torch.as_tensor(np.asarray(images)).float().div(255.0)
+    x = torch.tensor(np.asarray(images)).float().div(255.0)  # a copy: cached arrays are read-only
     if x.dim() == 2:
         x = x[None, None]
     elif x.dim() == 3:

@@ -1,4 +1,5 @@
-"""Classify page: one slice in; stage, probabilities and Grad-CAM out."""
+"""Classify page: a slice (image, DICOM, NIfTI or Analyze) in; stage, probabilities, uncertainty, the guard's
+verdict, the nearest training slices and Grad-CAM out."""
 import json
 
 import numpy as np
@@ -6,54 +7,78 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import (
+    cached_assessment,
     cached_explanation,
-    cached_prediction,
     dataset_dir,
     plain,
     predictor_or_none,
     subject_panel,
     test_split,
 )
+from dashboard.trust_views import nearest_slices, scan_details, uncertainty_caption, verdict
 from model.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.explain import COLORMAPS, overlay
 from model.network import CAM_LAYERS, default_cam_layer
 from model.report import png_bytes, result_record
-from model.scan_io import IMAGE_TYPES, MAX_UPLOAD_BYTES, ScanError, read_scan
+from model.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES, ScanError, group_uploads, open_upload
 
 st.title("Classify a scan")
-st.caption("2D axial T1-weighted brain MRI slices, like those of the training data: one slice, or several of "
-           "one subject for a subject-level result. A research output, not a diagnosis.")
+st.caption("2D axial T1-weighted brain MRI slices like those of the training data (OASIS-1), as images, DICOM, "
+           "NIfTI or Analyze: one slice, a volume to pick a slice from, or several slices of one subject. "
+           "A research output, not a diagnosis.")
 predictor, error = predictor_or_none()
 if predictor is None:
     st.error(f"The model could not be loaded, so nothing can be classified: {error}")
     st.stop()
 
 data = dataset_dir()
-sources = ["Upload a scan", "Test-split example"] if data else ["Upload a scan"]
-source = st.segmented_control("Source", sources, default=sources[0], key="classify_source") or sources[0]
-true_label, subject, names = None, None, []
+handoff = st.session_state.get("classify_from_batch")
+sources = ["Upload a scan"] + (["Test-split example"] if data else []) + (["From the batch"] if handoff else [])
+if st.session_state.pop("classify_open_batch", False):
+    st.session_state["classify_source"] = "From the batch"
+if st.session_state.get("classify_source") not in sources:
+    st.session_state.pop("classify_source", None)  # e.g. "From the batch" after the batch result was replaced
+source = st.segmented_control("Source", sources, key="classify_source",
+                              default=None if "classify_source" in st.session_state else sources[0]) or sources[0]
+true_label, subject, scan = None, None, None
 if source == "Upload a scan":
-    files = st.file_uploader(f"Axial MRI slices ({', '.join(t.upper() for t in IMAGE_TYPES)}, up to "
-                             f"{MAX_UPLOAD_BYTES // 2**20} MB each): one slice, or several slices of one subject",
-                             type=list(IMAGE_TYPES), accept_multiple_files=True, key="classify_upload")
+    files = st.file_uploader(f"Slices or volumes ({', '.join(SCAN_SUFFIXES)}; images up to "
+                             f"{MAX_UPLOAD_BYTES // 2**20} MB): one scan, an Analyze .hdr with its .img, the files "
+                             "of one DICOM series, or several slices of one subject",
+                             accept_multiple_files=True, key="classify_upload")
+    # No `type=`: Streamlit's own suffix check raises before this script runs (a NUL byte in a crafted file name
+    # breaks the uploader for the session); model.scan_io checks every file against its allow-list instead, and
+    # says why a file is refused.
     if not files:
-        st.info("Drop a slice above, or several slices of one subject" + (", or pick a test-split example."
-                                                                          if data else "."))
+        st.info(f"Drop a scan above. Readable: {ACCEPTED}." + (" Or pick a test-split example." if data else ""))
         st.stop()
-    slices, names = [], []
-    for file in files:
+    scans = []
+    for i, item in enumerate(group_uploads([(f.name, f.getvalue()) for f in files])):
+        picked = st.session_state.get(f"classify_volume_{i}")
         try:
-            slices.append(read_scan(file.getvalue(), file.name))
-            names.append(file.name)
+            scans.append(open_upload(item, slice_index=None if picked is None else picked - 1))
         except ScanError as exc:
             st.error(f"This file cannot be classified. {plain(exc)}")
-    if not slices:
+    if not scans:
         st.stop()
-    if len(slices) > 1:
-        pick, subject = subject_panel(slices, names, predictor)
-        image, name = slices[pick], names[pick]
+    volumes = [(i, s) for i, s in enumerate(scans) if s.n_slices > 1]
+    for i, s in volumes[:1] if len(scans) == 1 else []:
+        st.slider(f"Axial slice of {plain(s.name)} ({s.n_slices} in the volume)", 1, s.n_slices,
+                  s.slice_index + 1, key=f"classify_volume_{i}")
+    if len(scans) > 1:
+        if volumes:
+            st.caption("Volumes among several files are read at their middle slice; upload one alone to pick "
+                       "a slice, or use the Batch page.")
+        pick, subject = subject_panel([s.image for s in scans], [s.name for s in scans], predictor,
+                                      [s.colour for s in scans])
+        scan = scans[pick]
     else:
-        image, name = slices[0], names[0]
+        scan = scans[0]
+    image, name, colour = scan.image, scan.name, scan.colour
+elif source == "From the batch":
+    scan = handoff
+    image, name, colour = scan.image, scan.name, scan.colour
+    st.caption(f"Opened from the Batch page: {plain(name)}")
 else:
     split = test_split(str(data))
     c1, c2 = st.columns(2)
@@ -61,42 +86,49 @@ else:
                               key="classify_example_stage")
     rows = np.flatnonzero(split.labels.numpy() == true_label)
     pick = c2.number_input(f"Example (1–{len(rows)})", 1, len(rows), 1, key="classify_example_number")
-    image = split.images[rows[pick - 1], 0].numpy()
+    image, colour = split.images[rows[pick - 1], 0].numpy(), 0.0
     name = split.ids[rows[pick - 1]]
 
-prediction = cached_prediction(image)
-layer_names = list(CAM_LAYERS)
+assessment = cached_assessment(image, colour)
+prediction = assessment.prediction
+verdict(assessment)
 c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-target = c1.selectbox("Explain class", [None, *range(NUM_CLASSES)], key="classify_target",
-                      format_func=lambda t: f"Predicted ({prediction.display_name})" if t is None
-                      else DISPLAY_NAMES[t])
-layer_label = c2.selectbox("Layer", layer_names, key="classify_layer",
+target = c1.selectbox("Explain class", ["predicted", *range(NUM_CLASSES)], key="classify_target",
+                      format_func=lambda t: "The predicted stage" if t == "predicted" else DISPLAY_NAMES[t])
+layer_label = c2.selectbox("Layer", list(CAM_LAYERS), key="classify_layer",
                            index=list(CAM_LAYERS.values()).index(default_cam_layer(predictor.image_size)))
 alpha = c3.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="classify_alpha")
 colormap = c4.selectbox("Colormap", COLORMAPS, key="classify_colormap")
-explanation = cached_explanation(image, prediction.label if target is None else target, CAM_LAYERS[layer_label])
+explanation = cached_explanation(image, prediction.label if target == "predicted" else target, CAM_LAYERS[layer_label])
 blended = overlay(image, explanation.heatmap, alpha=alpha, colormap=colormap)
 
 left, middle, right = st.columns([2, 2, 3])
-left.image(image, caption=f"{name}" + (f" · true stage: {DISPLAY_NAMES[true_label]}" if true_label is not None else ""),
-           width="stretch", clamp=True)
+left.image(image, width="stretch", clamp=True)
+left.caption(plain(name))
 middle.image(blended, caption=f"Grad-CAM for '{DISPLAY_NAMES[explanation.target]}' at {explanation.layer}",
              width="stretch")
 with right:
-    st.metric("Predicted stage", prediction.display_name)
+    trust = assessment.trust
+    note = (" (unreliable)" if trust and trust.out_of_distribution else " (a seen brain)" if trust and trust.near_copy
+            else "")
+    st.metric("Predicted stage" + note, prediction.display_name)
     st.caption(f"Calibrated probability {prediction.confidence:.1%}"
                + (f" · true stage {DISPLAY_NAMES[true_label]}" if true_label is not None else ""))
-    st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch",
-                    key="classify_probs")
+    uncertainty_caption(assessment)
+    st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch", key="classify_probs")
 if explanation.raw_max <= 0:
     st.info("Grad-CAM found no positive evidence for this class at this layer: the map is empty.")
+nearest_slices(assessment)
+if scan is not None:
+    scan_details(scan)
 
 record = result_record(name, prediction, model_sha256=predictor.sha256, temperature=predictor.temperature,
                        explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
-                       true_label=true_label)
+                       true_label=true_label, assessment=assessment, scan=scan)
 if subject is not None:  # several slices of one subject: the download carries the subject's result too
-    record["subject"] = {"files": names, **subject.as_dict(), "aggregation": "mean of calibrated probabilities"}
-stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    record["subject"] = {"files": [s.name for s in scans], **subject.as_dict(),
+                         "aggregation": "mean of calibrated probabilities"}
+stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
 d1, d2, _ = st.columns([2, 2, 3])
 d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_gradcam.png", "image/png",
                    key="classify_download_png", width="stretch")

@@ -3,6 +3,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import (
+    read_json,
     shipped_baseline,
     shipped_config,
     shipped_crossval,
@@ -10,7 +11,8 @@ from dashboard.common import (
     training_log,
 )
 from model.card import model_card_markdown
-from model.constants import SELECTION_LOG_PATH
+from model.constants import GUARD_RATES_PATH, SELECTION_LOG_PATH
+from model.trust import TRUST_PATH
 
 st.title("Model card")
 config = shipped_config()
@@ -18,7 +20,8 @@ if config is None:
     st.error("No model is shipped (assets/model_config.json is missing): train one with "
              "`python -m model.train --export-dir assets`.")
     st.stop()
-st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline(), shipped_crossval()))
+st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline(), shipped_crossval(),
+                                read_json(str(TRUST_PATH)), read_json(str(GUARD_RATES_PATH))))
 history = training_log()
 if history:
     held = "subjects held out whole" if config.get("train_config", {}).get("val_by_subject") else "held-out slices"

@@ -52,9 +52,10 @@ def test_landing_page_and_sidebar():
 
 def test_upload_shows_prediction_and_overlay(scan):
     at = upload(start(), "slice.png", scan)
-    assert at.metric[0].label == "Predicted stage" and at.metric[0].value in DISPLAY_NAMES
+    # a synthetic head is not an OASIS slice: the guard marks it, and the stage is still shown
+    assert at.metric[0].label.startswith("Predicted stage") and at.metric[0].value in DISPLAY_NAMES
     images = at.get("image")
-    assert len(images) == 2 and images[1].proto.imgs[0].caption.startswith("Grad-CAM for")
+    assert len(images) >= 2 and images[1].proto.imgs[0].caption.startswith("Grad-CAM for")  # then nearest slices
     assert [b.label for b in at.get("download_button")] == ["Download overlay (PNG)", "Download result (JSON)"]
 
 
@@ -71,9 +72,10 @@ def test_changing_target_class_changes_overlay(scan):
 
 def test_bad_upload_is_a_message_and_the_app_carries_on(scan):
     at = upload(start(), "notes.png", b"this is not an image")
-    assert "cannot be classified" in at.error[0].value and "not a PNG or JPEG" in at.error[0].value
+    assert "cannot be classified" in at.error[0].value and "not a PNG" in at.error[0].value
     upload(at, "slice.png", scan)  # the same session still works
-    assert not at.error and at.metric[0].label == "Predicted stage"
+    assert not any("cannot be classified" in e.value for e in at.error)
+    assert at.metric[0].label.startswith("Predicted stage")
 
 
 def test_a_file_name_is_shown_as_text_not_markdown():
@@ -98,7 +100,7 @@ def test_several_slices_of_one_subject_give_a_subject_prediction(test_slices):
     bars = plotly_specs(at)["classify_subject_probs"]["data"][0]
     assert dict(zip(bars["y"], bars["x"])) == pytest.approx(mean.to_dict(), abs=2e-3)
     at.selectbox(key="classify_slice").set_value(2).run()
-    assert at.get("image")[0].proto.imgs[0].caption == "slice2.png"
+    assert any(c.value == "slice2\\.png" for c in at.caption)
 
 
 def test_a_bad_file_among_several_is_named_and_the_rest_are_classified(scan):
@@ -106,7 +108,8 @@ def test_a_bad_file_among_several_is_named_and_the_rest_are_classified(scan):
     at.file_uploader(key="classify_upload").set_value(
         [("good.png", scan, "image/png"), ("bad.png", b"junk", "image/png"), ("also.png", scan, "image/png")]).run()
     assert not at.exception
-    assert len(at.error) == 1 and "bad\\.png" in at.error[0].value  # named, Markdown-escaped
+    refused = [e.value for e in at.error if "cannot be classified" in e.value]
+    assert len(refused) == 1 and "bad\\.png" in refused[0]  # named, Markdown-escaped
     assert at.metric[0].label == "Subject-level stage (2 slices)"
 
 

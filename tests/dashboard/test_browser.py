@@ -3,6 +3,7 @@
 Screenshots land in artifacts/screenshots/ (or $SCREENSHOT_DIR) for a person to look at.
 """
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,83 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         page.get_by_text("Intended use").first.wait_for(timeout=60_000)
         wait_idle(page)
         page.screenshot(path=str(SHOTS / "model_card.png"))
+
+
+def test_trust_flags_dicom_and_the_batch_page(test_slices, tmp_path):
+    """A photo is marked unreliable with its reasons; a DICOM says how it was read; the Batch page classifies
+    an archive, names the files it cannot read, and opens a row on the Classify page."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from pydicom.data import get_testdata_file
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:160, 0:200]
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(png_bytes(np.stack([x * 255 / 200, y * 255 / 160, 255 - x * 255 / 200], -1).astype(np.uint8)))
+    dicom = tmp_path / "MR_small.dcm"
+    dicom.write_bytes(Path(get_testdata_file("MR_small.dcm")).read_bytes())
+    archive = tmp_path / "cohort.zip"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(4):
+            zf.writestr(f"subject{i // 2}/slice_{i}.png", png_bytes(test_slices.images[i, 0].numpy()))
+        zf.writestr("subject1/notes.txt", b"not a scan")
+    archive.write_bytes(buf.getvalue())
+
+    with streamlit_server() as (url, _, _), browser_page(viewport=(1440, 1600)) as page:
+        page.goto(url)
+        wait_idle(page)
+        upload_through_chooser(page, photo)
+        page.get_by_text("Unreliable: this does not look like the slices").wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.get_by_text("it is a colour picture").is_visible()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / "classify_photo_flagged.png"))
+
+        page.goto(url)  # a new session
+        wait_idle(page)
+        upload_through_chooser(page, dicom)
+        page.get_by_text("How MR_small.dcm was read (DICOM)").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_text("How MR_small.dcm was read (DICOM)").click()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / "classify_dicom.png"))
+
+        from tests.model.hostile import hostile_corpus
+
+        sample = {kind: (name, data) for kind, name, data, _ in hostile_corpus()}
+        for kind in ("bomb PNG 12000x12000", "4D NIfTI", "broken-header DICOM", "EPS renamed .png"):
+            name, data = sample[kind]
+            path = tmp_path / name
+            path.write_bytes(data)
+            page.goto(url)
+            wait_idle(page)
+            upload_through_chooser(page, path)
+            page.get_by_text("This file cannot be classified").wait_for(timeout=60_000)
+            assert page.locator("[data-testid='stException']").count() == 0, kind
+        upload_through_chooser(page, dicom)  # the same session goes on with a valid file
+        page.get_by_text("How MR_small.dcm was read (DICOM)").wait_for(timeout=60_000)
+
+        page.get_by_role("link", name="Batch").click()
+        wait_idle(page)
+        upload_through_chooser(page, archive)
+        wait_idle(page)
+        page.get_by_text("folder", exact=True).click()
+        wait_idle(page)
+        page.get_by_role("button", name="Classify 5 files").click()
+        page.get_by_text("Scans classified").wait_for(timeout=120_000)
+        wait_idle(page)
+        assert page.get_by_text("Could not be read").is_visible()
+        page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / "batch.png"))
+        grid = page.locator("[data-testid='stDataFrame']").first
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's selection cell
+        page.get_by_role("button", name=re.compile("^Open .* on the Classify page$")).click()
+        page.get_by_text("Opened from the Batch page").wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.locator("[data-testid='stImage'] img").count() >= 2
+        page.screenshot(path=str(SHOTS / "classify_from_batch.png"))

@@ -56,3 +56,60 @@ def test_cli_bad_device_and_new_output_folder(tiny_assets, test_slices, tmp_path
     out = tmp_path / "new" / "folder" / "result.csv"
     assert main([str(path), "--out", str(out), "--device", "cpu", *model_args]) == 0
     assert out.read_text().startswith("file,prediction")
+
+
+def test_cli_gives_every_file_a_row_and_opens_clinical_formats(tiny_assets, test_slices, tmp_path, capsys):
+    import csv
+    import io
+
+    from tests.model.hostile import analyze_pair, brain_volume, bundled, dicom_bytes, nifti_bytes
+
+    folder = tmp_path / "mixed"
+    (folder / "series").mkdir(parents=True)
+    (folder / "a.png").write_bytes(png_bytes(test_slices.images[0, 0].numpy()))
+    (folder / "b.dcm").write_bytes(bundled("MR_small.dcm"))
+    (folder / "c.txt").write_text("not a scan")
+    (folder / "d.nii").write_bytes(nifti_bytes(brain_volume()))
+    hdr, img = analyze_pair(brain_volume())
+    (folder / "e.hdr").write_bytes(hdr)
+    (folder / "e.img").write_bytes(img)
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    square = np.zeros((64, 64), np.uint16)
+    square[16:48, 16:48] = 500
+    for k in range(3):
+        (folder / "series" / f"IM{k}").write_bytes(dicom_bytes(
+            square + 100 * k, SeriesInstanceUID="1.2.3",
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0], ImagePositionPatient=[0, 0, float(k)]))
+    code = main([str(folder), "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+                 "--config", str(tiny_assets / "model_config.json"), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    rows = {row["file"].replace(str(folder) + "/", ""): row for row in csv.DictReader(io.StringIO(out))}
+    assert list(rows) == ["a.png", "b.dcm", "c.txt", "d.nii", "e.hdr + e.img",
+                          "series/IM0 + series/IM1 + series/IM2"]
+    assert code == 1 and "skipped hidden file" in err and ".DS_Store" in err
+    assert "not a scan type this tool reads" in rows["c.txt"]["error"] and not rows["c.txt"]["prediction"]
+    for name in ("a.png", "b.dcm", "d.nii", "e.hdr + e.img", "series/IM0 + series/IM1 + series/IM2"):
+        assert rows[name]["prediction"] and not rows[name]["error"], name
+    assert rows["d.nii"]["slice"] == "7/12" and rows["e.hdr + e.img"]["slice"] == "7/12"
+    assert rows["series/IM0 + series/IM1 + series/IM2"]["slice"] == "2/3"
+    assert rows["a.png"]["slice"] == "" and rows["b.dcm"]["slice"] == ""
+
+
+def test_cli_rows_carry_the_guards_flags_and_the_spread(tiny_assets, test_slices, tmp_path):
+    import pytest
+
+    from model.trust import TRUST_BANK_PATH
+
+    if not TRUST_BANK_PATH.is_file():
+        pytest.skip("no shipped trust bank")
+    rng = np.random.default_rng(0)
+    (tmp_path / "noise.png").write_bytes(png_bytes(rng.integers(0, 256, (128, 128), dtype=np.uint8)))
+    out = tmp_path / "rows.json"
+    weights = ["--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+               "--config", str(tiny_assets / "model_config.json")]
+    assert main([str(tmp_path / "noise.png"), "--out", str(out), *weights]) == 0
+    row = json.loads(out.read_text())[0]
+    assert row["flags"] == "out of distribution" and "unlike every training slice" in row["reasons"]
+    assert 0 <= row["spread"] <= 1 and row["nearest_subject"]
+    assert main([str(tmp_path / "noise.png"), "--out", str(out), "--no-guard", *weights]) == 0
+    assert json.loads(out.read_text())[0]["flags"] == "no guard"
