@@ -225,11 +225,38 @@ def train_images_by_path(path: str) -> dict:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_explanation(image, target: int, layer: str):
-    """Grad-CAM Explanation for one slice, target class and layer."""
+def cached_explanation(image, target: int, layer: str, method: str = "gradcam"):
+    """Explanation (model.explain) for one slice, target class, layer and method."""
     from model.explain import explain
 
-    return explain(get_predictor(), image, target=target, layer=layer)
+    return explain(get_predictor(), image, target=target, layer=layer, method=method)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_faithfulness(image, heatmap, target: int):
+    """Deletion and insertion scores of a map, beside a random map's and an edge map's (model.faithfulness)."""
+    from model.faithfulness import faithfulness
+
+    return faithfulness(get_predictor(), image, heatmap, target)
+
+
+@st.cache_resource(show_spinner="Randomising the network's last blocks…")
+def get_randomised_predictor():
+    """The shipped network with layer4 and the classifier re-initialised, for the randomisation check."""
+    from model.faithfulness import randomised_copy
+
+    return randomised_copy(get_predictor())
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_randomisation(image, target: int, layer: str, method: str):
+    """(the map on the randomised network, its Spearman correlation with the real map)."""
+    from model.explain import explain
+    from model.faithfulness import rank_correlation
+
+    real = cached_explanation(image, target, layer, method).heatmap
+    rand = explain(get_randomised_predictor(), image, target=target, layer=layer, method=method).heatmap
+    return rand, rank_correlation(real, rand)
 
 
 def subject_panel(slices: list, names: list[str], predictor, colours: list[float] | None = None):

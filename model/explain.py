@@ -2,8 +2,17 @@
 
 `explain(predictor, slice, method="gradcam", target=None, layer="layer4")` returns
 a map in [0, 1] of the slice's size. `target=None` means the predicted class.
-Each method is one small function registered in `METHODS`, so further Captum
-methods slot in beside Grad-CAM.
+Each method is one small function registered in `METHODS`, with a line on what it
+shows in `METHOD_NOTES`:
+
+* gradcam: Grad-CAM at a layer (coarse: where the layer's features carry evidence);
+* guided_gradcam: Grad-CAM times guided backpropagation (fine detail inside those regions);
+* integrated_gradients: gradients integrated along a path from a black slice (pixel evidence
+  that adds up to the score's change from black);
+* occlusion: the drop in the class score when a patch is blacked out (model-agnostic, slow).
+
+Only positive evidence is kept, as for Grad-CAM. Whether a map is faithful to the network is
+measured by `model.faithfulness`, not assumed.
 
 Captum places hooks on the shared network while it works, so every call holds
 the predictor's lock: concurrent sessions each get the map they would get alone.
@@ -15,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
+from captum.attr import GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
 
-from model.constants import CLASS_NAMES
+from model.constants import CLASS_NAMES, MEAN, STD
 from model.inference import Predictor
 from model.network import CAM_LAYERS, DEFAULT_CAM_LAYER, get_layer
 
@@ -33,9 +42,13 @@ class Explanation:
     method: str
     layer: str
     raw_max: float  # largest value before normalisation (0 means no positive evidence)
+    options: tuple[tuple[str, object], ...] = ()  # the method's own settings (steps, window, ...)
 
     def settings(self) -> dict:
-        return {"method": self.method, "layer": self.layer, "target": CLASS_NAMES[self.target]}
+        out = {"method": self.method, "target": CLASS_NAMES[self.target], **dict(self.options)}
+        if self.method in LAYER_METHODS:
+            out["layer"] = self.layer
+        return out
 
 
 def _gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
@@ -45,7 +58,76 @@ def _gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> 
     return LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), interpolate_mode="bilinear")
 
 
-METHODS = {"gradcam": _gradcam}
+BLACK = -MEAN / STD  # a black pixel after normalisation: the reference of integrated gradients and occlusion
+IG_STEPS = 32
+OCCLUSION_WINDOW = 0.125  # of the input side: 6 px at 48 px, about the size of a ventricle
+OCCLUSION_STRIDE = 0.0625
+
+
+def _guided_gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """Guided Grad-CAM: Grad-CAM at `layer`, upsampled, times guided backpropagation: (1, 1, H, W)."""
+    import warnings
+
+    with _no_inplace_relu(predictor.net), warnings.catch_warnings():  # guided backpropagation hooks every ReLU
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+        return GuidedGradCam(predictor.net, get_layer(predictor.net, layer)).attribute(x, target=target)
+
+
+def _integrated_gradients(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """Integrated gradients from a black slice in IG_STEPS steps: (1, 1, H, W)."""
+    return IntegratedGradients(predictor.net).attribute(x, baselines=torch.full_like(x, BLACK), target=target,
+                                                        n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
+
+
+def _occlusion(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """Score drop when a square patch is set to black, averaged over the patches covering each pixel."""
+    side = x.shape[-1]
+    window, stride = max(2, round(OCCLUSION_WINDOW * side)), max(1, round(OCCLUSION_STRIDE * side))
+    with torch.no_grad():
+        return Occlusion(predictor.net).attribute(x.detach(), sliding_window_shapes=(1, window, window),
+                                                  strides=(1, stride, stride), baselines=BLACK, target=target,
+                                                  perturbations_per_eval=64)
+
+
+class _no_inplace_relu:
+    """Within the block, every nn.ReLU of `net` works out of place (Captum's backward hooks need that)."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.relus = [m for m in net.modules() if isinstance(m, torch.nn.ReLU) and m.inplace]
+
+    def __enter__(self):
+        for m in self.relus:
+            m.inplace = False
+
+    def __exit__(self, *exc):
+        for m in self.relus:
+            m.inplace = True
+
+
+METHODS = {"gradcam": _gradcam, "guided_gradcam": _guided_gradcam,
+           "integrated_gradients": _integrated_gradients, "occlusion": _occlusion}
+LAYER_METHODS = ("gradcam", "guided_gradcam")  # the methods that read a layer
+METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
+                "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
+METHOD_NOTES = {
+    "gradcam": "Where the chosen layer's features carry evidence for the class, at that layer's coarse scale.",
+    "guided_gradcam": "Grad-CAM sharpened by guided backpropagation: the fine edges inside Grad-CAM's regions "
+                      "that raise the class score. Known to look much the same for a randomised network: check it.",
+    "integrated_gradients": f"Each pixel's share of the change in the class score from a black slice to this one "
+                            f"({IG_STEPS} steps). Fine-grained and often noisy.",
+    "occlusion": "How much the class score drops when a patch (1/8 of the side) is blacked out. Asks the network "
+                 "directly, with no gradients; coarse and slower.",
+}
+
+
+def method_options(method: str, image_size: int) -> tuple[tuple[str, object], ...]:
+    """The settings a method ran with, for reports and the JSON record."""
+    if method == "integrated_gradients":
+        return (("baseline", "black slice"), ("steps", IG_STEPS))
+    if method == "occlusion":
+        return (("baseline", "black patch"), ("window_px", max(2, round(OCCLUSION_WINDOW * image_size))),
+                ("stride_px", max(1, round(OCCLUSION_STRIDE * image_size))), ("input_px", image_size))
+    return ()
 
 
 def explain(predictor: Predictor, image: np.ndarray, *, target: int | None = None, layer: str = DEFAULT_CAM_LAYER,
@@ -70,7 +152,7 @@ def explain(predictor: Predictor, image: np.ndarray, *, target: int | None = Non
                                            align_corners=False)[0, 0]
     raw_max = float(heat.max())
     heat = heat.clamp(min=0) / raw_max if raw_max > 0 else torch.zeros_like(heat)
-    return Explanation(heat.numpy(), target, method, layer, raw_max)
+    return Explanation(heat.numpy(), target, method, layer, raw_max, method_options(method, predictor.image_size))
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, colormap: str = "jet") -> np.ndarray:

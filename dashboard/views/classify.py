@@ -5,10 +5,9 @@ import json
 import numpy as np
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, explain_views
 from dashboard.common import (
     cached_assessment,
-    cached_explanation,
     dataset_dir,
     plain,
     predictor_or_none,
@@ -17,8 +16,7 @@ from dashboard.common import (
 )
 from dashboard.trust_views import nearest_slices, scan_details, uncertainty_caption, verdict
 from model.constants import DISPLAY_NAMES, NUM_CLASSES
-from model.explain import COLORMAPS, overlay
-from model.network import CAM_LAYERS, default_cam_layer
+from model.explain import LAYER_METHODS, METHOD_NAMES, overlay
 from model.report import png_bytes, result_record
 from model.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES, ScanError, group_uploads, open_upload
 
@@ -92,20 +90,14 @@ else:
 assessment = cached_assessment(image, colour)
 prediction = assessment.prediction
 verdict(assessment)
-c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-target = c1.selectbox("Explain class", ["predicted", *range(NUM_CLASSES)], key="classify_target",
-                      format_func=lambda t: "The predicted stage" if t == "predicted" else DISPLAY_NAMES[t])
-layer_label = c2.selectbox("Layer", list(CAM_LAYERS), key="classify_layer",
-                           index=list(CAM_LAYERS.values()).index(default_cam_layer(predictor.image_size)))
-alpha = c3.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="classify_alpha")
-colormap = c4.selectbox("Colormap", COLORMAPS, key="classify_colormap")
-explanation = cached_explanation(image, prediction.label if target == "predicted" else target, CAM_LAYERS[layer_label])
+explanation, alpha, colormap = explain_views.explanation(image, prediction, predictor.image_size)
 blended = overlay(image, explanation.heatmap, alpha=alpha, colormap=colormap)
 
 left, middle, right = st.columns([2, 2, 3])
 left.image(image, width="stretch", clamp=True)
 left.caption(plain(name))
-middle.image(blended, caption=f"Grad-CAM for '{DISPLAY_NAMES[explanation.target]}' at {explanation.layer}",
+where = f" at {explanation.layer}" if explanation.method in LAYER_METHODS else ""
+middle.image(blended, caption=f"{METHOD_NAMES[explanation.method]} for '{DISPLAY_NAMES[explanation.target]}'{where}",
              width="stretch")
 with right:
     trust = assessment.trust
@@ -116,8 +108,11 @@ with right:
                + (f" · true stage {DISPLAY_NAMES[true_label]}" if true_label is not None else ""))
     uncertainty_caption(assessment)
     st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch", key="classify_probs")
+checked = None
 if explanation.raw_max <= 0:
-    st.info("Grad-CAM found no positive evidence for this class at this layer: the map is empty.")
+    st.info(f"{METHOD_NAMES[explanation.method]} found no positive evidence for this class: the map is empty.")
+else:
+    checked = explain_views.checks(image, explanation)
 nearest_slices(assessment)
 if scan is not None:
     scan_details(scan)
@@ -125,14 +120,18 @@ if scan is not None:
 record = result_record(name, prediction, model_sha256=predictor.sha256, temperature=predictor.temperature,
                        explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
                        true_label=true_label, assessment=assessment, scan=scan)
+if checked is not None:
+    record["explanation"]["faithfulness"] = checked[0].as_dict()
+    if checked[1] is not None:
+        record["explanation"]["randomisation_spearman"] = round(checked[1], 4)
 if subject is not None:  # several slices of one subject: the download carries the subject's result too
     record["subject"] = {"files": [s.name for s in scans], **subject.as_dict(),
                          "aggregation": "mean of calibrated probabilities"}
 stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
 d1, d2, _ = st.columns([2, 2, 3])
-d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_gradcam.png", "image/png",
+d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_{explanation.method}.png", "image/png",
                    key="classify_download_png", width="stretch")
 d2.download_button("Download result (JSON)", json.dumps(record, indent=2), f"{stem}_result.json",
                    "application/json", key="classify_download_json", width="stretch")
-st.caption("Grad-CAM highlights where the network found evidence for the chosen class, at the coarse scale of "
-           "the chosen layer. It is not a lesion map.")
+st.caption("A saliency map highlights where the network found evidence for the chosen class. It is not a "
+           "lesion map.")

@@ -12,6 +12,7 @@ from dashboard.common import (
 )
 from model.card import model_card_markdown
 from model.constants import GUARD_RATES_PATH, SELECTION_LOG_PATH
+from model.faithfulness import FAITHFULNESS_PATH
 from model.trust import TRUST_PATH
 
 st.title("Model card")
@@ -21,7 +22,8 @@ if config is None:
              "`python -m model.train --export-dir assets`.")
     st.stop()
 st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline(), shipped_crossval(),
-                                read_json(str(TRUST_PATH)), read_json(str(GUARD_RATES_PATH))))
+                                read_json(str(TRUST_PATH)), read_json(str(GUARD_RATES_PATH)),
+                                read_json(str(FAITHFULNESS_PATH))))
 history = training_log()
 if history:
     held = "subjects held out whole" if config.get("train_config", {}).get("val_by_subject") else "held-out slices"

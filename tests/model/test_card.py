@@ -59,3 +59,26 @@ def test_card_leads_with_the_new_subject_figures():
     tagged = {**config, "temperature_source": {"method": "crossval out-of-fold"}}
     assert "meant for a new subject" in model_card_markdown(tagged, metrics, None, crossval)
     assert "meant for a new subject" not in model_card_markdown({**config, "temperature_source": {}}, metrics)
+
+
+def _summary(mean, lo, hi):
+    return {"mean": mean, "ci95": [lo, hi]}
+
+
+def test_card_states_the_checks_on_every_input_and_the_faithfulness_verdict():
+    from model.card import faithfulness_section, trust_section
+    from model.trust import TRUST_PATH
+
+    trust = json.loads(TRUST_PATH.read_text())
+    text = "\n".join(trust_section(trust, {"flagged": 94, "images": 94}))
+    assert f"{trust['false_alarms']['cross_fitted']:.1%}" in text and "94 of 94" in text
+    method = {k: _summary(0.2, 0.1, 0.3) for k in ("map_deletion", "random_deletion", "edges_deletion",
+                                                   "map_insertion", "random_insertion", "edges_insertion",
+                                                   "randomisation_spearman")}
+    record = {"slices": 48, "source": "held-out slices", "randomised_blocks": ["layer4", "fc"],
+              "methods": {"gradcam": {**method, "seconds_per_map": 0.05,
+                                      "verdict": {"random": "no clear difference", "edges": "loses"}}}}
+    text = "\n".join(faithfulness_section(record))
+    assert "| Grad-CAM | 0.200 |" in text and "does not clearly beat a random map" in text
+    record["methods"]["gradcam"]["verdict"]["random"] = "beats"
+    assert "The shipped Grad-CAM beats a random map" in "\n".join(faithfulness_section(record))
