@@ -18,6 +18,7 @@ from dashboard.trust_views import nearest_slices, scan_details, uncertainty_capt
 from model.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.explain import LAYER_METHODS, METHOD_NAMES, overlay
 from model.report import png_bytes, result_record
+from model.reports import reproducibility_stamp, scan_report_pdf
 from model.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES, ScanError, group_uploads, open_upload
 
 st.title("Classify a scan")
@@ -128,10 +129,14 @@ if subject is not None:  # several slices of one subject: the download carries t
     record["subject"] = {"files": [s.name for s in scans], **subject.as_dict(),
                          "aggregation": "mean of calibrated probabilities"}
 stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
-d1, d2, _ = st.columns([2, 2, 3])
+d1, d2, d3 = st.columns([2, 2, 3])
 d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_{explanation.method}.png", "image/png",
                    key="classify_download_png", width="stretch")
 d2.download_button("Download result (JSON)", json.dumps(record, indent=2), f"{stem}_result.json",
                    "application/json", key="classify_download_json", width="stretch")
+d3.download_button(  # built only when clicked
+    "Download report (PDF)", lambda: scan_report_pdf(record, image, blended, reproducibility_stamp(
+        predictor, method={**explanation.settings(), "opacity": alpha, "colormap": colormap}, scan=scan)),
+    f"{stem}_report.pdf", "application/pdf", key="classify_download_pdf", width="stretch")
 st.caption("A saliency map highlights where the network found evidence for the chosen class. It is not a "
            "lesion map.")

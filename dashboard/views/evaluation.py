@@ -2,13 +2,37 @@
 import streamlit as st
 
 from dashboard import evaluation_views as views
-from dashboard.common import shipped_baseline, shipped_crossval, shipped_metrics
+from dashboard.common import predictor_or_none, shipped_baseline, shipped_config, shipped_crossval, shipped_metrics
+from model import reports
 
 st.title("Evaluation")
 crossval, metrics = shipped_crossval(), shipped_metrics()
 views.headline(crossval, metrics, shipped_baseline())
 view = st.segmented_control("View", [views.NEW, views.PUBLISHED], default=views.NEW,
                             key="evaluation_view") or views.NEW
+
+with st.expander("Export this view as a report"):
+    st.caption("The figures and tables of this view, their caveats, and a stamp to reproduce them (model checksum, "
+               "data fingerprint, preprocessing, software versions, commit).")
+    fmt = st.segmented_control("Format", ["PDF", "HTML"], default="PDF", key="evaluation_export_format") or "PDF"
+    new = view == views.NEW
+    level = "slice" if new and st.session_state.get("evaluation_level") == "per slice" else "subject"
+    live = st.session_state.get("evaluation_live")  # the published view shows recomputed figures when there are
+    wanted = (view, level, fmt, live is not None)
+    if st.button("Build the report", key="evaluation_export_build"):
+        with st.spinner("Drawing the figures…"):
+            predictor, _ = predictor_or_none()
+            st.session_state["evaluation_export_report"] = (wanted, reports.evaluation_report(
+                "new" if new else "published", crossval=crossval, metrics=live or metrics,
+                baseline=shipped_baseline(), stamp=reports.reproducibility_stamp(predictor or shipped_config()),
+                fmt=fmt.lower(), level=level))
+    built = st.session_state.get("evaluation_export_report")
+    if built and built[0] == wanted:  # a report of another view or format is not offered for this one
+        name = f"evaluation_{'new_subjects' if new else 'published_split'}.{fmt.lower()}"
+        st.download_button(f"Download report ({fmt})", built[1], name,
+                           "application/pdf" if fmt == "PDF" else "text/html", key="evaluation_export_download",
+                           on_click="ignore")
+
 if view == views.NEW:
     views.new_subjects(crossval)
 else:

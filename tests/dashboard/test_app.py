@@ -56,7 +56,8 @@ def test_upload_shows_prediction_and_overlay(scan):
     assert at.metric[0].label.startswith("Predicted stage") and at.metric[0].value in DISPLAY_NAMES
     images = at.get("image")
     assert len(images) >= 2 and images[1].proto.imgs[0].caption.startswith("Grad-CAM for")  # then nearest slices
-    assert [b.label for b in at.get("download_button")] == ["Download overlay (PNG)", "Download result (JSON)"]
+    assert [b.label for b in at.get("download_button")] == ["Download overlay (PNG)", "Download result (JSON)",
+                                                            "Download report (PDF)"]
 
 
 def test_changing_target_class_changes_overlay(scan):
