@@ -8,16 +8,10 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from model.constants import CLASS_COLORS, CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 from model.neighbours import distance_bin_label
-from model.constants import CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
 
 # One calm, colour-blind-safe colour per class (Okabe-Ito), used on every chart.
-CLASS_COLORS = {
-    "Mild_Demented": "#E69F00",
-    "Moderate_Demented": "#D55E00",
-    "Non_Demented": "#009E73",
-    "Very_Mild_Demented": "#56B4E9",
-}
 SPLIT_COLORS = ("#1F6F8B", "#9CC3D5")  # train, test
 LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), font=dict(size=13))
 
@@ -190,6 +184,12 @@ def leakage_headline(rows: list[dict]) -> go.Figure:
 
 def reliability_diagram(before: list[dict], after: list[dict]) -> go.Figure:
     """Accuracy against confidence per bin, before and after temperature scaling; the diagonal is perfect."""
+    return reliability_figure(before, after, title="Reliability, out of fold (marker size: slices in the bin)")
+
+
+def reliability_figure(before: list[dict], after: list[dict], *, title: str, unit: str = "slices") -> go.Figure:
+    """`reliability_diagram` with its own title: rows are `model.calibration.reliability` bins, `unit` what
+    each bin counts (shown on hover)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                              line=dict(dash="dot", color="#999")))
@@ -198,11 +198,11 @@ def reliability_diagram(before: list[dict], after: list[dict]) -> go.Figure:
             x=[r["confidence"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers", name=name,
             marker=dict(size=[6 + 14 * (r["n"] / max(1, max(q["n"] for q in rows))) ** 0.5 for r in rows]),
             line=dict(color=color), customdata=[r["n"] for r in rows],
-            hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} slices<extra>" + name +
+            hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} " + unit + "<extra>" + name +
                           "</extra>"))
-    fig.update_layout(**LAYOUT, height=360, title="Reliability, out of fold (marker size: slices in the bin)",
+    fig.update_layout(**LAYOUT, height=360, title=title,
                       xaxis=dict(title="mean confidence", range=[0, 1]),
-                      yaxis=dict(title="accuracy", range=[0, 1.02]), legend=dict(x=0.02, y=0.98))
+                      yaxis=dict(title="accuracy", range=[0, 1.02]), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -255,4 +255,72 @@ def predicted_counts(rows: list[dict]) -> go.Figure:
                              text=[c or "" for c in counts], hovertemplate="%{x}: %{y} scans<extra>" + name + "</extra>"))
     fig.update_layout(**LAYOUT, title=f"Predicted stage of {len(shown)} scans", barmode="stack", height=320,
                       yaxis=dict(title="scans"))
+    return fig
+
+
+def clickable_confusion_matrix(matrix, *, normalize: bool, unit: str = "slices") -> go.Figure:
+    """`confusion_matrix` with one invisible marker per cell on top, so a click selects the cell.
+
+    Plotly heatmaps report no selection in Streamlit (streamlit/streamlit#8760); the markers do. Each marker's
+    customdata is [true label id, predicted label id, count]; the selected one is drawn as an outlined square.
+    """
+    fig = confusion_matrix(matrix, normalize=normalize, unit=unit)
+    m = np.asarray(matrix, dtype=int)
+    labels = [DISPLAY_NAMES[i] for i in STAGE_ORDER]
+    cells = [(t, p) for t in STAGE_ORDER for p in STAGE_ORDER]
+    fig.add_trace(go.Scatter(
+        x=[DISPLAY_NAMES[p] for _, p in cells], y=[DISPLAY_NAMES[t] for t, _ in cells], mode="markers",
+        marker=dict(symbol="square-open", size=44, color="#E69F00", line=dict(width=3), opacity=0),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0)),
+        customdata=[[t, p, int(m[t, p])] for t, p in cells], showlegend=False, name="cells",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata[2]} " + unit + " · click to see them"
+                      "<extra></extra>"))
+    fig.update_layout(hoverdistance=60, clickmode="event+select", dragmode=False,
+                      xaxis=dict(categoryorder="array", categoryarray=labels),
+                      yaxis=dict(categoryorder="array", categoryarray=labels))
+    return fig
+
+
+def stage_distance(distance: dict[int, int], *, unit: str = "slices") -> go.Figure:
+    """Bars of predicted minus true stage (-3..3 places in STAGE_ORDER): 0 is right, +1 one stage too severe."""
+    keys = sorted(distance)
+    total = max(1, sum(distance.values()))
+    colors = ["#009E73" if d == 0 else "#56B4E9" if abs(d) == 1 else "#D55E00" for d in keys]
+    fig = go.Figure(go.Bar(
+        x=[f"{d:+d}" if d else "0" for d in keys], y=[distance[d] / total for d in keys], marker_color=colors,
+        customdata=[distance[d] for d in keys], text=[f"{distance[d]:,}" for d in keys], textposition="outside",
+        cliponaxis=False, hovertemplate="%{x} stages: %{customdata:,} " + unit + " (%{y:.1%})<extra></extra>"))
+    fig.update_layout(**LAYOUT, height=300, title="Predicted minus true stage",
+                      xaxis=dict(title="stages (− milder than true, + more severe)", type="category"),
+                      yaxis=dict(title=f"share of {unit}", tickformat=".0%", rangemode="tozero"))
+    return fig
+
+
+def risk_coverage(curve: dict, chosen: dict, *, unit: str = "slices", points: int = 400,
+                  min_coverage: float = 0.1) -> go.Figure:
+    """Accuracy and balanced accuracy on the kept rows against the share kept (coverage), the chosen referral
+    marked. curve: `model.interrogate.risk_coverage`; chosen: `model.interrogate.referral`. At most `points`
+    points per line are drawn, from `min_coverage` on (a handful of rows says little)."""
+    n = len(curve["coverage"])
+    start = min(n - 1, int(np.ceil(min_coverage * n)) - 1) if min_coverage > 0 else 0
+    step = max(1, (n - start) // points)
+    pick = np.unique(np.r_[np.arange(start, n, step), n - 1])
+    fig = go.Figure()
+    x_chosen = chosen["kept"] / n
+    for key, name, color, side in (("accuracy", "accuracy", "#0072B2", "top left"),
+                                   ("balanced_accuracy", "balanced accuracy", "#CC79A7", "bottom right")):
+        fig.add_trace(go.Scatter(
+            x=curve["coverage"][pick], y=curve[key][pick], mode="lines", name=name, line=dict(color=color, width=2),
+            customdata=curve["confidence"][pick],
+            hovertemplate="keep %{x:.0%}<br>" + name + " %{y:.1%}<br>confidence ≥ %{customdata:.2f}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[x_chosen], y=[chosen[key]], mode="markers+text", showlegend=False,
+                                 marker=dict(color=color, size=12, line=dict(color="white", width=2)),
+                                 text=[f"{chosen[key]:.1%}"], textposition=side, cliponaxis=False,
+                                 textfont=dict(color=color), hoverinfo="skip"))
+    fig.add_vline(x=x_chosen, line=dict(color="#999", dash="dot"))
+    fig.update_layout(**LAYOUT, height=340, title=f"Risk-coverage: figures on the {unit} kept",
+                      xaxis=dict(title=f"share of {unit} kept (coverage)", range=[min_coverage - 0.02, 1.02],
+                                 tickformat=".0%"),
+                      yaxis=dict(title="on the kept", range=[0, 1.08], tickformat=".0%"),
+                      legend=dict(orientation="h", y=-0.25))
     return fig

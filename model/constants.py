@@ -22,6 +22,13 @@ DISPLAY_NAMES: tuple[str, ...] = (
     "No dementia",
     "Very mild dementia",
 )
+# The Okabe-Ito colour of each class (colour-blind safe), on the app's charts and in the reports.
+CLASS_COLORS: dict[str, str] = {
+    "Mild_Demented": "#E69F00",
+    "Moderate_Demented": "#D55E00",
+    "Non_Demented": "#009E73",
+    "Very_Mild_Demented": "#56B4E9",
+}
 # Disease stages from healthy to most severe, as label ids: the order used for
 # confusion matrices and for the quadratic-weighted kappa (an ordinal score).
 STAGE_ORDER: tuple[int, ...] = (2, 3, 0, 1)

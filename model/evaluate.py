@@ -20,13 +20,13 @@ from sklearn import metrics as skm
 
 from model.neighbours import by_train_distance, distance_bin_label, nearest_train_slices
 from model.calibration import expected_calibration_error
+from model.interrogate import quadratic_weighted_kappa
 from model.constants import (
     CLASS_NAMES,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
     NUM_CLASSES,
     PREDICTIONS_PATH,
-    STAGE_ORDER,
     WEIGHTS_PATH,
     default_data_dir,
 )
@@ -148,7 +148,6 @@ def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000
     per = _per_class(y, pred, probs)
     ci = bootstrap_intervals(y, probs, n_bootstrap, seed, groups) if n_bootstrap else None
     recalled, predicted = recalled_counts(y, pred), predicted_counts(pred)
-    rank = {label: i for i, label in enumerate(STAGE_ORDER)}  # ordinal position of each stage
     per_class = {}
     for c, name in enumerate(CLASS_NAMES):
         positive = y == c
@@ -172,8 +171,7 @@ def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000
         "macro_pr_auc": float(np.mean([v.get("pr_auc", np.nan) for v in per_class.values()])),
         "ece": expected_calibration_error(probs, y),
         "log_loss": float(skm.log_loss(y, probs, labels=LABELS)),
-        "quadratic_weighted_kappa": float(skm.cohen_kappa_score(
-            [rank[v] for v in y], [rank[v] for v in pred], weights="quadratic", labels=list(range(NUM_CLASSES)))),
+        "quadratic_weighted_kappa": quadratic_weighted_kappa(y, pred),
         "confusion_matrix": skm.confusion_matrix(y, pred, labels=LABELS).tolist(),
         "confusion_matrix_labels": list(CLASS_NAMES),
         "per_class": per_class,

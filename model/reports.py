@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from model.constants import (
+    CLASS_COLORS,
     CLASS_NAMES,
     DISPLAY_NAMES,
     MEAN,
@@ -50,9 +51,6 @@ FOOTER = "Research use only - not for the diagnosis of any patient"
 SOFTWARE = ("torch", "torchvision", "captum", "numpy", "streamlit", "fpdf2", "pydicom", "nibabel")
 EVALUATION_VIEWS = {"new": "New subjects (cross-validated)", "published": "Published test split (slice-level)"}
 FORMATS = ("pdf", "html")
-# The Okabe-Ito colour of each class, as on the app's charts (dashboard.charts.CLASS_COLORS).
-CLASS_COLORS = {"Mild_Demented": "#E69F00", "Moderate_Demented": "#D55E00", "Non_Demented": "#009E73",
-                "Very_Mild_Demented": "#56B4E9"}
 NETWORK_COLOR, LOOKUP_COLOR, GROUP_COLORS = "#0072B2", "#BBBBBB", ("#1F6F8B", "#9CC3D5")
 FIGURE_DPI = 150  # sharp when printed at the half-page width figures take in the PDF
 FIGURE_GAP = 5.0  # mm between figures side by side

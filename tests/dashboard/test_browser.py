@@ -121,6 +121,10 @@ def test_trust_flags_dicom_and_the_batch_page(test_slices, tmp_path):
         page.get_by_text("How MR_small.dcm was read (DICOM)").click()
         page.wait_for_timeout(500)
         page.screenshot(path=str(SHOTS / "classify_dicom.png"))
+        with page.expect_download(timeout=120_000) as download:  # one export, built on click
+            page.get_by_role("button", name="Download report (PDF)").click()
+        pdf = Path(download.value.path()).read_bytes()
+        assert pdf.startswith(b"%PDF-") and len(pdf) > 10_000
 
         from tests.model.hostile import hostile_corpus
 
