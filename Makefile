@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make app    set up, then start the dashboard on http://localhost:8501
 #   make test   set up (Python packages and Debian's Chromium), then run every test
+# The same model as a REST API (model/api.py; docs at /docs; $ALZ_MRI_API_KEY to require a key):
+#   make api    set up, then serve the prediction API on http://127.0.0.1:8000 (API_PORT=8100 make api)
 # One more fetches the dataset (without it, `make test` skips the tests that need it):
 #   make data   download Falah/Alzheimer_MRI into $ALZ_MRI_DATA (default ../shared/data/alzheimer_mri),
 #               split it as assets/split.csv says and check it; a copy already there is only checked
@@ -8,8 +10,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+API_PORT ?= 8000
 
-.PHONY: app test data setup setup-test browser benchmark clean
+.PHONY: app api test data setup setup-test browser benchmark clean
 
 # The project itself is installed editable, so `model`, `dashboard` and `analysis` import from anywhere.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -31,6 +34,10 @@ setup-test: setup browser
 # then grow the server by ~300 MB over 100 uploads. Two arenas keep it flat.
 app: setup
 	MALLOC_ARENA_MAX=2 $(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
+
+# One uvicorn process: requests in flight are capped in the app, model work runs in its thread pool.
+api: setup
+	MALLOC_ARENA_MAX=2 $(PY) -m uvicorn model.api:app --host 127.0.0.1 --port $(API_PORT)
 
 test: setup-test
 	$(PY) -m pytest
