@@ -1,6 +1,7 @@
 """Many scans at once: unpack uploads (zip archives included), classify each with its flags, group by subject.
 
     files = expand_uploads([(name, bytes), ...])      # a zip becomes its members; limits checked first
+    for member in iter_zip(path, name): ...             # or one member at a time, read when wanted
     rows = classify_files(predictor, files, bank)       # one row per scan: prediction, probabilities, flags
     subjects = subject_table(rows, group_by="folder")   # one row per subject: mean calibrated probabilities
 
@@ -11,8 +12,12 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Callable, Sequence
-from pathlib import PurePosixPath
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from os import PathLike
+from pathlib import Path, PurePosixPath
+from typing import IO
 
 import numpy as np
 
@@ -30,14 +35,49 @@ def _member_name(archive: str, member: str) -> str:
     return "/".join([clean_name(archive), *(clean_name(p) for p in parts)])
 
 
-def expand_zip(data: bytes, name: str) -> list[tuple[str, bytes]]:
-    """The files inside a zip archive, as (archive/member path, bytes); directories and hidden files skipped.
+@dataclass(frozen=True, slots=True)
+class LazyFile:
+    """A file named but not read yet: the archive member or file on disk that a batch reads at its turn.
 
-    Member counts and declared sizes are checked before anything is decompressed, and reading stops at the
-    total cap, so a zip bomb is refused without being inflated.
+    name: as shown in a table ('cohort.zip/sub/file.png' for an archive member; for a file on disk its path);
+    size: bytes, as declared; opener and reader: how to open and read it, None for the file on disk at `name`
+    (so that a listing of a million files holds little more than their names).
+    """
+
+    name: str
+    size: int
+    opener: Callable[[], IO[bytes]] | None = None
+    reader: Callable[[], bytes] | None = None
+
+    def open(self) -> IO[bytes]:
+        """A fresh binary stream from the file's start (for sniffing a header)."""
+        return self.opener() if self.opener else open(self.name, "rb")
+
+    def read(self) -> bytes:
+        """All its bytes, within the limits: raises ScanError, or OSError for a file on disk that cannot be read."""
+        return self.reader() if self.reader else _read_path(self.name)
+
+
+def _read_path(path: str) -> bytes:
+    """A file's bytes, refusing one that has grown past the volume limit since it was listed."""
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_VOLUME_BYTES + 1)
+    if len(data) > MAX_VOLUME_BYTES:
+        raise ScanError(f"{clean_name(path)}: over the {MAX_VOLUME_BYTES // 2**20} MB limit for one scan")
+    return data
+
+
+def iter_zip(source: bytes | str | PathLike | IO[bytes], name: str) -> Iterator[LazyFile]:
+    """The files inside a zip archive, one `LazyFile` at a time, in archive order; directories and hidden files
+    skipped. source: the archive's bytes, its path, or a seekable binary stream.
+
+    Member counts and declared sizes are checked before the first member is yielded (a ScanError then), and
+    every `read()` counts towards the archive's total and stops at the cap, so a zip bomb is refused without
+    being inflated. Nothing is decompressed until a member is read; the archive stays open while any of its
+    members may still be read.
     """
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
         infos = [i for i in archive.infolist() if not i.is_dir()
                  and not PurePosixPath(i.filename).name.startswith((".", "__MACOSX"))
                  and "__MACOSX" not in i.filename]
@@ -49,19 +89,31 @@ def expand_zip(data: bytes, name: str) -> list[tuple[str, bytes]]:
     if declared > MAX_ARCHIVE_BYTES:
         raise ScanError(f"{clean_name(name)}: unpacks to {declared / 2**20:,.0f} MB, over the "
                         f"{MAX_ARCHIVE_BYTES // 2**20:,} MB limit for one archive")
-    out, total = [], 0
-    for info in infos:
-        member = _member_name(name, info.filename)
+    inflated = [0]  # bytes read so far from all members: one count per archive, shared by the readers
+
+    def read(info: zipfile.ZipInfo, member: str) -> bytes:
         try:
             with archive.open(info) as fh:
-                blob = fh.read(min(MAX_VOLUME_BYTES, MAX_ARCHIVE_BYTES - total) + 1)
+                blob = fh.read(min(MAX_VOLUME_BYTES, MAX_ARCHIVE_BYTES - inflated[0]) + 1)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as exc:
             raise ScanError(f"{member}: cannot be unpacked ({exc})") from exc
-        total += len(blob)
-        if len(blob) > MAX_VOLUME_BYTES or total > MAX_ARCHIVE_BYTES:
+        inflated[0] += len(blob)
+        if len(blob) > MAX_VOLUME_BYTES or inflated[0] > MAX_ARCHIVE_BYTES:
             raise ScanError(f"{member}: unpacks to more than its archive declares or than the limits allow")
-        out.append((member, blob))
-    return out
+        return blob
+
+    for info in infos:
+        member = _member_name(name, info.filename)
+        yield LazyFile(member, info.file_size, partial(archive.open, info), partial(read, info, member))
+
+
+def expand_zip(data: bytes, name: str) -> list[tuple[str, bytes]]:
+    """The files inside a zip archive, as (archive/member path, bytes); directories and hidden files skipped.
+
+    Member counts and declared sizes are checked before anything is decompressed, and reading stops at the
+    total cap, so a zip bomb is refused without being inflated (see `iter_zip`, which reads one at a time).
+    """
+    return [(member.name, member.read()) for member in iter_zip(data, name)]
 
 
 def expand_uploads(files: Sequence[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[dict]]:
@@ -90,8 +142,6 @@ def server_files(root, folder: str = "", limit: int = MAX_ARCHIVE_FILES) -> tupl
     `folder` must stay inside `root`: a '..' or an absolute path is refused. Raises ScanError when the folder
     holds more than `limit` files or a file is over the volume size limit.
     """
-    from pathlib import Path
-
     root = Path(root).resolve()
     base = (root / folder).resolve()
     if base != root and root not in base.parents:

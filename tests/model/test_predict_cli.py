@@ -113,3 +113,49 @@ def test_cli_rows_carry_the_guards_flags_and_the_spread(tiny_assets, test_slices
     assert 0 <= row["spread"] <= 1 and row["nearest_subject"]
     assert main([str(tmp_path / "noise.png"), "--out", str(out), "--no-guard", *weights]) == 0
     assert json.loads(out.read_text())[0]["flags"] == "no guard"
+
+
+def test_cli_reads_a_folder_a_zip_and_a_parquet_file_in_input_order(tiny_assets, test_slices, tmp_path, capsys,
+                                                                     monkeypatch):
+    import sys
+    import zipfile
+
+    from tests.model.test_predict_stream import hf_parquet
+
+    slices = [png_bytes(test_slices.images[i, 0].numpy()) for i in range(8)]
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "b.png").write_bytes(slices[0])
+    (folder / "a.png").write_bytes(slices[1])
+    with zipfile.ZipFile(tmp_path / "cohort.zip", "w") as zf:
+        zf.writestr("subj2/z.png", slices[2])
+        zf.writestr("subj1/y.png", slices[3])
+        zf.writestr("__MACOSX/subj1/._y.png", b"resource fork")
+    hf_parquet(tmp_path / "test.parquet", [slices[4], None, slices[5]], ["Non_Demented/n1.jpg", None, None],
+               row_group_size=2)
+    out = tmp_path / "rows.json"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bar shows on a terminal
+    code = main([str(folder), str(tmp_path / "cohort.zip"), str(tmp_path / "test.parquet"), "--out", str(out),
+                 "--batch-size", "2", "--no-guard", "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+                 "--config", str(tiny_assets / "model_config.json"), "--device", "cpu"])
+    rows = json.loads(out.read_text())
+    assert [r["file"].replace(str(tmp_path) + "/", "") for r in rows] == [
+        "scans/a.png", "scans/b.png", "cohort.zip/subj2/z.png", "cohort.zip/subj1/y.png",
+        "test.parquet row 0 (Non_Demented/n1.jpg)", "test.parquet row 1", "test.parquet row 2"]
+    assert code == 1 and "no image bytes" in rows[5]["error"]
+    assert all(r["prediction"] and r["flags"] == "no guard" for i, r in enumerate(rows) if i != 5)
+    err = capsys.readouterr().err
+    assert "7/7 [" in err and " files/s]" in err  # tqdm's bar: files done of all, and the rate
+    assert "7 scans from 7 files in" in err and "files/s" in err.splitlines()[-1]
+
+
+def test_cli_quiet_streams_json_lines(tiny_assets, test_slices, tmp_path, capsys):
+    path = tmp_path / "one.png"
+    path.write_bytes(png_bytes(test_slices.images[0, 0].numpy()))
+    code = main([str(path), str(path), "--format", "jsonl", "--quiet", "--no-guard",
+                 "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+                 "--config", str(tiny_assets / "model_config.json"), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 2 and rows[0]["p_Non_Demented"] == rows[1]["p_Non_Demented"]
+    assert err == ""  # no bar, no rate line
