@@ -58,22 +58,21 @@ class Faithfulness:
         return {k: {m: round(v, 4) for m, v in asdict(getattr(self, k)).items()} for k in ("map", "random", "edges")}
 
 
-def _curves(predictor, image: np.ndarray, saliency: np.ndarray, target: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Target probability after deleting / inserting the top k/steps of pixels, k = 0..steps: two (steps+1,)."""
+def _perturbed(image: np.ndarray, saliency: np.ndarray, steps: int) -> np.ndarray:
+    """(2 * (steps+1), S, S): the slice with the top k/steps most salient pixels deleted (set to black), then
+    a black slice with them inserted, k = 0..steps."""
     order = np.argsort(-saliency.ravel(), kind="stable")  # most salient first
-    n = order.size
     flat = image.ravel()
     deleted, inserted = [], []
     for k in range(steps + 1):
-        top = order[: round(n * k / steps)]
+        top = order[: round(order.size * k / steps)]
         d = flat.copy()
         d[top] = 0
         i = np.zeros_like(flat)
         i[top] = flat[top]
         deleted.append(d.reshape(image.shape))
         inserted.append(i.reshape(image.shape))
-    probs = predictor.probabilities(np.stack(deleted + inserted)).numpy()[:, target]
-    return probs[: steps + 1], probs[steps + 1:]
+    return np.stack(deleted + inserted)
 
 
 def _area(curve: np.ndarray) -> float:
@@ -81,12 +80,20 @@ def _area(curve: np.ndarray) -> float:
     return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))
 
 
+def _scores(predictor, image: np.ndarray, maps: list[np.ndarray], target: int, steps: int) -> list[Scores]:
+    """Deletion and insertion scores of several maps of one slice, in one batched pass of the network."""
+    image = np.asarray(image, dtype=np.uint8)
+    for saliency in maps:
+        if saliency.shape != image.shape:
+            raise ValueError(f"map {saliency.shape} and slice {image.shape} differ in shape")
+    batch = np.concatenate([_perturbed(image, np.asarray(m, np.float64), steps) for m in maps])
+    probs = predictor.probabilities(batch, batch_size=len(batch)).numpy()[:, target].reshape(len(maps), 2, steps + 1)
+    return [Scores(_area(p[0]), _area(p[1])) for p in probs]
+
+
 def deletion_insertion(predictor, image: np.ndarray, saliency: np.ndarray, target: int, steps: int = STEPS) -> Scores:
     """Scores of one map: image uint8 (S, S), saliency (S, S) any real values (higher = more salient)."""
-    if saliency.shape != image.shape:
-        raise ValueError(f"map {saliency.shape} and slice {image.shape} differ in shape")
-    delete, insert = _curves(predictor, np.asarray(image, dtype=np.uint8), np.asarray(saliency, np.float64), target, steps)
-    return Scores(_area(delete), _area(insert))
+    return _scores(predictor, image, [saliency], target, steps)[0]
 
 
 def sobel_map(image: np.ndarray) -> np.ndarray:
@@ -104,9 +111,8 @@ def random_map(shape, seed: int = 0) -> np.ndarray:
 def faithfulness(predictor, image: np.ndarray, saliency: np.ndarray, target: int, seed: int = 0,
                  steps: int = STEPS) -> Faithfulness:
     """The map's deletion and insertion scores next to a random map's and the Sobel map's."""
-    return Faithfulness(deletion_insertion(predictor, image, saliency, target, steps),
-                        deletion_insertion(predictor, image, random_map(image.shape, seed), target, steps),
-                        deletion_insertion(predictor, image, sobel_map(image), target, steps))
+    return Faithfulness(*_scores(predictor, image, [saliency, random_map(image.shape, seed), sobel_map(image)],
+                                 target, steps))
 
 
 def randomised_copy(predictor, blocks=RANDOMISED_BLOCKS, seed: int = 0):
