@@ -189,7 +189,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="training steps per measurement (default: 20)")
     parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
-    parser.add_argument("--image-size", type=int, default=160, help="default: 160, the shipped model's")
+    shipped = json.loads(MODEL_CONFIG_PATH.read_text())["image_size"] if MODEL_CONFIG_PATH.is_file() else 160
+    parser.add_argument("--image-size", type=int, default=shipped, help="default: %(default)s, the shipped model's")
     parser.add_argument("--fp32", action="store_true", help="measure in float32 instead of bf16 autocast")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
