@@ -44,13 +44,15 @@ def checks(image, result):
                           "insertion (higher is better)": [f.map.insertion, f.random.insertion, f.edges.insertion]})
     left, right = st.columns([3, 2])
     left.dataframe(table.round(3), hide_index=True, key="classify_faithfulness")
-    verdicts = [f"{'beats' if f.beats(b) else 'does not beat'} a {name}" for b, name in
-                (("random", "random map"), ("edges", "map of the slice's edges"))]
+    random, edges = f.beats("random"), f.beats("edges")
+    verdict = ("beats both a random map and an edge map" if random and edges else
+               "beats a random map but not an edge map" if random else
+               "beats an edge map but not a random map" if edges else "beats neither a random map nor an edge map")
     right.caption(f"Blacking out the map's most salient pixels first, the probability of "
                   f"'{DISPLAY_NAMES[result.target]}' falls with an area of {f.map.deletion:.3f}; putting them back "
                   f"first into a black slice raises it with an area of {f.map.insertion:.3f}. On this slice the map "
-                  f"{verdicts[0]} and {verdicts[1]} on both. One slice decides little: the model card gives the "
-                  "scores over held-out subjects.")
+                  f"{verdict} (beating one means a lower deletion and a higher insertion area). One slice decides "
+                  "little: the model card gives the scores over held-out subjects.")
     if st.button("Run the randomisation check", key="classify_randomise",
                  help="Recompute this map with layer4 and the classifier re-initialised at random"):
         st.session_state["classify_randomised"] = True
