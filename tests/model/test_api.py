@@ -73,7 +73,6 @@ def call_asgi(app, path: str, headers: dict[str, str], chunks: list[bytes],
     read = 0
 
     async def run():
-        nonlocal read
         messages, remaining = [], iter(chunks)
 
         async def receive():
