@@ -57,14 +57,14 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import NamedTuple, TextIO
 
 import numpy as np
 
 from model.batch import LazyFile, iter_zip
 from model.constants import CLASS_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
-from model.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, group_uploads, open_upload
+from model.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, group_uploads, open_upload, scan_groups
 
 BATCH_SIZE = 64  # slices classified together, and the most decoded slices held at once
 FORMATS = ("csv", "json", "jsonl")
@@ -171,32 +171,14 @@ def collect_files(paths: list[Path]) -> list[Path]:
 
 # ---------------------------------------------------------------- grouping: which inputs make one scan
 def group_inputs(inputs: list[Input]) -> list[tuple[int, ...]]:
-    """Indices into `inputs`, one tuple per scan, ordered by their first member: the rule of
-    `scan_io.group_uploads` (an Analyze .hdr + .img of one stem; the DICOM files of one SeriesInstanceUID),
-    decided from names and DICOM headers alone. A parquet file or an error row is an entry of its own."""
-    keys: list[tuple | None] = [None] * len(inputs)
-    halves: dict[str, dict[str, int]] = {}
-    for i, item in enumerate(inputs):
-        if not isinstance(item, LazyFile):
-            continue
-        name = PurePosixPath(clean_name(item.name))
-        if name.suffix.lower() in (".hdr", ".img"):
-            halves.setdefault(name.stem.lower(), {}).setdefault(name.suffix.lower(), i)
-        elif item.size <= MAX_VOLUME_BYTES and (uid := _series_uid(item)):
-            keys[i] = ("dicom", uid)
-    for stem, pair in halves.items():
-        if len(pair) == 2:
-            keys[pair[".hdr"]] = keys[pair[".img"]] = ("analyze", stem)
-    groups: dict[tuple, list[int]] = {}
-    ordered: list[list[int]] = []
-    for i, key in enumerate(keys):
-        if key is None:
-            ordered.append([i])
-        elif key in groups:
-            groups[key].append(i)
-        else:
-            ordered.append(groups.setdefault(key, [i]))
-    return [tuple(members) for members in ordered]
+    """Indices into `inputs`, one tuple per scan, ordered by their first member: `scan_io.scan_groups`, the rule
+    uploads are grouped by, decided from names and DICOM headers alone (no scan bytes read). A parquet file or an error row is an entry of its own."""
+    def series_uid(i: int) -> str:
+        item = inputs[i]
+        return _series_uid(item) if isinstance(item, LazyFile) and item.size <= MAX_VOLUME_BYTES else ""
+
+    names = [item.name if isinstance(item, LazyFile) else "" for item in inputs]
+    return scan_groups(names, series_uid)
 
 
 def _series_uid(file: LazyFile) -> str:

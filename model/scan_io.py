@@ -962,24 +962,24 @@ def group_uploads(files: Sequence[tuple[str, bytes]]) -> list[tuple[tuple[str, b
         return _group(list(files))
 
 
-def _group(files: list[tuple[str, bytes]]) -> list[tuple[tuple[str, bytes], ...]]:
-    keys: list[tuple | None] = [None] * len(files)
-    headers: dict[int, object] = {}
+def scan_groups(names: Sequence[str], series_uid) -> list[tuple[int, ...]]:
+    """Which files make one scan, as index tuples in input order (a tuple sits where its first file was): an
+    Analyze .hdr and .img of one stem, the DICOM files of one SeriesInstanceUID; every other file alone.
+
+    names: the files' names; series_uid(i): file i's SeriesInstanceUID, '' when it is no readable DICOM (asked
+    only for files that are not Analyze halves). The one grouping rule of uploads and of model.predict.
+    """
+    keys: list[tuple | None] = [None] * len(names)
     halves: dict[str, dict[str, int]] = {}
-    for i, (name, data) in enumerate(files):
+    for i, name in enumerate(names):
         stem, suffix = _stem_suffix(clean_name(name))
         if suffix in ("hdr", "img"):
             halves.setdefault(stem.lower(), {}).setdefault(suffix, i)
-        elif (ds := _dicom_header_or_none(name, data)) is not None:
-            try:
-                uid = str(ds.get("SeriesInstanceUID") or "")
-            except Exception:  # a damaged UID: the file stays on its own
-                uid = ""
-            if uid:
-                headers[i], keys[i] = ds, ("dicom", uid)
+        elif uid := series_uid(i):
+            keys[i] = ("dicom", uid)
     for stem, pair in halves.items():
         if len(pair) == 2:
-            keys[pair["hdr"]], keys[pair["img"]] = ("analyze", stem), ("analyze", stem)
+            keys[pair["hdr"]] = keys[pair["img"]] = ("analyze", stem)
     groups: dict[tuple, list[int]] = {}
     items: list[list[int]] = []
     for i, key in enumerate(keys):
@@ -988,8 +988,24 @@ def _group(files: list[tuple[str, bytes]]) -> list[tuple[tuple[str, bytes], ...]
         elif key in groups:
             groups[key].append(i)
         else:
-            groups[key] = [i]
-            items.append(groups[key])
+            items.append(groups.setdefault(key, [i]))
+    return [tuple(members) for members in items]
+
+
+def _group(files: list[tuple[str, bytes]]) -> list[tuple[tuple[str, bytes], ...]]:
+    headers: dict[int, object] = {}
+
+    def series_uid(i: int) -> str:
+        ds = _dicom_header_or_none(*files[i])
+        try:
+            uid = str(ds.get("SeriesInstanceUID") or "") if ds is not None else ""
+        except Exception:  # a damaged UID: the file stays on its own
+            uid = ""
+        if uid:
+            headers[i] = ds
+        return uid
+
+    items = scan_groups([name for name, _ in files], series_uid)
     ordered = []
     for members in items:
         if len(members) > 1 and members[0] in headers:  # a DICOM series
