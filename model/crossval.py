@@ -109,15 +109,84 @@ def clinical_probabilities(subjects: pd.DataFrame, subject_fold: pd.Series) -> p
     return out
 
 
+def pca_probabilities(images: torch.Tensor, labels: np.ndarray, fold: np.ndarray, *, size: int = 64,
+                      components: int = 50, positions: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-fold class probabilities (N, C) of a linear floor: slices downsampled to `size` px, PCA to
+    `components`, standardised, then a class-balanced logistic regression, fitted on the other folds' slices.
+
+    positions: (N,) slice position within its subject's stack (0..31, `assets/subjects.csv`); given, one
+    model is fitted per position (the per-position floor). A floor that the network must beat by subject.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = torch.nn.functional.interpolate(images.float() / 255.0, size=(size, size), mode="bilinear",
+                                        antialias=True, align_corners=False).flatten(1).numpy()
+    out = np.zeros((len(labels), NUM_CLASSES))
+    strata = np.zeros(len(labels), int) if positions is None else np.asarray(positions)
+    for k in np.unique(fold):
+        for p in np.unique(strata):
+            train, held = (fold != k) & (strata == p), (fold == k) & (strata == p)
+            if not held.any():
+                continue
+            model = make_pipeline(PCA(n_components=min(components, int(train.sum()) - 1), random_state=0),
+                                  StandardScaler(),
+                                  LogisticRegression(max_iter=3000, class_weight="balanced"))
+            model.fit(x[train], labels[train])
+            out[np.ix_(np.flatnonzero(held), model.classes_)] = model.predict_proba(x[held])
+    return out
+
+
+def paired_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, n_bootstrap: int = 2000,
+                      seed: int = 0) -> dict:
+    """Method a minus method b on the same subjects: any-dementia AUC and balanced accuracy, each with a 95%
+    interval from one shared bootstrap over subjects (the pairing removes the subjects' own difficulty).
+
+    labels (S,), probs_a and probs_b (S, C), row i the same subject in all three.
+    """
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    non = CLASS_NAMES.index("Non_Demented")
+    demented = labels != non
+
+    def figures(idx):
+        d = demented[idx]
+        if d.all() or not d.any():
+            return None
+        return np.array([roc_auc_score(d, 1 - probs_a[idx, non]) - roc_auc_score(d, 1 - probs_b[idx, non]),
+                         balanced_accuracy_score(labels[idx], probs_a[idx].argmax(1))
+                         - balanced_accuracy_score(labels[idx], probs_b[idx].argmax(1))])
+
+    point = figures(np.arange(len(labels)))
+    rng = np.random.default_rng(seed)
+    draws = [f for f in (figures(rng.integers(0, len(labels), len(labels))) for _ in range(n_bootstrap))
+             if f is not None]
+    low, high = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    return {"subjects": int(len(labels)),
+            "auc_difference": float(point[0]), "auc_difference_ci95": [float(low[0]), float(high[0])],
+            "bacc_difference": float(point[1]), "bacc_difference_ci95": [float(low[1]), float(high[1])]}
+
+
+def reference_subject_probs(path: Path, splits: list[str], ids, groups: np.ndarray) -> np.ndarray:
+    """Slice probabilities (N, C) of an earlier run's out-of-fold table (`--compare-to`), in this data's row
+    order, matched by (split, id); raises if a slice is missing (the run covered other data)."""
+    table = pd.read_csv(path).set_index(["split", "id"])
+    keys = pd.MultiIndex.from_arrays([splits, list(ids)])
+    missing = keys.difference(table.index)
+    if len(missing):
+        raise ValueError(f"{path} lacks {len(missing)} of these slices (e.g. {missing[0]}): another data set")
+    return table.loc[keys, [f"p_{c}" for c in CLASS_NAMES]].to_numpy(float)
+
+
 # ---------------------------------------------------------------- figures
 def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                                         np.ndarray]:
     """(subject ids, labels, mean probabilities) with one row per subject, in sorted id order."""
-    frame = pd.DataFrame(probs, columns=range(probs.shape[1]))
-    frame["subject"], frame["label"] = groups, labels
-    grouped = frame.groupby("subject", sort=True)
-    mean = grouped[list(range(probs.shape[1]))].mean()
-    return mean.index.to_numpy(), grouped.label.first().to_numpy(), mean.to_numpy()
+    from model.inference import subject_means
+
+    return subject_means(probs, labels, groups)
 
 
 def level_figures(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_bootstrap: int) -> dict:
@@ -180,7 +249,7 @@ def load_everything(data_dir, subjects_path=SUBJECTS_PATH) -> tuple[SliceSet, np
 
 
 def run_fold(k: int, data: SliceSet, groups: np.ndarray, fold: np.ndarray, cfg, inner_fraction: float,
-             out_dir: Path) -> dict:
+             out_dir: Path, on_epoch=None) -> dict:
     """Train fold k (resuming if it was interrupted) and predict its held-out subjects. Writes fold<k>/oof.npz."""
     from model import train
     from model.inference import predict_logits
@@ -199,11 +268,16 @@ def run_fold(k: int, data: SliceSet, groups: np.ndarray, fold: np.ndarray, cfg, 
     fold_cfg = dataclasses.replace(cfg, output_dir=str(fold_dir), export_dir=None, resume=True,
                                    val_fraction=inner_fraction, select="best", temperature=None)
     t0 = time.perf_counter()
-    result = train.main(fold_cfg, sets=(data.subset(trainable[keep]), data.subset(trainable[inner])))
+    result = train.main(fold_cfg, sets=(data.subset(trainable[keep]), data.subset(trainable[inner])),
+                        groups=(groups[trainable[keep]], groups[trainable[inner]]), on_epoch=on_epoch)
     net = result["net"]
     device = next(net.parameters()).device
     logits = predict_logits(net, data.images[held], cfg.image_size, device, cfg.eval_batch_size,
                                   channels_last=cfg.channels_last).numpy()
+    # the inner subjects' predictions by the selected network: what a pooling rule may be learned on
+    inner_logits = predict_logits(net, data.images[trainable[inner]], cfg.image_size, device, cfg.eval_batch_size,
+                                  channels_last=cfg.channels_last).numpy()
+    np.savez(fold_dir / "inner.npz", index=trainable[inner], logits=inner_logits)
     info = {"fold": k, "held_subjects": int(len(set(groups[held]))), "held_slices": int(len(held)),
             "train_subjects": int(len(set(groups[trainable[keep]]))), "inner_subjects": int(len(set(groups[trainable[inner]]))),
             "selected_epoch": result["selected"]["epoch"], "inner_val_macro_f1": result["selected"].get("val_macro_f1"),
@@ -214,16 +288,44 @@ def run_fold(k: int, data: SliceSet, groups: np.ndarray, fold: np.ndarray, cfg, 
     return {"index": held, "logits": logits, **info}
 
 
+FLOORS = {  # name -> what it is, for tables; every one runs on the network's folds
+    "lookup": "raw-pixel lookup (nearest training slice, no learning)",
+    "pca": "PCA(50) + logistic regression on 64 px slices",
+    "pca_by_position": "PCA(20) + logistic regression per slice position",
+    "clinical": "clinical: age, sex, eTIV, nWBV",
+}
+
+
+def floor_probabilities(data: SliceSet, labels: np.ndarray, fold: np.ndarray,
+                        positions: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Out-of-fold slice probabilities (N, C) of every pixel floor on these folds."""
+    floors = {"lookup": lookup_probabilities(data.images, labels, fold),
+              "pca": pca_probabilities(data.images, labels, fold, components=50)}
+    if positions is not None:
+        floors["pca_by_position"] = pca_probabilities(data.images, labels, fold, components=20, positions=positions)
+    return floors
+
+
 def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], fold: np.ndarray,
-                         logits: np.ndarray, subject_table: pd.DataFrame | None, n_bootstrap: int
+                         logits: np.ndarray, subject_table: pd.DataFrame | None, n_bootstrap: int,
+                         positions: np.ndarray | None = None, reference: np.ndarray | None = None
                          ) -> tuple[dict, pd.DataFrame]:
-    """Every figure of the network and the two baselines, and the per-slice out-of-fold table."""
+    """Every figure of the network and the floors, paired differences against each, and the per-slice
+    out-of-fold table. reference: slice probabilities (N, C) of an earlier recipe on the same folds
+    (`--compare-to`), compared by subject like a floor."""
     labels = data.labels.numpy()
     probs, temps = calibrated_out_of_fold(logits, labels, fold)
     shipped_t = fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
     raw = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
-    result = {"network": level_figures(probs, labels, groups, n_bootstrap),
-              "lookup": level_figures(lookup_probabilities(data.images, labels, fold), labels, groups, n_bootstrap)}
+    floors = floor_probabilities(data, labels, fold, positions)
+    if reference is not None:
+        floors["reference"] = reference
+    result = {"network": level_figures(probs, labels, groups, n_bootstrap)}
+    result.update({name: level_figures(p, labels, groups, n_bootstrap) for name, p in floors.items()})
+    ids, subject_labels, subject_probs = subject_level(probs, labels, groups)
+    result["paired"] = {name: paired_difference(subject_labels, subject_probs, subject_level(p, labels, groups)[2],
+                                                n_bootstrap=max(n_bootstrap, 200))
+                        for name, p in floors.items()}
     result["calibration"] = {
         "temperature": shipped_t, "cross_fitted_temperatures": temps,
         "ece_before": expected_calibration_error(raw, labels), "ece_after": expected_calibration_error(probs, labels),
@@ -233,12 +335,14 @@ def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], 
         subject_fold = pd.Series(fold, index=groups).groupby(level=0).first()
         clinical = clinical_probabilities(table, subject_fold)
         y = clinical.index.map(table.label).map(CLASS_NAMES.index).to_numpy()
-        ids, subject_labels, subject_probs = subject_level(probs, labels, groups)
         on_same = np.isin(ids, clinical.index)
         result["clinical"] = {"subject": compute_metrics(y, clinical.to_numpy(), n_bootstrap=n_bootstrap),
                               "features": list(CLINICAL_FEATURES), "subjects": int(len(clinical))}
         result["network_on_clinical_subjects"] = {
             "subject": compute_metrics(subject_labels[on_same], subject_probs[on_same], n_bootstrap=n_bootstrap)}
+        result["paired"]["clinical"] = paired_difference(
+            subject_labels[on_same], subject_probs[on_same], clinical.loc[ids[on_same]].to_numpy(),
+            n_bootstrap=max(n_bootstrap, 200))
     table = pd.DataFrame({"split": splits, "id": data.ids, "subject": groups, "fold": fold,
                           "true_label": [CLASS_NAMES[v] for v in labels]})
     for c, name in enumerate(CLASS_NAMES):
@@ -271,7 +375,8 @@ def error_confounds(subjects: pd.DataFrame, columns=("age", "nwbv")) -> dict:
 
 
 def cross_validate(data: SliceSet, groups: np.ndarray, cfg, n_folds: int, seed: int, inner_fraction: float,
-                   out_dir: Path, only_fold: int | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+                   out_dir: Path, only_fold: int | None = None, tracker=None) -> tuple[np.ndarray, np.ndarray,
+                                                                                       list[dict]]:
     """Train every fold (or `only_fold`) and collect out-of-fold logits.
 
     Returns (fold of each slice (N,), logits (N, C) with NaN rows for folds not run, per-fold info). Refuses an
@@ -293,7 +398,11 @@ def cross_validate(data: SliceSet, groups: np.ndarray, cfg, n_folds: int, seed: 
     for k in range(n_folds) if only_fold is None else [only_fold]:
         print(f"fold {k + 1}/{n_folds}: {int((fold == k).sum())} held-out slices of "
               f"{len(set(groups[fold == k]))} subjects", flush=True)
-        out = run_fold(k, data, groups, fold, cfg, inner_fraction, out_dir)
+        on_epoch = tracker.epoch_logger(f"fold{k}") if tracker is not None else None
+        out = run_fold(k, data, groups, fold, cfg, inner_fraction, out_dir, on_epoch)
+        if tracker is not None:
+            tracker.log_metrics({f"fold{k}_{key}": v for key, v in out.items()
+                                 if key in ("selected_epoch", "inner_val_macro_f1", "seconds")})
         logits[out["index"]] = out["logits"]
         infos.append({key: v for key, v in out.items() if key not in ("index", "logits")})
         print(f"fold {k + 1}: epoch {out['selected_epoch']} chosen on {out['inner_subjects']} inner subjects, "
@@ -336,6 +445,48 @@ def set_temperature(config_path: Path, temperature: float, plan: dict) -> None:
     Path(config_path).write_text(json.dumps(config, indent=2) + "\n")
 
 
+def slice_positions(splits: list[str], ids, subjects_path: Path = SUBJECTS_PATH) -> np.ndarray | None:
+    """Each slice's position in its subject's stack (0..31) from the subject list, or None when unknown."""
+    from model.subjects import read_subjects
+
+    table = read_subjects(subjects_path).set_index(["split", "path"])
+    if "position" not in table:
+        return None
+    keys = pd.MultiIndex.from_arrays([splits, list(ids)])
+    positions = table.reindex(keys)["position"]
+    return None if positions.isna().any() else positions.to_numpy(int)
+
+
+def tracking_metrics(result: dict) -> dict[str, float]:
+    """The headline figures of a finished cross-validation, flat, for the tracking store."""
+    out = {}
+    for name in ("network", *FLOORS, "reference"):
+        for level in ("subject", "slice"):
+            figures = result.get(name, {}).get(level)
+            if figures is None:
+                continue
+            for key in ("any_dementia_auc", "balanced_accuracy", "macro_f1", "accuracy", "ece", "quadratic_weighted_kappa"):
+                if isinstance(figures.get(key), (int, float)):
+                    out[f"{name}_{level}_{key}"] = figures[key]
+            for key in ("any_dementia_auc", "balanced_accuracy"):
+                ci = figures.get("ci95", {}).get(key)
+                if ci:
+                    out[f"{name}_{level}_{key}_lo"], out[f"{name}_{level}_{key}_hi"] = ci
+    for name, diff in result.get("paired", {}).items():
+        for key in ("auc", "bacc"):
+            out[f"paired_{name}_{key}_diff"] = diff[f"{key}_difference"]
+            out[f"paired_{name}_{key}_lo"], out[f"paired_{name}_{key}_hi"] = diff[f"{key}_difference_ci95"]
+    calibration = result.get("calibration", {})
+    for key in ("temperature", "ece_before", "ece_after"):
+        if key in calibration:
+            out[f"calibration_{key}"] = calibration[key]
+    return out
+
+
+def _interval(ci) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.crossval", description=__doc__.split("\n\n")[0],
                                      epilog="Flags after `--` set the training recipe (python -m model.train --help).")
@@ -353,6 +504,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="per-slice out-of-fold predictions (default: %(default)s)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="subject-bootstrap resamples (default: %(default)s)")
     parser.add_argument("--only-fold", type=int, default=None, help="train just this fold and stop")
+    parser.add_argument("--compare-to", type=Path, default=None, metavar="PREDICTIONS_CSV",
+                        help="an earlier run's per-slice out-of-fold table on the same folds (e.g. "
+                             "assets/crossval_predictions.csv): paired subject-level differences against it")
+    parser.add_argument("--run-name", default=None,
+                        help="name of the MLflow run (default: the output folder's name)")
+    parser.add_argument("--track", action=argparse.BooleanOptionalAction, default=True,
+                        help="track the run in MLflow ($MLFLOW_TRACKING_URI, else runs/mlflow.db) (default: on)")
     parser.add_argument("--calibrate", type=Path, default=None, metavar="MODEL_CONFIG",
                         help="write the out-of-fold temperature into this model_config.json (a network trained "
                              "with the same recipe), so its probabilities are calibrated for a new subject")
@@ -380,21 +538,41 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    tracker = None
+    if args.track:
+        from model.tracking import Tracker
+
+        recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in train_resume_free()}
+        tracker = Tracker(args.run_name or Path(args.output_dir).name,
+                          {"folds": args.folds, "fold_seed": args.seed, "inner_fraction": args.inner_fraction,
+                           **recipe}, tags={"kind": "crossval", "output_dir": str(args.output_dir)},
+                          resume_file=Path(args.output_dir) / "mlflow_run_id")
+        print(f"tracking in MLflow run {tracker.run_id} ({tracker.uri})", flush=True)
     try:
         fold, logits, infos = cross_validate(data, groups, cfg, args.folds, args.seed, args.inner_fraction,
-                                             args.output_dir, args.only_fold)
+                                             args.output_dir, args.only_fold, tracker)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if tracker is not None:
+            tracker.finish(ok=False)
         return 2
     if args.only_fold is not None:
         return 0
     table = pd.read_csv(args.subject_table) if args.subject_table.is_file() else None
-    result, predictions = evaluate_out_of_fold(data, groups, splits, fold, logits, table, args.bootstrap)
+    positions = slice_positions(splits, data.ids, args.subjects)
+    try:
+        reference = (reference_subject_probs(args.compare_to, splits, data.ids, groups)
+                     if args.compare_to is not None else None)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: --compare-to: {exc}", file=sys.stderr)
+        return 2
+    result, predictions = evaluate_out_of_fold(data, groups, splits, fold, logits, table, args.bootstrap,
+                                               positions=positions, reference=reference)
     plan = json.loads((args.output_dir / "plan.json").read_text())
     result.update({"plan": plan, "folds_run": infos, "slices": len(data),
                    "subjects": int(len(set(groups))),
                    "summary": {level: [summary_row(name, result[name][level]) for name in
-                                       ("network", "lookup", "clinical", "network_on_clinical_subjects")
+                                       ("network", *FLOORS, "reference", "network_on_clinical_subjects")
                                        if level in result.get(name, {})] for level in ("slice", "subject")}})
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -410,6 +588,15 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(f"  {row['method']:30s} n={row['n']:<5d} any-dementia AUC {row['any_dementia_auc']:.3f}  "
                   f"balanced acc {row['balanced_accuracy']:.3f}  ECE {row['ece']:.3f}  recalled {row['recalled']}")
+    for name, diff in result["paired"].items():
+        print(f"  network - {name:18s} AUC {diff['auc_difference']:+.3f} {_interval(diff['auc_difference_ci95'])}  "
+              f"balanced acc {diff['bacc_difference']:+.3f} {_interval(diff['bacc_difference_ci95'])}")
+    if tracker is not None:
+        tracker.log_metrics(tracking_metrics(result))
+        tracker.log_artifact(args.out)
+        tracker.log_artifact(args.predictions_out)
+        tracker.log_artifact(args.output_dir / "plan.json")
+        tracker.finish()
     print(f"temperature {result['calibration']['temperature']:.4f}; out-of-fold ECE "
           f"{result['calibration']['ece_before']:.4f} -> {result['calibration']['ece_after']:.4f}")
     print(f"wrote {args.out} and {args.predictions_out}")

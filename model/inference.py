@@ -145,6 +145,20 @@ def subject_prediction(predictions: list[Prediction]) -> Prediction:
     return Prediction(tuple(float(p) for p in mean), int(mean.argmax()))
 
 
+def subject_means(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]:
+    """The subject-stage rule on arrays: (subject ids, labels, mean probabilities (S, C)), one row per subject
+    in sorted id order. probs (N, C), labels (N,), groups (N,) the subject of each slice."""
+    groups = np.asarray(groups)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(ids), probs.shape[1]))
+    np.add.at(sums, inverse, probs)
+    counts = np.bincount(inverse, minlength=len(ids))[:, None]
+    first = np.zeros(len(ids), dtype=np.asarray(labels).dtype)
+    first[inverse[::-1]] = np.asarray(labels)[::-1]  # the label of each subject's first slice
+    return ids, first, sums / counts
+
+
 @torch.inference_mode()
 def predict_logits(net: torch.nn.Module, images: torch.Tensor, image_size: int, device: torch.device,
                    batch_size: int = 128, amp: bool = False, channels_last: bool = True,

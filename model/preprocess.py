@@ -84,3 +84,41 @@ def hflip(x: torch.Tensor, generator: torch.Generator | None = None, *, p: float
     """
     apply = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
     return torch.where(apply, x.flip(-1), x)
+
+
+def mri_intensity(x: torch.Tensor, generator: torch.Generator | None = None, *, max_gamma: float = 0.3,
+                  max_bias: float = 0.3, max_noise: float = 0.03, blur_p: float = 0.3,
+                  max_blur: float = 1.0) -> torch.Tensor:
+    """MRI-like intensity changes: gamma, a smooth multiplicative bias field, Gaussian noise and blur.
+
+    x: normalised float (B, 1, H, W); returns the same shape. Scanners differ in contrast curve (gamma), coil
+    sensitivity (a bias field that brightens one side of the head), noise and sharpness; none of these
+    changes the anatomy, so a network that must ignore them has to look at shape. Draws come from `generator`.
+    """
+    b, _, h, w = x.shape
+
+    def uniform(lo: float, hi: float, *shape) -> torch.Tensor:
+        return (torch.rand(b, *shape, generator=generator) * (hi - lo) + lo).to(x.device)
+
+    v = (x * STD + MEAN).clamp(0, 1)  # back to [0, 1] grey levels
+    v = v ** torch.exp(uniform(-max_gamma, max_gamma)).view(b, 1, 1, 1)
+    # bias field: exp of a random first- and second-order polynomial over [-1, 1]^2
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
+                            indexing="ij")
+    basis = torch.stack([xx, yy, xx * yy, xx ** 2 - 1 / 3, yy ** 2 - 1 / 3])  # (5, H, W)
+    coeff = uniform(-max_bias, max_bias, 5) / 2  # (B, 5)
+    v = v * torch.exp(torch.einsum("bk,khw->bhw", coeff, basis)).unsqueeze(1)
+    if blur_p > 0 and max_blur > 0:
+        sigma = float(torch.rand(1, generator=generator)) * max_blur
+        apply = (torch.rand(b, generator=generator) < blur_p).to(x.device).view(b, 1, 1, 1)
+        if sigma > 0.2:
+            radius = max(1, int(round(2 * sigma)))
+            t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+            kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
+            kernel = kernel / kernel.sum()
+            blurred = F.conv2d(F.pad(v, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+            blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+            v = torch.where(apply, blurred, v)
+    noise = torch.randn(v.shape, generator=generator).to(x.device) * uniform(0, max_noise).view(b, 1, 1, 1)
+    v = (v + noise).clamp(0, 1)
+    return (v - MEAN) / STD

@@ -33,11 +33,13 @@ from tqdm import tqdm
 
 from model import checkpoint as ckpt
 from model.calibration import fit_temperature
-from model.constants import NUM_CLASSES, SELECTION_LOG_PATH, default_data_dir
+from model.constants import NUM_CLASSES, SELECTION_LOG_PATH, SUBJECT_TABLE_PATH, default_data_dir
 from model.data import SliceSet, fingerprint, grouped_split, load_split, stratified_split
 from model.inference import predict_logits
 from model.network import build_model, pick_device
-from model.preprocess import augment, cutout, hflip, to_input
+from model.objectives import (FeatureTap, atrophy_targets, masked_mse, mixup, ordinal_loss, soft_cross_entropy,
+                              subject_epoch_order)
+from model.preprocess import augment, cutout, hflip, mri_intensity, to_input
 
 CHOICES = {
     "optimizer": ("sgd", "adamw"),
@@ -45,6 +47,7 @@ CHOICES = {
     "class_weights": ("none", "sqrt", "inverse"),
     "amp": ("auto", "bf16", "off"),
     "select": ("best", "last"),
+    "select_on": ("macro_f1", "subject_auc", "subject_bacc"),
 }
 
 
@@ -71,6 +74,12 @@ class TrainConfig:
     neighbour_mix: float = 0.0  # chance that a slice is blended with one of its nearest same-class train slices
     neighbour_k: int = 3  # how many nearest same-class slices to pick the blend partner from
     ema_decay: float = 0.0  # >0: keep an exponential moving average of the weights; evaluate and export it
+    mri_augment: bool = False  # MRI intensity changes: gamma, bias field, noise, blur (model.preprocess.mri_intensity)
+    mixup: float = 0.0  # >0: blend each batch with itself shuffled, weight ~ Beta(a, a) (slices of other brains)
+    dropout: float = 0.0  # dropout on the pooled features before the classifier (training only; weights unchanged)
+    ordinal: float = 0.0  # weight of a cumulative (ordinal) loss on the softmax, beside cross-entropy
+    aux_nwbv: float = 0.0  # weight of an auxiliary regression of the subject's nWBV (atrophy) from the pooled features
+    slices_per_subject: int = 0  # >0: every epoch draws this many slices of each training subject; 0: every slice
     val_fraction: float = 0.1  # stratified, seeded; the test split is never used here. 0: refit on all of train
     val_buffer: float = 0.0  # >0: drop train slices closer than this (RMS grey levels) to any validation slice
     val_by_subject: bool = False  # hold out whole subjects (assets/subjects.csv) for validation, not single slices
@@ -82,7 +91,8 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory layout for the convolutions
     limit: int | None = None  # use only the first N train rows (smoke tests)
     eval_batch_size: int = 128  # slices a forward pass in validation
-    select: str = "best"  # export the best epoch by validation macro-F1, or the last
+    select: str = "best"  # export the best epoch by the --select-on figure, or the last
+    select_on: str = "macro_f1"  # macro_f1 (slices) | subject_auc | subject_bacc (any-dementia AUC / balanced accuracy of validation subjects' mean probabilities)
     export_dir: str | None = None  # write safetensors + model_config.json here at the end
     export_half: bool = True  # store exported weights as float16 (half the bytes)
     resume: bool = False  # continue from <output_dir>/last.pt
@@ -109,6 +119,10 @@ class TrainConfig:
             raise ValueError("--neighbour-mix must be in [0, 1] and --neighbour-k >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.dropout < 1.0 or self.mixup < 0 or self.ordinal < 0 or self.aux_nwbv < 0:
+            raise ValueError("--dropout must be in [0, 1); --mixup, --ordinal and --aux-nwbv must be >= 0")
+        if self.slices_per_subject < 0:
+            raise ValueError(f"--slices-per-subject must be >= 0, got {self.slices_per_subject}")
         if self.val_buffer < 0:
             raise ValueError(f"--val-buffer must be >= 0, got {self.val_buffer}")
         if self.val_buffer > 0 and self.val_fraction == 0:
@@ -157,11 +171,16 @@ def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
 
 
 # ---------------------------------------------------------------- phases
-def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
-    """Decode the train split once and carve the stratified validation split from it."""
+def load_data(cfg: TrainConfig, with_groups: bool = False):
+    """Decode the train split once and carve the stratified validation split from it.
+
+    Returns (train, validation) and, with with_groups, a third item: (train subject ids, validation subject
+    ids) as arrays when the split is by subject (--val-by-subject), else None.
+    """
     data = load_split("train", cfg.data_dir, limit=cfg.limit)
+    groups = None
     if cfg.val_fraction == 0:  # a refit: everything trains, nothing is validated
-        return data, data.subset([])
+        return (data, data.subset([])) + ((None,) if with_groups else ())
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     if cfg.val_by_subject:  # a validation brain has no slice in training: the figure holds for a new subject
         from model.data import slice_keys
@@ -170,11 +189,14 @@ def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
         keys = slice_keys("train", cfg.data_dir).iloc[:len(data)]
         if list(keys.path) != list(data.ids):
             raise ValueError(f"{cfg.data_dir}: slice keys and decoded slices are out of step")
-        groups = subjects_for("train", keys.path, keys.sha256)
-        keep, held = grouped_split(data.labels.numpy(), groups, cfg.val_fraction, split_seed)
+        subject_ids = subjects_for("train", keys.path, keys.sha256)
+        keep, held = grouped_split(data.labels.numpy(), subject_ids, cfg.val_fraction, split_seed)
+        groups = (subject_ids[keep], subject_ids[held])
     else:
         keep, held = stratified_split(data.labels, cfg.val_fraction, split_seed)
     train_set, val_set = data.subset(keep), data.subset(held)
+    if cfg.val_buffer > 0 and groups is not None:
+        raise ValueError("--val-buffer is for a split by slice; a split by subject (--val-by-subject) needs none")
     if cfg.val_buffer > 0:
         # Neighbouring slices of one brain are near-copies: without a buffer, most validation slices have one in
         # training and validation measures recognition of a brain already seen (see analysis.baseline).
@@ -185,7 +207,7 @@ def load_data(cfg: TrainConfig) -> tuple[SliceSet, SliceSet]:
         if min(train_set.class_counts()) == 0:
             raise ValueError(f"--val-buffer {cfg.val_buffer} leaves a class with no train slices "
                              f"({train_set.class_counts()} in label order): use a smaller buffer")
-    return train_set, val_set
+    return (train_set, val_set) + ((groups,) if with_groups else ())
 
 
 def class_weight_tensor(labels: torch.Tensor, mode: str) -> torch.Tensor | None:
@@ -227,11 +249,12 @@ def neighbour_blend(images: torch.Tensor, pool: torch.Tensor, partners: torch.Te
     return mixed.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def make_optimizer(net: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
+def make_optimizer(net: nn.Module, cfg: TrainConfig, steps_per_epoch: int, extra: nn.Module | None = None):
     """The optimizer and its per-step LR schedule. Conv and linear weights get weight decay; BatchNorm and
-    bias parameters (ndim <= 1) too unless --no-norm-bias-decay."""
-    params = [{"params": [p for p in net.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in net.parameters() if p.ndim <= 1],
+    bias parameters (ndim <= 1) too unless --no-norm-bias-decay. `extra`: a training-only head trained alongside."""
+    weights = list(net.parameters()) + (list(extra.parameters()) if extra is not None else [])
+    params = [{"params": [p for p in weights if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in weights if p.ndim <= 1],
                "weight_decay": cfg.weight_decay if cfg.norm_bias_decay else 0.0}]
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
@@ -276,17 +299,35 @@ def training_batch(data: SliceSet, idx: torch.Tensor, cfg: TrainConfig, generato
         x = augment(x, generator)
     elif cfg.flip > 0:
         x = hflip(x, generator, p=cfg.flip)
+    if cfg.mri_augment:
+        x = mri_intensity(x, generator)
     if cfg.cutout > 0:
         x = cutout(x, generator, p=cfg.cutout, size=cfg.cutout_size)
     return x
 
 
+def epoch_order(n: int, cfg: TrainConfig, epoch: int, groups: np.ndarray | None) -> torch.Tensor:
+    """Row order of one epoch: a seeded permutation of every row, or k rows of each subject (--slices-per-subject)."""
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    if cfg.slices_per_subject > 0:
+        if groups is None:
+            raise ValueError("--slices-per-subject needs the subject of every train slice "
+                             "(--val-by-subject, or the cross-validation, which knows them)")
+        return subject_epoch_order(groups, cfg.slices_per_subject, generator)
+    return torch.randperm(n, generator=generator)
+
+
 def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig, epoch: int, device,
                     loss_weight, rank: int = 0, world: int = 1, show_progress: bool = True, ema=None,
-                    neighbours: torch.Tensor | None = None) -> float:
-    """One pass over this process's shard of `data`. Returns the mean training loss."""
+                    neighbours: torch.Tensor | None = None, groups: np.ndarray | None = None,
+                    aux: dict | None = None) -> float:
+    """One pass over this process's shard of `data`. Returns the mean training loss.
+
+    groups: (N,) subject id of each row (needed by --slices-per-subject); aux: {"head": Linear(512, K),
+    "targets": (N, K), "known": (N, K)} for the auxiliary atrophy regression (--aux-nwbv).
+    """
     net.train()
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    order = epoch_order(len(data), cfg, epoch, groups)
     per_rank = len(order) // world
     order = order[rank * per_rank:(rank + 1) * per_rank]  # equal shards keep DDP in step
     aug_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + rank)
@@ -295,39 +336,75 @@ def train_one_epoch(net, optimizer, scheduler, data: SliceSet, cfg: TrainConfig,
     batches = range(0, len(order) - cfg.batch_size + 1 if len(order) >= cfg.batch_size else 1, cfg.batch_size)
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show_progress, leave=False,
                file=sys.stderr, mininterval=2.0)
-    for start in bar:
-        idx = order[start:start + cfg.batch_size]
-        x = training_batch(data, idx, cfg, aug_gen, neighbours, device).contiguous(memory_format=memory_format)
-        y = data.labels[idx].to(device, non_blocking=True)
-        with autocast_for(cfg, device):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=cfg.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(net.module if hasattr(net, "module") else net)
-        total += loss.item() * len(idx)
-        seen += len(idx)
-        bar.set_postfix(loss=f"{total / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
+    plain = net.module if hasattr(net, "module") else net
+    with FeatureTap(plain, cfg.dropout) as tap:
+        for start in bar:
+            idx = order[start:start + cfg.batch_size]
+            x = training_batch(data, idx, cfg, aug_gen, neighbours, device).contiguous(memory_format=memory_format)
+            y = data.labels[idx].to(device, non_blocking=True)
+            target = F.one_hot(y, NUM_CLASSES).float()
+            partner, lam = None, 1.0
+            if cfg.mixup > 0:
+                x, target, partner, lam = mixup(x, target, cfg.mixup, aug_gen)
+                lam = float(lam)
+            with autocast_for(cfg, device):
+                logits = net(x)
+            loss = soft_cross_entropy(logits, target, loss_weight, cfg.label_smoothing)
+            if cfg.ordinal > 0:
+                loss = loss + cfg.ordinal * ordinal_loss(logits, target if partner is not None else y)
+            if aux is not None and cfg.aux_nwbv > 0:
+                pred = aux["head"](tap.features.float())
+                t, k = aux["targets"][idx].to(device), aux["known"][idx].to(device)
+                loss_aux = masked_mse(pred, t, k)
+                if partner is not None:
+                    loss_aux = lam * loss_aux + (1 - lam) * masked_mse(pred, t[partner], k[partner])
+                loss = loss + cfg.aux_nwbv * loss_aux
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(plain)
+            total += loss.item() * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
     return total / max(1, seen)
 
 
-def val_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Validation loss (cross-entropy of the raw logits), accuracy and macro-F1, by `evaluate.compute_metrics`."""
+def val_metrics(logits: torch.Tensor, labels: torch.Tensor, groups: np.ndarray | None = None) -> dict[str, float]:
+    """Validation loss (cross-entropy of the raw logits), accuracy and macro-F1, by `evaluate.compute_metrics`;
+    with the subject of each slice (groups (N,)), also the subject-level any-dementia AUC and balanced accuracy
+    of the subjects' mean probabilities."""
     from model.evaluate import compute_metrics
 
-    m = compute_metrics(labels.numpy(), torch.softmax(logits.double(), 1).numpy(), n_bootstrap=0)
-    return {"val_loss": m["log_loss"], "val_acc": m["accuracy"], "val_macro_f1": m["macro_f1"]}
+    probs = torch.softmax(logits.double(), 1).numpy()
+    m = compute_metrics(labels.numpy(), probs, n_bootstrap=0)
+    row = {"val_loss": m["log_loss"], "val_acc": m["accuracy"], "val_macro_f1": m["macro_f1"]}
+    if groups is not None:
+        from model.inference import subject_means
+
+        _, subject_labels, subject_probs = subject_means(probs, labels.numpy(), groups)
+        s = compute_metrics(subject_labels, subject_probs, n_bootstrap=0)
+        row.update(val_subject_auc=s["any_dementia_auc"], val_subject_bacc=s["balanced_accuracy"])
+    return row
 
 
-def main(cfg: TrainConfig, sets: tuple[SliceSet, SliceSet] | None = None) -> dict:
+def selection_score(row: dict, select_on: str) -> tuple[float, float]:
+    """The figure an epoch is chosen by (higher is better), ties broken by the lower validation loss."""
+    key = {"macro_f1": "val_macro_f1", "subject_auc": "val_subject_auc", "subject_bacc": "val_subject_bacc"}[select_on]
+    value = row.get(key)
+    return (float("-inf") if value is None or np.isnan(value) else value, -row["val_loss"])
+
+
+def main(cfg: TrainConfig, sets: tuple[SliceSet, SliceSet] | None = None,
+         groups: tuple[np.ndarray, np.ndarray] | None = None, on_epoch=None) -> dict:
     """Train, validate each epoch, select, calibrate and (if asked) export.
 
     sets: (train, validation) to use instead of `load_data(cfg)`'s, as the subject-grouped cross-validation
-    passes. Returns {"history", "best"} and, on the main process, "temperature", "selected" and "net" (the
-    selected weights, in eval mode).
+    passes; groups: the subject id of every row of each (needed by --slices-per-subject, --aux-nwbv and the
+    subject-level --select-on figures); on_epoch(row): called with each epoch's log row (experiment tracking).
+    Returns {"history", "best"} and, on the main process, "temperature", "selected" and "net" (the selected
+    weights, in eval mode).
     """
     cfg.validate()
     rank, world, device = init_distributed(cfg.device)
@@ -340,17 +417,28 @@ def main(cfg: TrainConfig, sets: tuple[SliceSet, SliceSet] | None = None) -> dic
         out_dir.mkdir(parents=True, exist_ok=True)
     log = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
 
-    train_set, val_set = load_data(cfg) if sets is None else sets
+    if sets is None:
+        train_set, val_set, groups = load_data(cfg, with_groups=True)
+    else:
+        train_set, val_set = sets
+    train_groups, val_groups = groups if groups is not None else (None, None)
+    if cfg.select_on != "macro_f1" and val_groups is None:
+        raise ValueError(f"--select-on {cfg.select_on} needs validation by subject (--val-by-subject)")
     data_sha256 = fingerprint(cfg.data_dir)
     log(f"train {len(train_set)} {train_set.class_counts()} | val {len(val_set)} {val_set.class_counts()} "
         f"| device {device} x{world} | {cfg.image_size}px batch {cfg.batch_size}")
     net = build_model().to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(net, cfg, steps_per_epoch=max(1, (len(train_set) // world) // cfg.batch_size))
+    aux = make_aux(cfg, train_groups, device, log)
+    rows_per_epoch = len(train_set) if cfg.slices_per_subject == 0 else len(epoch_order(len(train_set), cfg, 0, train_groups))
+    optimizer, scheduler = make_optimizer(net, cfg, steps_per_epoch=max(1, (rows_per_epoch // world) // cfg.batch_size),
+                                          extra=aux["head"] if aux else None)
     start_epoch, history, best = 0, [], None
     if cfg.resume and (out_dir / "last.pt").is_file():
         state = ckpt.load_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler)
+        if aux is not None and (out_dir / "aux_head.pt").is_file():
+            aux["head"].load_state_dict(torch.load(out_dir / "aux_head.pt"))
         check_resumable(cfg, state, data_sha256, out_dir / "last.pt")
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
         log(f"resumed from {out_dir / 'last.pt'} after epoch {start_epoch}")
@@ -372,23 +460,27 @@ def main(cfg: TrainConfig, sets: tuple[SliceSet, SliceSet] | None = None) -> dic
         t0 = time.perf_counter()
         train_loss = train_one_epoch(model, optimizer, scheduler, train_set, cfg, epoch, device, loss_weight,
                                      rank, world, show_progress=is_main, ema=ema,
-                                     neighbours=neighbours)
+                                     neighbours=neighbours, groups=train_groups, aux=aux)
         seconds = time.perf_counter() - t0
         if is_main:
-            row = {"epoch": epoch + 1, "train_loss": train_loss, **validate(judged, val_set, cfg, device),
+            row = {"epoch": epoch + 1, "train_loss": train_loss, **validate(judged, val_set, cfg, device, val_groups),
                    "lr": scheduler.get_last_lr()[0], "seconds": seconds}
             if ema is not None and len(val_set):  # the raw weights too, so the average's effect can be read off
                 row["raw_val_acc"] = validate(net, val_set, cfg, device)["val_acc"]
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            score = (row["val_macro_f1"], -row["val_loss"]) if len(val_set) else None  # a refit ships its last
+            score = selection_score(row, cfg.select_on) if len(val_set) else None  # a refit ships its last
             if score is not None and (best is None or score > tuple(best["score"])):
                 best = {"epoch": epoch + 1, "score": list(score)}
                 ckpt.save_training_checkpoint(out_dir / "best.pt", net, optimizer, scheduler, epoch, cfg, history, best,
                                               ema=ema, data_sha256=data_sha256)
             ckpt.save_training_checkpoint(out_dir / "last.pt", net, optimizer, scheduler, epoch, cfg, history, best,
                                           ema=ema, data_sha256=data_sha256)
+            if aux is not None:
+                torch.save(aux["head"].state_dict(), out_dir / "aux_head.pt")
             write_log(out_dir / "log.csv", history)
+            if on_epoch is not None:
+                on_epoch(row)
         if world > 1:
             dist.barrier()
 
@@ -404,7 +496,8 @@ def main(cfg: TrainConfig, sets: tuple[SliceSet, SliceSet] | None = None) -> dic
     return result
 
 
-def validate(net: nn.Module, val_set: SliceSet, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+def validate(net: nn.Module, val_set: SliceSet, cfg: TrainConfig, device: torch.device,
+             groups: np.ndarray | None = None) -> dict[str, float]:
     """Validation loss, accuracy and macro-F1 of `net`, or {} for a refit (no validation split).
 
     In bf16 when training is: half the time of float32 on this CPU, and the same arg-max on 512 slices with
@@ -414,7 +507,7 @@ def validate(net: nn.Module, val_set: SliceSet, cfg: TrainConfig, device: torch.
         return {}
     logits = predict_logits(net, val_set.images, cfg.image_size, device, cfg.eval_batch_size,
                             amp=uses_bf16(cfg, device), channels_last=cfg.channels_last)
-    return val_metrics(logits, val_set.labels)
+    return val_metrics(logits, val_set.labels, groups)
 
 
 def finish(net: nn.Module, cfg: TrainConfig, history: list[dict], best: dict | None, val_set: SliceSet,
@@ -474,6 +567,25 @@ def check_resumable(cfg: TrainConfig, state: dict, data_sha256: dict, path: Path
     if changed:
         raise ValueError(f"{path} was trained with other options ({'; '.join(changed)}); resume with the same "
                          "options or start a new --output-dir")
+
+
+def make_aux(cfg: TrainConfig, groups: np.ndarray | None, device: torch.device, log) -> dict | None:
+    """The auxiliary atrophy head (Linear(512, 1) on the pooled features) and its per-slice targets: the
+    subject's nWBV, standardised on the training subjects, from the subject table. None without --aux-nwbv."""
+    if cfg.aux_nwbv <= 0:
+        return None
+    if groups is None:
+        raise ValueError("--aux-nwbv needs the subject of every train slice (--val-by-subject or the cross-validation)")
+    if not SUBJECT_TABLE_PATH.is_file():
+        raise FileNotFoundError(f"--aux-nwbv reads nWBV from {SUBJECT_TABLE_PATH}, which is missing "
+                                "(python -m model.subjects writes it)")
+    import pandas as pd
+
+    targets, known, stats = atrophy_targets(groups, pd.read_csv(SUBJECT_TABLE_PATH), ("nwbv",))
+    log(f"auxiliary nWBV target for {int(known.any(1).sum())} of {len(groups)} train slices "
+        f"(mean {stats['nwbv'][0]:.3f}, sd {stats['nwbv'][1]:.3f})")
+    torch.manual_seed(cfg.seed + 1)
+    return {"head": nn.Linear(512, 1).to(device), "targets": targets, "known": known}
 
 
 def make_ema(net: nn.Module, decay: float):
