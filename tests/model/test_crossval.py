@@ -27,8 +27,8 @@ def tiny_set(n_per_class=(4, 2, 6, 4), slices=3, size=32, seed=0):
 
 
 def recipe(**kw):
-    return TrainConfig(image_size=32, epochs=1, batch_size=8, amp="off", optimizer="adamw", lr=1e-3,
-                       eval_batch_size=16, threads=1, **kw)
+    return TrainConfig(**{"image_size": 32, "epochs": 1, "batch_size": 8, "amp": "off", "optimizer": "adamw",
+                          "lr": 1e-3, "eval_batch_size": 16, "threads": 1, **kw})
 
 
 def test_folds_keep_subjects_whole_and_stratify():
@@ -133,3 +133,54 @@ def test_error_confounds_say_whether_mistakes_follow_age():
     assert out["age"]["all"]["auc_wrong"] == 1.0 and out["age"]["all"]["mean_wrong"] == 89.0
     assert out["nwbv"]["all"]["auc_wrong"] == 0.5  # a constant column says nothing
     assert out["age"]["Mild_Demented"]["subjects"] == 0 and out["age"]["Mild_Demented"]["auc_wrong"] is None
+
+
+def test_pca_floor_learns_out_of_fold_and_per_position():
+    data, groups = tiny_set(n_per_class=(6, 4, 6, 6), slices=4)
+    labels = data.labels.numpy()
+    fold = crossval.folds_by_subject(labels, groups, 2, seed=0)
+    probs = crossval.pca_probabilities(data.images, labels, fold, size=16, components=5)
+    assert np.allclose(probs.sum(1), 1) and (probs.argmax(1) == labels).mean() > 0.5  # chance: 0.27
+    positions = np.tile(np.arange(4), len(labels) // 4)
+    by_position = crossval.pca_probabilities(data.images, labels, fold, size=16, components=3, positions=positions)
+    assert np.allclose(by_position.sum(1), 1) and not np.allclose(by_position, probs)
+
+
+def test_paired_difference_separates_a_better_method_and_not_an_equal_one():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 120)
+    good = np.eye(4)[labels] * 0.7 + 0.075
+    noise = rng.dirichlet(np.ones(4), 120)
+    better = crossval.paired_difference(labels, good, noise, n_bootstrap=300)
+    assert better["auc_difference"] > 0.3 and better["auc_difference_ci95"][0] > 0
+    assert better["bacc_difference_ci95"][0] > 0
+    same = crossval.paired_difference(labels, noise, noise, n_bootstrap=100)
+    assert same["auc_difference"] == 0 and same["auc_difference_ci95"] == [0.0, 0.0]
+
+
+def test_floors_and_paired_differences_in_the_out_of_fold_figures():
+    data, groups = tiny_set()
+    labels = data.labels.numpy()
+    fold = crossval.folds_by_subject(labels, groups, 2, seed=0)
+    logits = np.eye(4)[labels] * 3.0
+    reference = np.full((len(labels), 4), 0.25)
+    result, _ = crossval.evaluate_out_of_fold(data, groups, ["train"] * len(data), fold, logits, None, 20,
+                                              positions=np.tile(np.arange(3), len(labels) // 3),
+                                              reference=reference)
+    assert {"lookup", "pca", "pca_by_position", "reference"} <= set(result["paired"])
+    assert result["paired"]["reference"]["auc_difference"] == pytest.approx(0.5)  # perfect vs coin
+    metrics = crossval.tracking_metrics(result)
+    assert metrics["network_subject_any_dementia_auc"] == 1.0 and "paired_pca_auc_lo" in metrics
+
+
+def test_training_by_subject_samples_and_selects_on_inner_subject_auc(tmp_path):
+    data, groups = tiny_set(n_per_class=(4, 2, 6, 4), slices=6)
+    cfg = recipe(epochs=2, slices_per_subject=2, select_on="subject_auc", mixup=0.2, ordinal=0.5, dropout=0.2,
+                 mri_augment=True, augment=True)
+    fold, logits, infos = crossval.cross_validate(data, groups, cfg, 2, 0, 0.3, tmp_path)
+    assert np.isfinite(logits).all()
+    log = pd.read_csv(tmp_path / "fold0" / "log.csv")
+    assert {"val_subject_auc", "val_subject_bacc"} <= set(log.columns)
+    inner = np.load(tmp_path / "fold0" / "inner.npz")
+    assert len(inner["index"]) == len(inner["logits"]) > 0
+    assert set(groups[inner["index"]]).isdisjoint(groups[fold == 0])  # inner subjects come from training folds
