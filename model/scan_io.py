@@ -1019,3 +1019,56 @@ def _group(files: list[tuple[str, bytes]]) -> list[tuple[tuple[str, bytes], ...]
 def read_scan(data: bytes, filename: str = "upload", size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode one uploaded file (its middle slice for a volume): bytes -> uint8 (size, size) grayscale array."""
     return open_scan(data, filename, size=size).image
+
+
+# ---------------------------------------------------------------- a whole volume, every axial slice
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """Every axial slice of a NIfTI or Analyze volume in the training look, and how they were made.
+
+    slices: uint8 (Z, size, size), bottom of the head first; one grey scale for the whole volume.
+    name, kind, steps, header: as in `Scan` (steps describe the volume, not one slice).
+    """
+
+    slices: np.ndarray
+    name: str
+    kind: str
+    steps: tuple[str, ...]
+    header: tuple[tuple[str, str], ...]
+
+
+def open_volume(item: Sequence[tuple[str, bytes]], *, size: int = IMAGE_SIZE) -> Volume:
+    """A NIfTI file (.nii, .nii.gz) or an Analyze .hdr + .img pair -> `Volume` with every axial slice, brought
+    to the training look exactly as `open_upload` brings the one slice it picks. Raises ScanError for anything
+    else (a 2D image or a DICOM file is not a volume here) or anything unusable."""
+    files = sorted(((clean_name(name), bytes(data)) for name, data in item), key=lambda f: _stem_suffix(f[0])[1])
+    if not files:
+        raise ScanError("no file was given")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        suffixes = [_stem_suffix(name)[1] for name, _ in files]
+        if suffixes == ["hdr", "img"]:
+            (name, header), (img_name, image) = files
+            _check_bytes(name, header, MAX_VOLUME_BYTES)
+            _check_bytes(img_name, image, MAX_VOLUME_BYTES)
+            klass, kind = _nifti_class(header, name, pair=True)
+            volume, hdr, affine, scale = _load_volume(klass, header, image, name)
+        elif len(files) == 1 and _reader(*files[0]) is _open_nifti:
+            name, data = files[0]
+            _check_bytes(name, data, MAX_VOLUME_BYTES)
+            if name.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
+                data = _gunzip(data, name)
+            klass, kind = _nifti_class(data, name, pair=False)
+            volume, hdr, affine, scale = _load_volume(klass, data, data, name)
+        else:
+            raise ScanError(f"{files[0][0]}: a subject is staged from a NIfTI file (.nii, .nii.gz) or an Analyze "
+                            ".hdr + .img pair; this is not one")
+        first = _volume_scan(volume, scale, hdr, affine, kind, name, 0, size)  # checks and the steps, once
+        canonical, _ = _canonical(volume, affine, name)
+        lo, hi = _robust_range(_scaled(_sample(canonical), scale))
+        slices = np.stack([_training_look(_to_uint8(_scaled(canonical[:, :, z], scale).T[::-1, ::-1], lo, hi),
+                                          size)[0] for z in range(canonical.shape[2])])
+    steps = tuple(s for s in first.steps if not s.startswith("Used axial slice"))
+    return Volume(slices, name, kind, steps, first.header)

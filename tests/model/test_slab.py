@@ -1,0 +1,143 @@
+"""A volume staged as a subject: reading every axial slice, finding the training slab, staging it."""
+import io
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import scan_io, slab
+from model.build_slab_template import build
+
+H, W = 208, 176  # an OASIS axial slice in the radiological view: rows front to back, columns right to left
+
+
+def synthetic_stack(n: int, seed: int, size: int = 128) -> np.ndarray:
+    """n slices of a synthetic head whose outline shrinks and whose ventricles move with the position."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    out = []
+    for p in range(n):
+        t = p / max(1, n - 1)
+        a, b = 0.55 + 0.3 * np.sin(np.pi * t), 0.65 + 0.25 * np.sin(np.pi * t)
+        r = (x / a) ** 2 + (y / b) ** 2
+        img = np.where(r < 1, 110.0, 0.0) + np.where((r > 0.8) & (r < 1), 60.0, 0.0)
+        img = np.where(((np.abs(x) - 0.1) / 0.08) ** 2 + ((y - 0.5 + t) / 0.25) ** 2 < 1, 20.0, img)
+        out.append(np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def undo_dataset_look(slice128: np.ndarray) -> np.ndarray:
+    """A 128 px dataset-look slice -> the RAS volume plane (X=176, Y=208) it came from (rotation undone,
+    resized back)."""
+    view = np.asarray(Image.fromarray(np.rot90(slice128, 2).copy()).resize((W, H), Image.Resampling.BICUBIC))
+    return view[::-1, ::-1].T
+
+
+def as_volume(slices128: np.ndarray, below: int, above: int, filler) -> np.ndarray:
+    planes = [filler(i) for i in range(below)] + [undo_dataset_look(s) for s in slices128] + \
+             [filler(below + i) for i in range(above)]
+    return np.stack(planes, axis=2).astype(np.int16)  # (X, Y, Z)
+
+
+def nifti_bytes(volume: np.ndarray) -> bytes:
+    return nib.Nifti1Image(volume, np.eye(4)).to_bytes()
+
+
+def analyze_pair(volume: np.ndarray) -> list[tuple[str, bytes]]:
+    img = nib.AnalyzeImage(volume, np.diag([-1, 1, 1, 1]))  # Analyze is stored left-right swapped
+    hdr, data = io.BytesIO(), io.BytesIO()
+    img.to_file_map({"header": nib.FileHolder(fileobj=hdr), "image": nib.FileHolder(fileobj=data)})
+    return [("head.hdr", hdr.getvalue()), ("head.img", data.getvalue())]
+
+
+@pytest.fixture(scope="module")
+def synthetic_template():
+    subjects = [synthetic_stack(32, seed) for seed in range(6)]
+    images = np.concatenate(subjects)
+    groups = np.repeat([f"s{i}" for i in range(6)], 32)
+    positions = np.tile(np.arange(32), 6)
+    template, record = build(images, groups, positions)
+    return template, record
+
+
+def test_the_slab_of_a_synthetic_subject_is_found_in_a_nifti_and_an_analyze_volume(synthetic_template):
+    template, record = synthetic_template
+    subject = synthetic_stack(32, seed=99)
+    rng = np.random.default_rng(5)
+    noise = lambda i: rng.integers(0, 30, (W, H))  # noisy background above and below the slab
+    volume = as_volume(subject, below=7, above=11, filler=noise)
+    for item in ([("head.nii", nifti_bytes(volume))], analyze_pair(volume)):
+        read = scan_io.open_volume(item)
+        assert read.slices.shape == (50, 128, 128)
+        match = template.locate(read.slices)
+        assert (match.start, match.stop) == (7, 39)
+        others = np.delete(np.array(match.scores), match.start)
+        assert match.score < 0.5 * others.min()  # every other start fits far worse
+        # the slab read back is the subject's slices, up to the two resamplings and the volume's grey scale
+        assert np.corrcoef(read.slices[7:39].ravel(), subject.ravel())[0, 1] > 0.98
+
+
+def test_the_stage_is_the_mean_of_the_slab_slices_predictions(synthetic_template):
+    template, _ = synthetic_template
+    subject = synthetic_stack(32, seed=42)
+    volume = as_volume(subject, below=3, above=4, filler=lambda i: np.zeros((W, H)))
+    read = scan_io.open_volume([("head.nii.gz", __import__("gzip").compress(nifti_bytes(volume)))])
+
+    def fake_probs(batch):  # a stand-in network: brighter slices look more demented
+        m = batch.reshape(len(batch), -1).mean(1) / 255
+        return np.stack([m, 0.1 * np.ones_like(m), 1 - m - 0.2, 0.1 * np.ones_like(m)], 1)
+
+    staged = slab.stage_volume(read.slices, fake_probs, template)
+    assert (staged.match.start, staged.slice_probabilities.shape) == (3, (32, 4))
+    assert np.allclose(staged.probabilities, fake_probs(read.slices[3:35]).mean(0))
+    assert staged.label == int(staged.probabilities.argmax())
+
+
+def test_short_volumes_and_non_volumes_get_a_clear_message(synthetic_template):
+    template, _ = synthetic_template
+    with pytest.raises(slab.SlabError, match="has 20 axial slices"):
+        template.locate(synthetic_stack(20, 0))
+    png = io.BytesIO()
+    Image.fromarray(synthetic_stack(1, 0)[0]).save(png, format="PNG")
+    with pytest.raises(scan_io.ScanError, match="NIfTI file"):
+        scan_io.open_volume([("slice.png", png.getvalue())])
+
+
+def test_an_unaligned_volume_is_flagged(synthetic_template):
+    template, _ = synthetic_template
+    rng = np.random.default_rng(1)
+    match = template.locate(rng.integers(0, 255, (40, 128, 128)).astype(np.uint8))
+    assert not match.aligned
+
+
+def test_the_shipped_template_is_checked_against_its_hash(tmp_path):
+    template = slab.SlabTemplate.load()
+    assert template.means.shape == (32, slab.TEMPLATE_SIZE ** 2) and template.typical > 0
+    blob = slab.SLAB_TEMPLATE_PATH.read_bytes()
+    middle = len(blob) // 2
+    (tmp_path / "t.safetensors").write_bytes(blob[:middle] + bytes([blob[middle] ^ 1]) + blob[middle + 1:])
+    with pytest.raises(slab.SlabError, match="does not match"):
+        slab.SlabTemplate.load(tmp_path / "t.safetensors", slab.SLAB_RECORD_PATH)
+
+
+def test_a_real_subjects_slab_is_found_between_other_slices(data_dir):
+    """Three dataset subjects, each written as a volume with blank slices below and another subject's slices
+    in shuffled order above: the shipped template finds the 32."""
+    from model.crossval import load_everything, slice_positions
+
+    data, groups, splits = load_everything(data_dir)
+    positions = slice_positions(splits, data.ids)
+    template = slab.SlabTemplate.load()
+    rng = np.random.default_rng(0)
+    names = np.unique(groups)
+    for subject in rng.choice(names, 3, replace=False):
+        own = np.flatnonzero(groups == subject)
+        own = own[np.argsort(positions[own])]
+        other = np.flatnonzero(groups == rng.choice(names[names != subject]))
+        shuffled = data.images[rng.permutation(other)[:9], 0].numpy()
+        volume = as_volume(data.images[own, 0].numpy(), below=5, above=9,
+                           filler=lambda i: np.zeros((W, H)) if i < 5 else undo_dataset_look(shuffled[i - 5]))
+        read = scan_io.open_volume([("subject.nii", nifti_bytes(volume))])
+        match = template.locate(read.slices)
+        assert (match.start, match.aligned) == (5, True), subject
