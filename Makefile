@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make app    set up, then start the dashboard on http://localhost:8501
 #   make test   set up (Python packages and Debian's Chromium), then run every test
-# The same model as a REST API (model/api.py; docs at /docs; $ALZ_MRI_API_KEY to require a key):
+# The same model as a REST API (model/serve/api.py; docs at /docs; $ALZ_MRI_API_KEY to require a key):
 #   make api    set up, then serve the prediction API on http://127.0.0.1:8000 (API_PORT=8100 make api)
 # One more fetches the dataset (without it, `make test` skips the tests that need it):
 #   make data   download Falah/Alzheimer_MRI into $ALZ_MRI_DATA (default ../shared/data/alzheimer_mri),
@@ -12,7 +12,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 API_PORT ?= 8000
 
-.PHONY: app api test data setup setup-test browser benchmark clean
+.PHONY: app api test data runs setup setup-test browser benchmark clean
 
 # The project itself is installed editable, so `model`, `dashboard` and `analysis` import from anywhere.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -37,13 +37,19 @@ app: setup
 
 # One uvicorn process: requests in flight are capped in the app, model work runs in its thread pool.
 api: setup
-	MALLOC_ARENA_MAX=2 $(PY) -m uvicorn model.api:app --host 127.0.0.1 --port $(API_PORT)
+	MALLOC_ARENA_MAX=2 $(PY) -m uvicorn model.serve.api:app --host 127.0.0.1 --port $(API_PORT)
 
 test: setup-test
 	$(PY) -m pytest
 
+# MLflow's UI over the local tracking store of every training and cross-validation run (runs/mlflow.db);
+# set MLFLOW_TRACKING_URI to browse a team's server instead. RUNS_PORT=5001 make runs picks another port.
+RUNS_PORT ?= 5000
+runs: setup
+	$(PY) -m mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/runs/mlflow.db} --port $(RUNS_PORT)
+
 data: setup
-	$(PY) -m model.data download --skip-existing
+	$(VENV)/bin/alzmri data download --skip-existing
 
 benchmark: setup
 	$(PY) -m benchmarks.bench_pipeline

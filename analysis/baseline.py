@@ -9,8 +9,8 @@ slices of one brain sit in train and in test. If a lookup with no model scores
 as well as the network, slice-level accuracy measures how well a method finds
 the same brain again, not how well it recognises dementia in a new patient.
 The reference set is the network's own training set (train minus the seeded
-validation split), so the two are compared on equal terms. `model.neighbours`
-breaks a model's accuracy down by that same distance (`model.evaluate` reports it).
+validation split), so the two are compared on equal terms. `model.qualify.neighbours`
+breaks a model's accuracy down by that same distance (`model.qualify.evaluate` reports it).
 """
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from model.constants import BASELINE_PATH, CLASS_NAMES, MODEL_CONFIG_PATH, default_data_dir
-from model.evaluate import recalled_counts
-from model.neighbours import nearest_train_slices
+from model.core.constants import BASELINE_PATH, CLASS_NAMES, MODEL_CONFIG_PATH, default_data_dir
+from model.qualify.evaluate import recalled_counts
+from model.qualify.neighbours import nearest_train_slices
 
 
 def score(y: np.ndarray, pred: np.ndarray) -> dict:
-    """Headline figures of hard predictions (N,), by `model.evaluate.compute_metrics` on their one-hot rows."""
-    from model.evaluate import compute_metrics
+    """Headline figures of hard predictions (N,), by `model.qualify.evaluate.compute_metrics` on their one-hot rows."""
+    from model.qualify.evaluate import compute_metrics
 
     y, pred = np.asarray(y), np.asarray(pred)
     m = compute_metrics(y, np.eye(len(CLASS_NAMES))[pred], n_bootstrap=0)
@@ -50,13 +50,14 @@ def run(data_dir=None, val_fraction: float = 0.1, seed: int = 0, val_by_subject:
 
     val_fraction 0 is a model refitted on all of train: every train slice is then a reference.
     """
-    from model.data import fingerprint, load_split, stratified_split
+    from model.core.dataset import fingerprint, load_split
+    from model.training.data import stratified_split
 
     t0 = time.perf_counter()
     train = load_split("train", data_dir)
     splits = {}
     if val_fraction > 0 and val_by_subject:  # the network's own split: whole subjects held out
-        from model.train import TrainConfig, load_data
+        from model.training.train import TrainConfig, load_data
 
         reference, splits["val"] = load_data(TrainConfig(data_dir=str(data_dir or default_data_dir()), seed=seed,
                                                          val_fraction=val_fraction, val_by_subject=True))
@@ -91,7 +92,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from model.data import DatasetError
+    from model.core.dataset import DatasetError
 
     val_fraction, seed, by_subject = 0.1, 0, False
     if args.config.is_file():

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from model import checkpoint as ckpt
-from model.data import load_split
-from model.inference import Predictor
-from model.network import build_model
+from model.core import checkpoint as ckpt
+from model.core.dataset import load_split
+from model.core.inference import Predictor
+from model.core.network import build_model
 
 
 def main(path: str) -> None:

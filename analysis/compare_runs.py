@@ -42,7 +42,7 @@ def mcnemar(wrong_a, wrong_b) -> dict:
 
 def score(probs: torch.Tensor, labels: torch.Tensor) -> dict:
     """analysis.baseline.score of the arg-max of (N, C) probabilities, with per-class "recalled" and "predicted"."""
-    from model.evaluate import predicted_counts, recalled_counts
+    from model.qualify.evaluate import predicted_counts, recalled_counts
     from analysis.baseline import score as label_score
 
     y, pred = labels.numpy(), probs.argmax(1).numpy()
@@ -70,7 +70,7 @@ def split_mismatch(first: dict, other: dict) -> str | None:
 
 def compare(run_dirs: list[Path], device: str = "auto") -> dict:
     """Load each run's validation logits, check that they share one split, and score pairs and ensembles."""
-    from model.calibration import fit_temperature
+    from model.core.calibration import fit_temperature
     from analysis.prior_shift import validation_logits
 
     resolved = [Path(r).resolve() for r in run_dirs]
@@ -108,7 +108,7 @@ def compare(run_dirs: list[Path], device: str = "auto") -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.compare_runs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dirs", type=Path, nargs="+", help="two or more validated model.train output dirs")
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="two or more validated model.training.train output dirs")
     parser.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON; default: none")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; default: auto")
     args = parser.parse_args(argv)

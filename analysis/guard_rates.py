@@ -3,7 +3,7 @@
     python -m analysis.guard_rates [--seeds 20 21 22 23 24] [--out assets/guard_rates.json]
 
 Draws `analysis.ood_images.made_images` for each seed (the brain kinds from real train-split slices when
-the dataset is present) and reads `shipped_pictures()`, runs them through `model.trust.TrustBank.check`,
+the dataset is present) and reads `shipped_pictures()`, runs them through `model.qualify.trust.TrustBank.check`,
 and prints the hit rate per kind. The seeds default to ones the guard's exploration never used
 (docs/experiments.md, 2026-11-30).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.ood_images import made_images, shipped_pictures
-from model.constants import GUARD_RATES_PATH
-from model.trust import TrustBank
+from model.core.constants import GUARD_RATES_PATH
+from model.qualify.trust import TrustBank
 
 
 def guard_rates(seeds, brains=None, bank: TrustBank | None = None) -> dict:
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     brains = None
     try:
-        from model.data import load_split
+        from model.core.dataset import load_split
 
         brains = load_split("train").images[:, 0].numpy()
     except (FileNotFoundError, ValueError):

@@ -1,4 +1,4 @@
-"""Images that are not training-like slices, for measuring the out-of-distribution guard (model.trust).
+"""Images that are not training-like slices, for measuring the out-of-distribution guard (model.qualify.trust).
 
 `made_images(seed, brains)` draws synthetic ones (noise, flat, gradients, patterns, a text page, shapes,
 and, given real brain slices, the same brains inverted, rotated, upside down, saturated, drowned in
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.scan_io import ScanError, read_scan
+from model.scans.scan_io import ScanError, read_scan
 
 
 def _png(array) -> bytes:

@@ -36,8 +36,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from model.constants import NUM_CLASSES
-from model.data import SliceSet
+from model.core.constants import NUM_CLASSES
+from model.core.dataset import SliceSet
 
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -65,7 +65,7 @@ def sweep(logits: torch.Tensor, labels: torch.Tensor, temperature: float, priors
     """Validation figures for each tau: accuracy, macro-F1, errors, per-class recall and how many slices were
     predicted as each class. tau 0 (no shift) is always scored, first. The ECE is in-sample when
     `temperature` was fitted on these logits."""
-    from model.evaluate import compute_metrics
+    from model.qualify.evaluate import compute_metrics
 
     y = labels.numpy()
     rows = []
@@ -102,14 +102,14 @@ class ValidationRun(NamedTuple):
 def validation_logits(run_dir: Path, device: str = "auto") -> ValidationRun:
     """A run's own validation split, rebuilt from its config, and its logits there from the checkpoint the run
     selected (`best.pt` for --select best, else `last.pt`)."""
-    from model import checkpoint as ckpt
-    from model.network import build_model, pick_device
-    from model.inference import predict_logits
-    from model.train import TrainConfig, load_data
+    from model.core import checkpoint as ckpt
+    from model.core.network import build_model, pick_device
+    from model.core.inference import predict_logits
+    from model.training.train import TrainConfig, load_data
 
     last = Path(run_dir) / "last.pt"
     if not last.is_file():
-        raise FileNotFoundError(f"{last}: no training checkpoint (run model.train with --output-dir {run_dir})")
+        raise FileNotFoundError(f"{last}: no training checkpoint (run model.training.train with --output-dir {run_dir})")
     net = build_model()
     state = ckpt.load_training_checkpoint(last, net)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -131,10 +131,10 @@ def validation_logits(run_dir: Path, device: str = "auto") -> ValidationRun:
 
 def main(argv: list[str] | None = None) -> int:
     from analysis.baseline import lookup_score
-    from model.calibration import fit_temperature
+    from model.core.calibration import fit_temperature
 
     parser = argparse.ArgumentParser(prog="python -m analysis.prior_shift", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="output dir of a validated model.train run (needs last.pt)")
+    parser.add_argument("run_dir", type=Path, help="output dir of a validated model.training.train run (needs last.pt)")
     parser.add_argument("--grid", type=float, nargs="+", default=list(GRID),
                         help=f"taus to try, 0 always included; default: {' '.join(f'{t:g}' for t in GRID)}")
     parser.add_argument("--out", type=Path, default=None,

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from model.data import load_split
-from model.report import png_bytes
+from model.core.dataset import load_split
+from model.reports.record import png_bytes
 from tests.dashboard.live import browser_page, streamlit_server, upload_through_chooser, wait_idle
 
 

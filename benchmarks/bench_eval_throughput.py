@@ -2,12 +2,12 @@
 
     python -m benchmarks.bench_eval_throughput [--rounds 3] [--batch-size 128] [--out eval.json] [--quick]
 
-The evaluation path is the prediction loop of `model.evaluate.run`: `Predictor.probabilities` over the
+The evaluation path is the prediction loop of `model.qualify.evaluate.run`: `Predictor.probabilities` over the
 decoded test split (uint8 (1280, 1, 128, 128)) in chunks of 128, which runs `predict_logits`
 (preprocessing, channels-last copy, forward, softmax). The reference is the forward pass alone, on inputs
 already preprocessed and laid out channels-last, same network, same batch size, under inference mode.
 Target: the evaluation within 1.2x of the bare forward. The same loop with the ONNX Runtime and OpenVINO
-engines (model.engine) is shown beside it. Images/s over the best of the rounds (the first one warms up), which alternate between
+engines (model.core.engine) is shown beside it. Images/s over the best of the rounds (the first one warms up), which alternate between
 the methods so that a shared machine's load falls on all of them alike.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from benchmarks.bench_serving import cpu_name
 
 
 def evaluation_loop(predictor, images: torch.Tensor, batch: int) -> np.ndarray:
-    """What `model.evaluate.run` does to get the probabilities of the test split."""
+    """What `model.qualify.evaluate.run` does to get the probabilities of the test split."""
     chunks = [predictor.probabilities(images[start:start + batch], batch) for start in range(0, len(images), batch)]
     return np.concatenate([c.numpy() for c in chunks]).astype(np.float64)
 
@@ -33,16 +33,16 @@ def evaluation_loop(predictor, images: torch.Tensor, batch: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per method (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=128, help="as model.evaluate (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=128, help="as model.qualify.evaluate (default: %(default)s)")
     parser.add_argument("--engines", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the loop with the ONNX Runtime and OpenVINO engines (default: on)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: the project's dataset folder")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256 slices, 1 round")
     args = parser.parse_args(argv)
-    from model.data import load_split
-    from model.inference import Predictor, as_batch
-    from model.preprocess import to_input
+    from model.core.dataset import load_split
+    from model.core.inference import Predictor, as_batch
+    from model.core.preprocess import to_input
 
     rounds, limit = (1, 256) if args.quick else (args.rounds, None)
     predictor = Predictor.from_assets(device="cpu")

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_explain [--repeat 5] [--quick]
 
-For each method of model.explain: the map alone, and the map with its faithfulness scores (deletion and
+For each method of model.qualify.explain: the map alone, and the map with its faithfulness scores (deletion and
 insertion beside a random and an edge map: what the Classify page shows), median and worst of --repeat
 runs after one warm-up, with the ratio to one forward pass of the same network measured in the same run.
 The issue's target: Grad-CAM and Guided Grad-CAM with their scores in under 2 s on a CPU. Nothing here
@@ -36,10 +36,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from model.explain import METHODS, explain
-    from model.faithfulness import faithfulness
-    from model.inference import Predictor
-    from model.network import build_model, default_cam_layer
+    from model.qualify.explain import METHODS, explain
+    from model.qualify.faithfulness import faithfulness
+    from model.core.inference import Predictor
+    from model.core.network import build_model, default_cam_layer
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:

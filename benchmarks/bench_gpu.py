@@ -6,16 +6,16 @@
 Four parts, each printed as a table and written to one JSON file:
 
 a. training throughput with the decoded train split held on the GPU (uint8, 84 MB), batches indexed,
-   preprocessed and augmented there (model.preprocess.to_input, augment), bf16 autocast, channels-last, the
+   preprocessed and augmented there (model.core.preprocess.to_input, augment), bf16 autocast, channels-last, the
    shipped recipe's optimizer, loss weights and weight EMA; images/s at 160 px and at the shipped 48 px
    (batch 256), and at 48 px with the recipe's batch of 32. Target: >= 10,000 images/s at 160 px.
-b. the wall time of the shipped recipe (assets/model_config.json train_config): `model.train.main` with that
+b. the wall time of the shipped recipe (assets/model_config.json train_config): `model.training.train.main` with that
    config on the GPU, once as the code runs it today (decoded slices on the CPU, each batch preprocessed
    there and copied over) and once with the decoded images handed over already on the GPU (`sets=`, labels
    left on the CPU, where validation reads them). As recorded, the recipe trains in float32 (amp "off"); only
    the data folder (this machine's) and the CPU threads (torch's choice, not the recorded 2) are changed.
    Target: under a minute.
-c. the subject-grouped cross-validation (`model.crossval.cross_validate`, 5 folds, the same recipe):
+c. the subject-grouped cross-validation (`model.training.crossval.cross_validate`, 5 folds, the same recipe):
    training and out-of-fold prediction of every fold, images on the GPU; the figures and their bootstraps
    (CPU work) are not timed. Stops after the fold that passes --max-minutes and extrapolates. Target: under
    five minutes.
@@ -63,9 +63,9 @@ def sync(device: torch.device) -> None:
 
 def recipe_config(**overrides):
     """The shipped TrainConfig (assets/model_config.json train_config) with `overrides`."""
-    from model.checkpoint import read_model_config
-    from model.constants import default_data_dir
-    from model.train import TrainConfig
+    from model.core.checkpoint import read_model_config
+    from model.core.constants import default_data_dir
+    from model.training.train import TrainConfig
 
     recorded = read_model_config().get("train_config", {})
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -78,9 +78,9 @@ def recipe_config(**overrides):
 def train_throughput(images: torch.Tensor, labels: torch.Tensor, cfg, *, size: int, batch: int, steps: int,
                      warmup: int, device: torch.device, bf16: bool = True, compile_net: bool = False) -> dict:
     """images/s of training steps on device-resident uint8 slices: index, to_input, augment, bf16, step, EMA."""
-    from model.network import build_model
-    from model.preprocess import augment, to_input
-    from model.train import class_weight_tensor, make_ema, make_optimizer
+    from model.core.network import build_model
+    from model.core.preprocess import augment, to_input
+    from model.training.train import class_weight_tensor, make_ema, make_optimizer
 
     torch.manual_seed(0)
     net = build_model().to(device).to(memory_format=torch.channels_last).train()
@@ -138,8 +138,8 @@ def part_throughput(args, device, images, labels) -> list[dict]:
 # ---------------------------------------------------------------- b. the shipped recipe
 def part_recipe(args, device, out_dir: Path) -> list[dict]:
     """train.main with the recorded recipe: data as today (CPU), then with the images on the device."""
-    from model.data import SliceSet
-    from model.train import load_data, main
+    from model.core.dataset import SliceSet
+    from model.training.train import load_data, main
 
     overrides = {"device": str(device), "threads": None, "export_dir": None, "resume": False}
     if args.quick:  # a few steps; a larger validation share so that a few subjects are held out of 128 slices
@@ -173,11 +173,11 @@ def part_recipe(args, device, out_dir: Path) -> list[dict]:
 def crossval_data(quick: bool, data_dir=None):
     """Both splits, each slice's subject and split: all 6,400 slices, or for --quick the first 96 of each."""
     if not quick:
-        from model.crossval import load_everything
+        from model.training.crossval import load_everything
 
         return load_everything(data_dir)
-    from model.data import SliceSet, load_split, slice_keys
-    from model.subjects import subjects_for
+    from model.core.dataset import SliceSet, load_split, slice_keys
+    from model.core.dataset import subjects_for
 
     parts, groups, splits = [], [], []
     for split in ("train", "test"):
@@ -192,8 +192,8 @@ def crossval_data(quick: bool, data_dir=None):
 
 
 def part_crossval(args, device, out_dir: Path, clock: Clock) -> dict:
-    from model.crossval import cross_validate
-    from model.data import SliceSet
+    from model.training.crossval import cross_validate
+    from model.core.dataset import SliceSet
 
     folds = 2 if args.quick else args.folds
     cfg = recipe_config(device=str(device), threads=None, export_dir=None,
@@ -224,7 +224,7 @@ def part_crossval(args, device, out_dir: Path, clock: Clock) -> dict:
 
 # ---------------------------------------------------------------- d. batch inference
 def part_inference(args, device, images: torch.Tensor) -> list[dict]:
-    from model.inference import Predictor, predict_logits
+    from model.core.inference import Predictor, predict_logits
 
     predictor = Predictor.from_assets(device=str(device))
     sizes = (1, 16) if args.quick else (1, 32, 128, 512, 2048)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --parts {args.parts!r}: choose from {', '.join(valid)}", file=sys.stderr)
         return 2
     device = check_device(args.device)
-    from model.data import load_split
+    from model.core.dataset import load_split
 
     clock = Clock(None if args.quick else args.max_minutes)  # a smoke run runs every part
     if device.type == "cuda":
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work_dir or Path(tmp)
         steps = {"throughput": ("a. training throughput, data on the device, channels-last, bf16 autocast on CUDA",
                                 lambda: part_throughput(args, device, images, labels)),
-                 "recipe": ("b. the shipped recipe, model.train.main",
+                 "recipe": ("b. the shipped recipe, model.training.train.main",
                             lambda: part_recipe(args, device, work)),
                  "crossval": (f"c. subject-grouped cross-validation, {2 if args.quick else args.folds} folds",
                               lambda: part_crossval(args, device, work, clock)),

@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from model.network import build_model
+from model.core.network import build_model
 
 
 def step_time(channels: int, size: int, batch: int, repeat: int = 5) -> float:

@@ -2,12 +2,12 @@
 
     python -m benchmarks.bench_int8 [--calibration 300] [--out int8.json] [--quick]
 
-The float32 export (model.engine) is quantized with `onnxruntime.quantization.quantize_static` (QDQ, int8
+The float32 export (model.core.engine) is quantized with `onnxruntime.quantization.quantize_static` (QDQ, int8
 weights per output channel, int8 activations, MinMax ranges) from a calibration reader over train slices of
 the subjects the network trained on. The int8 copy is kept only if, on every held-out slice, it predicts the
 float32 class and no calibrated probability moves by more than MAX_PROBABILITY_CHANGE. Held out: the
 published test split (1,280 slices) and every slice of the subjects the shipped network never trained on
-(its subject-grouped validation split, found as `model.trust._build` finds it). Prints both figures, the
+(its subject-grouped validation split, found as `model.qualify.trust._build` finds it). Prints both figures, the
 latency of one slice against the float32 ONNX Runtime engine measured in the same run, and the verdict.
 OpenVINO's NNCF is not installed here, so only ONNX Runtime's quantizer is tried.
 """
@@ -33,9 +33,10 @@ def held_out_and_calibration(data_dir=None, calibration: int = 300, seed: int = 
     never_trained: every slice (both splits) of the subjects in the shipped network's validation split; the
     calibration slices are drawn from the train split's other subjects. limit: first N of each (smoke runs).
     """
-    from model.checkpoint import read_model_config
-    from model.data import grouped_split, load_split_with_keys
-    from model.subjects import subjects_for
+    from model.core.checkpoint import read_model_config
+    from model.training.data import grouped_split
+    from model.core.dataset import load_split_with_keys
+    from model.core.dataset import subjects_for
 
     train_cfg = read_model_config().get("train_config", {})
     train, keys = load_split_with_keys("train", data_dir)
@@ -95,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                         "calibrate, 10 timed runs")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    from model.engine import OnnxRuntimeEngine, export_onnx
-    from model.inference import Predictor, as_batch
-    from model.preprocess import to_input
+    from model.core.engine import OnnxRuntimeEngine, export_onnx
+    from model.core.inference import Predictor, as_batch
+    from model.core.preprocess import to_input
 
     calibration_n, repeat, limit = (32, 10, 64) if args.quick else (args.calibration, args.repeat, None)
     predictor = Predictor.from_assets(device="cpu")

@@ -2,12 +2,12 @@
 
     python -m benchmarks.bench_pipeline [--steps 20]
 
-1. `model.train.train_one_epoch` with the shipped model's recipe (indexing the
+1. `model.training.train.train_one_epoch` with the shipped model's recipe (indexing the
    decoded uint8 array, neighbour blend, preprocessing, cutout, forward,
    backward, step, weight EMA) against bare forward+backward+step on a batch
    already in memory, same network, loss, batch size and precision; then what
    a whole epoch of the shipped split adds (validation passes, checkpoints).
-2. The whole test-split evaluation (`model.evaluate.run`, 1,280 slices,
+2. The whole test-split evaluation (`model.qualify.evaluate.run`, 1,280 slices,
    1,000 bootstrap resamples).
 3. One scan through `Predictor.predict_one` with the weights loaded, and one
    Grad-CAM explanation.
@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from model.constants import CONFIG_FILES_PRESENT, MODEL_CONFIG_PATH
-from model.data import load_split
-from model.network import build_model
-from model.preprocess import to_input
+from model.core.constants import CONFIG_FILES_PRESENT, MODEL_CONFIG_PATH
+from model.core.dataset import load_split
+from model.core.network import build_model
+from model.core.preprocess import to_input
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -50,8 +50,8 @@ def shipped_recipe() -> dict:
 
 
 def bench_training(steps: int, batch: int, size: int, bf16: bool) -> None:
-    """`model.train.train_one_epoch` with the shipped recipe against bare steps on one resident batch."""
-    from model.train import (
+    """`model.training.train.train_one_epoch` with the shipped recipe against bare steps on one resident batch."""
+    from model.training.train import (
         TrainConfig,
         class_weight_tensor,
         make_ema,
@@ -136,9 +136,9 @@ def bench_epoch_extras(net, cfg, ema, opt, sched, *, step_bare: float, step_pipe
     """
     import tempfile
 
-    from model import checkpoint as ckpt
-    from model.inference import predict_logits
-    from model.train import uses_bf16
+    from model.core import checkpoint as ckpt
+    from model.core.inference import predict_logits
+    from model.training.train import uses_bf16
 
     val = load_split("train", limit=val_rows).images
     passes = 2 if ema is not None else 1
@@ -158,9 +158,9 @@ def bench_epoch_extras(net, cfg, ema, opt, sched, *, step_bare: float, step_pipe
 
 
 def bench_inference() -> None:
-    from model.evaluate import run
-    from model.explain import explain
-    from model.inference import Predictor
+    from model.qualify.evaluate import run
+    from model.qualify.explain import explain
+    from model.core.inference import Predictor
 
     t0 = time.perf_counter()
     predictor = Predictor.from_assets()

@@ -6,8 +6,8 @@ Two measurements, each over distinct test scans, the methods interleaved scan by
 see the same load on a shared machine:
 
 * prediction alone: a decoded uint8 128 x 128 slice in, calibrated probabilities out;
-* end to end: PNG bytes in, decoded (model.scan_io), preprocessed, predicted, and explained by Grad-CAM
-  (model.explain, at the shipped size's default layer, for the predicted class).
+* end to end: PNG bytes in, decoded (model.scans.scan_io), preprocessed, predicted, and explained by Grad-CAM
+  (model.qualify.explain, at the shipped size's default layer, for the predicted class).
 
 The baseline is the original project's naive way: for EVERY request the weights are read from the
 safetensors file into a freshly built torchvision ResNet-34, which runs eager float32 on the slice resized
@@ -17,7 +17,7 @@ same to within 5% (benchmarks/bench_input_channels.py). Its end to end decodes t
 Grad-CAM at layer4 of that network at 224 px.
 
 Against it: `Predictor.predict_one` (PyTorch, eager, channels-last, at the shipped size), and the same
-Predictor with the ONNX Runtime and OpenVINO engines (model.engine). int8 is not a row: it failed the
+Predictor with the ONNX Runtime and OpenVINO engines (model.core.engine). int8 is not a row: it failed the
 held-out check (benchmarks/bench_int8.py). A breakdown of `predict_one` shows where its time goes.
 Figures are p50 and p95 in ms and the baseline's p50 over each method's p50. Nothing asserts.
 """
@@ -73,7 +73,7 @@ def naive_network(weights: Path) -> torch.nn.Module:
 
 def naive_input(image: np.ndarray) -> torch.Tensor:
     """uint8 (128, 128) -> normalised float32 (1, 1, 224, 224), as Resize + ToTensor + Normalize did."""
-    from model.constants import MEAN, STD
+    from model.core.constants import MEAN, STD
 
     x = torch.from_numpy(image).float().div(255.0)[None, None]
     x = F.interpolate(x, size=(BASELINE_SIZE, BASELINE_SIZE), mode="bilinear", align_corners=False, antialias=True)
@@ -105,10 +105,10 @@ def naive_end_to_end(weights: Path, data: bytes, temperature: float) -> np.ndarr
 
 # ---------------------------------------------------------------- the project
 def end_to_end(predictor, data: bytes):
-    """PNG bytes -> model.scan_io -> Predictor.predict_one -> Grad-CAM for the predicted class."""
-    from model.explain import explain
-    from model.network import default_cam_layer
-    from model.scan_io import open_scan
+    """PNG bytes -> model.scans.scan_io -> Predictor.predict_one -> Grad-CAM for the predicted class."""
+    from model.qualify.explain import explain
+    from model.core.network import default_cam_layer
+    from model.scans.scan_io import open_scan
 
     image = open_scan(data, "scan.png").image
     prediction = predictor.predict_one(image)
@@ -118,11 +118,11 @@ def end_to_end(predictor, data: bytes):
 
 def breakdown(predictor, images: list[np.ndarray], pngs: list[bytes], repeat: int) -> dict[str, float]:
     """Median ms of each stage of `predict_one` and of the end to end (PyTorch), measured one stage at a time."""
-    from model.explain import explain
-    from model.inference import Prediction, as_batch
-    from model.network import default_cam_layer
-    from model.preprocess import to_input
-    from model.scan_io import open_scan
+    from model.qualify.explain import explain
+    from model.core.inference import Prediction, as_batch
+    from model.core.network import default_cam_layer
+    from model.core.preprocess import to_input
+    from model.scans.scan_io import open_scan
 
     def median_ms(fn) -> float:
         fn()
@@ -172,7 +172,7 @@ def breakdown(predictor, images: list[np.ndarray], pngs: list[bytes], repeat: in
 
 # ---------------------------------------------------------------- running
 def load_scans(n: int, data_dir=None) -> list[np.ndarray]:
-    from model.data import load_split
+    from model.core.dataset import load_split
 
     test = load_split("test", data_dir, limit=n)
     return [test.images[i, 0].numpy() for i in range(len(test))]
@@ -214,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 scans, 1 round")
     args = parser.parse_args(argv)
-    from model.constants import WEIGHTS_PATH
-    from model.inference import Predictor
-    from model.report import png_bytes
+    from model.core.constants import WEIGHTS_PATH
+    from model.core.inference import Predictor
+    from model.reports.record import png_bytes
 
     if args.threads:
         torch.set_num_threads(args.threads)

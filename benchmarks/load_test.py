@@ -3,7 +3,7 @@
     python -m benchmarks.load_test [--sessions 10] [--clients 50] [--requests-per-client 2] [--quick]
                                    [--out artifacts/load_test.json]
 
-Starts one `streamlit run` server and one `uvicorn model.api:app` server (as `make app` and `make api` do), then
+Starts one `streamlit run` server and one `uvicorn model.serve.api:app` server (as `make app` and `make api` do), then
 
 (a) drives --sessions pages of one Chromium at once (one browser context each, Playwright's async API), each
     uploading a different synthetic head (drawn like the tests' `test_slices`) to the Classify page and reading
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.constants import CLASS_NAMES, DISPLAY_NAMES
-from model.report import png_bytes
+from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
+from model.reports.record import png_bytes
 from tests.dashboard.live import CHROMIUM, CHROMIUM_ARGS, IDLE, ROOT, free_port, streamlit_server
 
 PROB_TOLERANCE = 1e-5  # the server's and this process's CPU kernels may round the last float bits differently
@@ -67,7 +67,7 @@ def synthetic_heads(n: int, seed: int = 1) -> list[np.ndarray]:
 
 def expected_answers(predictor, scans: list[bytes]) -> list[dict]:
     """The Predictor's own answer for each PNG, read as the app and the API read it: {label, probabilities}."""
-    from model.scan_io import open_upload
+    from model.scans.scan_io import open_upload
 
     out = []
     for i, data in enumerate(scans):
@@ -96,7 +96,7 @@ def latency_summary(seconds: list[float]) -> dict:
 
 @contextlib.contextmanager
 def api_server(env: dict | None = None, timeout: float = 180, log_path: Path | None = None):
-    """Yield (base_url, process, seconds_to_healthy) for `uvicorn model.api:app`, started as `make api` starts it.
+    """Yield (base_url, process, seconds_to_healthy) for `uvicorn model.serve.api:app`, started as `make api` starts it.
     Its output goes to log_path (default: a temporary file), never to a pipe nobody reads."""
     import httpx
 
@@ -105,7 +105,7 @@ def api_server(env: dict | None = None, timeout: float = 180, log_path: Path | N
     env = {"MALLOC_ARENA_MAX": "2", **os.environ, **(env or {})}
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "model.api:app", "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "model.serve.api:app", "--host", "127.0.0.1",
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -260,7 +260,7 @@ async def _browser_phase(url: str, paths: list[Path], answers: list[dict], timeo
 
 
 def run(args) -> dict:
-    from model.inference import Predictor
+    from model.core.inference import Predictor
 
     n = max(args.sessions, args.clients)
     scans = [png_bytes(head) for head in synthetic_heads(n + 1)]  # the last one warms the dashboard up

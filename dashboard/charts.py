@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from model.constants import CLASS_COLORS, CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
-from model.neighbours import distance_bin_label
+from model.core.constants import CLASS_COLORS, CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
+from model.qualify.neighbours import distance_bin_label
 
 # One calm, colour-blind-safe colour per class (Okabe-Ito), used on every chart.
 SPLIT_COLORS = ("#1F6F8B", "#9CC3D5")  # train, test
@@ -188,7 +188,7 @@ def reliability_diagram(before: list[dict], after: list[dict]) -> go.Figure:
 
 
 def reliability_figure(before: list[dict], after: list[dict], *, title: str, unit: str = "slices") -> go.Figure:
-    """`reliability_diagram` with its own title: rows are `model.calibration.reliability` bins, `unit` what
+    """`reliability_diagram` with its own title: rows are `model.core.calibration.reliability` bins, `unit` what
     each bin counts (shown on hover)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
@@ -299,7 +299,7 @@ def stage_distance(distance: dict[int, int], *, unit: str = "slices") -> go.Figu
 def risk_coverage(curve: dict, chosen: dict, *, unit: str = "slices", points: int = 400,
                   min_coverage: float = 0.1) -> go.Figure:
     """Accuracy and balanced accuracy on the kept rows against the share kept (coverage), the chosen referral
-    marked. curve: `model.interrogate.risk_coverage`; chosen: `model.interrogate.referral`. At most `points`
+    marked. curve: `model.qualify.interrogate.risk_coverage`; chosen: `model.qualify.interrogate.referral`. At most `points`
     points per line are drawn, from `min_coverage` on (a handful of rows says little)."""
     n = len(curve["coverage"])
     start = min(n - 1, int(np.ceil(min_coverage * n)) - 1) if min_coverage > 0 else 0

@@ -6,23 +6,36 @@ metrics and config are plain data (`st.cache_data`). Pages call these and
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from model.constants import (
+from dashboard import charts
+from model.core.checkpoint import ModelLoadError
+from model.core.constants import (
     BASELINE_PATH,
     CROSSVAL_PATH,
     CROSSVAL_PREDICTIONS_PATH,
-    SUBJECT_TABLE_PATH,
     DATA_ENV_VAR,
+    DISPLAY_NAMES,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
     SPLIT_FILES,
+    STAGE_ORDER,
+    SUBJECT_TABLE_PATH,
     TRAIN_LOG_PATH,
     default_data_dir,
 )
+from model.core.dataset import load_split, read_subjects
+from model.core.inference import Predictor, subject_prediction
+from model.core.recipe import crossval_describes
+from model.qualify.evaluate import subject_predictions
+from model.qualify.explain import explain
+from model.qualify.faithfulness import faithfulness, randomised_copy, rank_correlation
+from model.qualify.trust import TrustBank, TrustBankError, assess
 
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
 
@@ -41,15 +54,11 @@ RESEARCH_NOTICE = ("**Research use only.** Not a medical device and not for the 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
 def get_predictor():
     """The shared, verified Predictor (raises if the weights are missing or corrupt)."""
-    from model.inference import Predictor
-
     return Predictor.from_assets()
 
 
 def predictor_or_none():
     """(predictor, None) or (None, message) so pages can explain a missing model."""
-    from model.checkpoint import ModelLoadError
-
     try:
         return get_predictor(), None
     except (FileNotFoundError, ModelLoadError, ValueError) as exc:
@@ -82,19 +91,11 @@ def shipped_crossval() -> dict | None:
 def crossval_describes_shipped_model() -> bool:
     """Whether the shipped network was trained with the cross-validated recipe and carries its temperature,
     so the new-subject figures are this network's."""
-    from model.crossval import recipe_differences
-
-    crossval, config = shipped_crossval(), shipped_config()
-    if not crossval or not config:
-        return False
-    same = not recipe_differences(config.get("train_config", {}), crossval.get("plan", {}).get("recipe", {}))
-    return same and config.get("temperature_source", {}).get("method") == "crossval out-of-fold"
+    return crossval_describes(shipped_config(), shipped_crossval())
 
 
 @st.cache_data(max_entries=4)
 def read_csv(path: str):
-    import pandas as pd
-
     return pd.read_csv(path) if Path(path).is_file() else None
 
 
@@ -107,8 +108,6 @@ def subject_table():
 def crossval_subjects():
     """The out-of-fold predictions per subject, joined with the clinical table (None if not shipped);
     computed once per process, not on every rerun of the page."""
-    from model.crossval import subject_predictions
-
     slices = read_csv(str(CROSSVAL_PREDICTIONS_PATH))
     return None if slices is None else subject_predictions(slices, subject_table())
 
@@ -116,8 +115,6 @@ def crossval_subjects():
 @st.cache_data(max_entries=1)
 def slice_positions():
     """Each slice's place in its subject's block, keyed by (split, path), from assets/subjects.csv."""
-    from model.subjects import read_subjects
-
     return read_subjects().set_index(["split", "path"]).position
 
 
@@ -127,8 +124,6 @@ def crossval_slices():
 
 @st.cache_data
 def training_log(path: str = str(TRAIN_LOG_PATH)) -> list[dict]:
-    import csv
-
     if not Path(path).is_file():
         return []
     with open(path) as fh:
@@ -146,16 +141,12 @@ def dataset_dir() -> Path | None:
 @st.cache_resource(show_spinner="Reading the test split…")
 def test_split(path: str):
     """The decoded test split, shared read-only by every session."""
-    from model.data import load_split
-
     return load_split("test", path)
 
 
 @st.cache_resource(show_spinner="Reading both splits…")
 def split_images(path: str, split: str):
     """One decoded split, shared read-only by every session (the test split reuses `test_split`)."""
-    from model.data import load_split
-
     return test_split(path) if split == "test" else load_split(split, path)
 
 
@@ -192,16 +183,12 @@ def render_sidebar() -> None:
 
 @st.cache_resource(show_spinner="Loading the out-of-distribution guard…")
 def get_trust_bank():
-    """The shared, checksum-verified guard (model.trust.TrustBank); raises TrustBankError when missing."""
-    from model.trust import TrustBank
-
+    """The shared, checksum-verified guard (model.qualify.trust.TrustBank); raises TrustBankError when missing."""
     return TrustBank.load()
 
 
 def trust_bank_or_none():
     """(bank, None) or (None, message): pages still predict without the guard, and say so."""
-    from model.trust import TrustBankError
-
     try:
         return get_trust_bank(), None
     except TrustBankError as exc:
@@ -211,8 +198,6 @@ def trust_bank_or_none():
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_assessment(image, colour: float = 0.0):
     """Prediction, uncertainty and the guard's report for one uint8 (S, S) slice; keyed on the pixels."""
-    from model.trust import assess
-
     bank, _ = trust_bank_or_none()
     return assess(get_predictor(), image, bank, [colour])[0]
 
@@ -226,34 +211,25 @@ def train_images_by_path(path: str) -> dict:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_explanation(image, target: int, layer: str, method: str = "gradcam"):
-    """Explanation (model.explain) for one slice, target class, layer and method."""
-    from model.explain import explain
-
+    """Explanation (model.qualify.explain) for one slice, target class, layer and method."""
     return explain(get_predictor(), image, target=target, layer=layer, method=method)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_faithfulness(image, heatmap, target: int):
-    """Deletion and insertion scores of a map, beside a random map's and an edge map's (model.faithfulness)."""
-    from model.faithfulness import faithfulness
-
+    """Deletion and insertion scores of a map, beside a random map's and an edge map's (model.qualify.faithfulness)."""
     return faithfulness(get_predictor(), image, heatmap, target)
 
 
 @st.cache_resource(show_spinner="Randomising the network's last blocks…")
 def get_randomised_predictor():
     """The shipped network with layer4 and the classifier re-initialised, for the randomisation check."""
-    from model.faithfulness import randomised_copy
-
     return randomised_copy(get_predictor())
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_randomisation(image, target: int, layer: str, method: str):
     """(the map on the randomised network, its Spearman correlation with the real map)."""
-    from model.explain import explain
-    from model.faithfulness import rank_correlation
-
     real = cached_explanation(image, target, layer, method).heatmap
     rand = explain(get_randomised_predictor(), image, target=target, layer=layer, method=method).heatmap
     return rand, rank_correlation(real, rand)
@@ -263,11 +239,6 @@ def subject_panel(slices: list, names: list[str], predictor, colours: list[float
     """Several slices of one subject: the per-slice predictions with their flags, and the subject's (their mean
     probabilities, as the cross-validation scored subjects). Returns (index of the slice the user picks to
     explain, the subject's Prediction)."""
-    import pandas as pd
-
-    from dashboard import charts
-    from model.constants import DISPLAY_NAMES, STAGE_ORDER
-    from model.inference import subject_prediction
 
     colours = colours or [0.0] * len(slices)
     assessments = [cached_assessment(image, c) for image, c in zip(slices, colours)]

@@ -17,10 +17,12 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import (
+    cached_explanation,
     crossval_describes_shipped_model,
     crossval_slices,
     crossval_subjects,
     dataset_dir,
+    get_predictor,
     predictor_or_none,
     read_csv,
     shipped_baseline,
@@ -29,9 +31,14 @@ from dashboard.common import (
     split_images,
     subject_table,
 )
-from model import interrogate
-from model.card import confound_sentence
-from model.constants import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, PREDICTIONS_PATH, STAGE_ORDER
+from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, PREDICTIONS_PATH, STAGE_ORDER
+from model.core.dataset import DatasetError, class_summary
+from model.core.network import default_cam_layer
+from model.qualify import interrogate
+from model.qualify.evaluate import run
+from model.qualify.explain import explain, overlay
+from model.qualify.neighbours import distance_summary
+from model.reports.card import confound_sentence
 
 NEW, PUBLISHED = "New subjects (cross-validated)", "Published test split (slice-level)"
 METHODS = {"network": "This network", "lookup": "Raw-pixel lookup (no learning)",
@@ -178,8 +185,6 @@ def new_subjects(crossval: dict | None) -> None:
         return
     st.subheader("Clinical context")
     if table is not None and "age" in table:  # a table made without the OASIS reference has no clinical rows
-        from model.subjects import class_summary
-
         summary = class_summary(table)
         summary["stage"] = summary.stage.map(display)
         st.dataframe(summary, hide_index=True, key="evaluation_cohort")
@@ -247,8 +252,6 @@ def subject_browser(subjects: pd.DataFrame) -> None:
         st.info("The slices can be shown where the dataset is available locally (set $ALZ_MRI_DATA).")
         st.dataframe(rows[["split", "id", "prediction", "correct"]], hide_index=True, key="evaluation_subject_rows")
         return
-    from model.data import DatasetError
-
     order = slice_positions()
     rows = rows.assign(position=[order.get((s, i), -1) for s, i in zip(rows.split, rows.id)]).sort_values("position")
     try:
@@ -274,8 +277,6 @@ def subject_browser(subjects: pd.DataFrame) -> None:
 
 def test_split(metrics: dict | None) -> None:
     """The published test split, as shipped, or recomputed from the local dataset."""
-    from model.neighbours import distance_summary
-
     metrics = st.session_state.get("evaluation_live") or metrics
     data = dataset_dir()
     predictor, _ = predictor_or_none()
@@ -284,9 +285,6 @@ def test_split(metrics: dict | None) -> None:
             st.caption(f"Predicts all test slices in `{data}` with the loaded model and recomputes every figure "
                        "(about half a minute on a laptop CPU). The shipped files are not changed.")
             if st.button("Recompute now", key="evaluation_recompute"):
-                from model.data import DatasetError
-                from model.evaluate import run
-
                 bar = st.progress(0.0, text="Classifying the test split…")
                 try:
                     live, table = run(data, predictor=predictor,
@@ -401,9 +399,6 @@ def slice_image(path: str, split: str, name: str) -> np.ndarray:
 @st.cache_data(max_entries=16, show_spinner=False)
 def mean_cam(path: str, items: tuple[tuple[str, str, int], ...]) -> tuple[np.ndarray, np.ndarray]:
     """Mean slice (uint8 (S, S)) and mean Grad-CAM map ((S, S) in [0, 1]) over (split, id, target) items."""
-    from model.explain import explain
-    from model.network import default_cam_layer
-
     predictor, _ = predictor_or_none()
     images = np.stack([slice_image(path, split, name) for split, name, _ in items])
     layer = default_cam_layer(predictor.image_size)  # layer2 at 48 px: layer4 would be 2x2
@@ -499,11 +494,6 @@ def gallery_items(rows: Rows, shown: np.ndarray, pred: int, slices: Rows) -> lis
 
 
 def draw_gallery(items: list[tuple[str, str, str]], target: int) -> None:
-    from dashboard.common import cached_explanation, get_predictor
-    from model.data import DatasetError
-    from model.explain import overlay
-    from model.network import default_cam_layer
-
     data = str(dataset_dir())
     cols = st.columns(6)
     for n, (split, name, caption) in enumerate(items):
@@ -533,8 +523,6 @@ def mean_maps(slices: Rows, key: str, note: str = "") -> None:
     stored = st.session_state.get(f"{key}_maps")
     if right.button(f"Compute the mean maps ({sum(map(len, samples.values())):,} Grad-CAM maps)",
                     key=f"{key}_maps_button"):
-        from model.data import DatasetError
-
         try:
             stored = compute_mean_maps(slices, samples, pred) | {"signature": signature}
         except (DatasetError, OSError, KeyError) as exc:
@@ -545,8 +533,6 @@ def mean_maps(slices: Rows, key: str, note: str = "") -> None:
     if not stored or stored["signature"] != signature:
         st.caption("Each map costs a forward and a backward pass, so they are computed on request.")
         return
-    from model.explain import overlay
-
     cols = st.columns(2 * NUM_CLASSES)
     for n, (c, is_right) in enumerate((c, r) for c in STAGE_ORDER for r in (True, False)):
         total = int(((slices.y == c) & ((pred == c) == is_right)).sum())

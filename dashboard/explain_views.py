@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.common import cached_explanation, cached_faithfulness, cached_randomisation
-from model.constants import DISPLAY_NAMES, NUM_CLASSES
-from model.explain import COLORMAPS, LAYER_METHODS, METHOD_NAMES, METHOD_NOTES, METHODS
-from model.network import CAM_LAYERS, default_cam_layer
+from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
+from model.core.network import CAM_LAYERS, default_cam_layer
+from model.qualify.explain import COLORMAPS, LAYER_METHODS, METHOD_NAMES, METHOD_NOTES, METHODS
 
 SLOW = ("integrated_gradients", "occlusion")
 

@@ -1,10 +1,11 @@
 """What qualifies an answer, on the Classify page: the guard's verdict, the uncertainty, the nearest
-training slices, and what was done to the file. Calls model.trust and model.scan_io; holds no logic."""
+training slices, and what was done to the file. Calls model.qualify.trust and model.scans.scan_io; holds no logic."""
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.common import dataset_dir, plain, train_images_by_path
+from model.qualify.trust import spread_sentence
 
 
 def verdict(assessment) -> None:
@@ -29,8 +30,6 @@ def verdict(assessment) -> None:
 
 
 def uncertainty_caption(assessment) -> None:
-    from model.trust import spread_sentence
-
     if assessment.spread_thresholds:
         st.caption(spread_sentence(assessment.spread, assessment.agreement, assessment.spread_thresholds))
     else:

@@ -1,5 +1,12 @@
-"""ResNet-34 staging of Alzheimer's disease on axial MRI slices: data, network,
-training, evaluation, inference and explanation. Plain PyTorch; no UI imports.
+"""ResNet-34 staging of Alzheimer's disease on axial MRI slices. Plain PyTorch; no UI imports.
 
-Command lines: `python -m model.data`, `model.train`, `model.evaluate`, `model.predict`.
+    core/      constants, network, preprocessing, weights, calibration, engines, inference, the dataset reader
+    scans/     reading what a user brings (images, DICOM, NIfTI/Analyze, archives) and grouping files into scans
+    qualify/   how far to trust an answer: guard, uncertainty, explanations, faithfulness, neighbours, metrics
+    serve/     the one pipeline (group -> open -> assess), the REST API, the command line, batch helpers
+    reports/   the result record, the reproducibility stamp, PDF/HTML reports, the model card
+    training/  what builds the shipped assets; nothing outside it imports it (tests/test_layout.py)
+
+Command line: `alzmri predict | train | crossval | evaluate | serve | data ...` (`python -m model.predict`,
+`model.train`, `model.crossval`, `model.evaluate` and `model.data` still work).
 """

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.constants import DATA_ENV_VAR, SPLIT_FILES, default_data_dir
+from model.core.constants import DATA_ENV_VAR, SPLIT_FILES, default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_slices():
     """Eight synthetic axial 'slices', two per class label: (8, 1, 128, 128) uint8, drawn here so that no
     dataset image is committed. A skull ring, grey and white matter, and ventricles that widen with the
     label's stage, plus noise: enough structure for decoding, Grad-CAM and the upload paths."""
-    from model.data import SliceSet
+    from model.core.dataset import SliceSet
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[-1:1:128j, -1:1:128j]
@@ -87,8 +87,8 @@ def test_slices():
 @pytest.fixture(scope="session")
 def tiny_assets(tmp_path_factory) -> Path:
     """An untrained ResNet-34 exported the way training exports, at 64 px."""
-    from model.checkpoint import export_weights
-    from model.network import build_model
+    from model.core.checkpoint import export_weights
+    from model.core.network import build_model
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("assets")
@@ -100,7 +100,7 @@ def tiny_assets(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_assets):
-    from model.inference import Predictor
+    from model.core.inference import Predictor
 
     return Predictor.from_assets(tiny_assets / "resnet34_alzheimer.safetensors",
                                  tiny_assets / "model_config.json", device="cpu")

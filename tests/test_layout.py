@@ -1,21 +1,76 @@
-"""The import rule of the layout: the product (model/) imports neither the app nor the lab."""
+"""The import rules of the layout, enforced.
+
+* the product (model/) imports neither the app nor the lab; the app imports not the lab;
+* runtime never imports training: nothing in model/ outside model/training/ imports it (the old-path command
+  shims and the `alzmri` dispatcher aside, each checked to be an entry point and nothing more), and the
+  dashboard never does;
+* model/scans/ needs no torch, and no runtime module imports the hub download code (huggingface_hub).
+
+Every rule is also run on a small tree that breaks it, so a rule that can no longer fail is noticed.
+"""
 import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# `python -m model.train` etc. keep working through these; each only hands over to its command (a package's
+# __main__, so that git still sees model/train.py as moved to model/training/train.py when branches merge)
+CLI_SHIMS = {"model/train/__main__.py", "model/crossval/__main__.py", "model/data/__main__.py"}
+# `alzmri ...`: imports a sub-command's module only when that sub-command runs
+DISPATCHER = "model/cli.py"
 
-def imported_packages(path: Path) -> set[str]:
-    """Top-level names of every module a file imports, including imports inside functions."""
+
+def imported_modules(path: Path) -> set[str]:
+    """Dotted names of every module a file imports, including imports inside functions: for
+    `from a.b import c` both "a.b" and "a.b.c" (c may be a module)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
     return names
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level names of every module a file imports."""
+    return {name.split(".")[0] for name in imported_modules(path)}
+
+
+def files(root: Path, folder: str, exclude: tuple[str, ...] = ()) -> list[Path]:
+    return [p for p in sorted((root / folder).rglob("*.py"))
+            if not any(p.relative_to(root).as_posix().startswith(e) for e in exclude)]
+
+
+def offenders(root: Path, paths: list[Path], forbidden_prefixes: tuple[str, ...]) -> dict[str, list[str]]:
+    """{file: the forbidden modules it imports} for every file that imports a module under a prefix."""
+    out = {}
+    for p in paths:
+        bad = sorted(m for m in imported_modules(p) if any(m == f or m.startswith(f + ".") for f in forbidden_prefixes))
+        if bad:
+            out[p.relative_to(root).as_posix()] = bad
+    return out
+
+
+def runtime_imports_training(root: Path) -> dict[str, list[str]]:
+    allowed = CLI_SHIMS | {DISPATCHER}
+    paths = [p for p in files(root, "model", exclude=("model/training/",))
+             if p.relative_to(root).as_posix() not in allowed]
+    return offenders(root, paths, ("model.training",))
+
+
+def dashboard_imports_training(root: Path) -> dict[str, list[str]]:
+    return offenders(root, files(root, "dashboard"), ("model.training",))
+
+
+def runtime_imports_hub(root: Path) -> dict[str, list[str]]:
+    return offenders(root, files(root, "model", exclude=("model/training/",)) + files(root, "dashboard"),
+                     ("huggingface_hub",))
 
 
 @pytest.mark.parametrize("folder, forbidden", [
@@ -24,9 +79,59 @@ def imported_packages(path: Path) -> set[str]:
     ("analysis", {"dashboard", "streamlit"}),
 ])
 def test_imports_go_one_way(folder, forbidden):
-    offenders = {str(p.relative_to(ROOT)): sorted(imported_packages(p) & forbidden)
-                 for p in sorted((ROOT / folder).rglob("*.py")) if imported_packages(p) & forbidden}
-    assert not offenders, f"{folder}/ must not import {sorted(forbidden)}: {offenders}"
+    found = {str(p.relative_to(ROOT)): sorted(imported_packages(p) & forbidden)
+             for p in sorted((ROOT / folder).rglob("*.py")) if imported_packages(p) & forbidden}
+    assert not found, f"{folder}/ must not import {sorted(forbidden)}: {found}"
+
+
+def test_runtime_never_imports_training():
+    assert not runtime_imports_training(ROOT), "model/ outside training/ imports model.training"
+
+
+def test_dashboard_never_imports_training():
+    assert not dashboard_imports_training(ROOT), "dashboard/ imports model.training"
+
+
+def test_runtime_never_imports_the_hub_download_code():
+    assert not runtime_imports_hub(ROOT)
+
+
+@pytest.mark.parametrize("shim", sorted(CLI_SHIMS))
+def test_command_shims_only_hand_over(shim):
+    """A shim is a docstring, one import of its command's entry function and the call."""
+    tree = ast.parse((ROOT / shim).read_text())
+    kinds = [type(node).__name__ for node in tree.body]
+    assert kinds == ["Expr", "ImportFrom", "Raise"], f"{shim}: {kinds}"
+    assert tree.body[1].module.startswith("model.training.") and len(tree.body[1].names) == 1
+
+
+def test_scans_need_no_torch():
+    """model.scans, imported in a fresh interpreter, loads no torch (directly or through what it imports)."""
+    code = ("import sys, importlib, pkgutil, model.scans as s\n"
+            "[importlib.import_module('model.scans.' + m.name) for m in pkgutil.iter_modules(s.__path__)]\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert not offenders(ROOT, files(ROOT, "model/scans"), ("torch", "torchvision"))
+
+
+def test_every_rule_catches_a_violation(tmp_path):
+    """Each rule, run on a tree that breaks it, names the offending file (imports inside functions too)."""
+    for rel, text in {
+        "model/serve/bad.py": "def f():\n    from model.training.train import cli\n",
+        "model/core/sneaky.py": "from model import training\n",
+        "model/train/__main__.py": "from model.training.train import cli\n",  # a shim may: it is an entry point
+        "model/training/ok.py": "from model.training.data import grouped_split\n",
+        "dashboard/page.py": "import model.training.subjects\n",
+        "model/qualify/hub.py": "def f():\n    import huggingface_hub\n",
+        "model/scans/torchy.py": "import torch\n",
+    }.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert set(runtime_imports_training(tmp_path)) == {"model/serve/bad.py", "model/core/sneaky.py"}
+    assert set(dashboard_imports_training(tmp_path)) == {"dashboard/page.py"}
+    assert set(runtime_imports_hub(tmp_path)) == {"model/qualify/hub.py"}
+    assert set(offenders(tmp_path, files(tmp_path, "model/scans"), ("torch",))) == {"model/scans/torchy.py"}
 
 
 def test_the_rule_catches_a_function_level_import(tmp_path):
@@ -36,8 +141,6 @@ def test_the_rule_catches_a_function_level_import(tmp_path):
 
 
 def test_requirements_txt_is_pyprojects_dependency_list():
-    import tomllib
-
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     listed = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
               if line.split("#")[0].strip()]

@@ -8,9 +8,9 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import plain, predictor_or_none, trust_bank_or_none
-from model.batch import GROUPINGS, classify_files, expand_uploads, server_files, subject_table
-from model.constants import BATCH_DIR_ENV_VAR
-from model.scan_io import SCAN_SUFFIXES, ScanError, group_uploads, open_upload
+from model.core.constants import BATCH_DIR_ENV_VAR
+from model.scans.scan_io import SCAN_SUFFIXES, ScanError, group_uploads, open_upload
+from model.serve.batch import GROUPINGS, classify_files, expand_uploads, server_files, subject_table
 
 st.title("Batch")
 st.caption("Many slices or volumes at once: each gets a stage, calibrated probabilities, an uncertainty and "

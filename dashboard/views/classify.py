@@ -15,11 +15,11 @@ from dashboard.common import (
     test_split,
 )
 from dashboard.trust_views import nearest_slices, scan_details, uncertainty_caption, verdict
-from model.constants import DISPLAY_NAMES, NUM_CLASSES
-from model.explain import LAYER_METHODS, METHOD_NAMES, overlay
-from model.report import png_bytes, result_record
-from model.reports import reproducibility_stamp, scan_report_pdf
-from model.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES, ScanError, group_uploads, open_upload
+from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
+from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, overlay
+from model.reports.documents import reproducibility_stamp, scan_report_pdf
+from model.reports.record import png_bytes, result_record
+from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES, ScanError, group_uploads, open_upload
 
 st.title("Classify a scan")
 st.caption("2D axial T1-weighted brain MRI slices like those of the training data (OASIS-1), as images, DICOM, "
@@ -46,7 +46,7 @@ if source == "Upload a scan":
                              "of one DICOM series, or several slices of one subject",
                              accept_multiple_files=True, key="classify_upload")
     # No `type=`: Streamlit's own suffix check raises before this script runs (a NUL byte in a crafted file name
-    # breaks the uploader for the session); model.scan_io checks every file against its allow-list instead, and
+    # breaks the uploader for the session); model.scans.scan_io checks every file against its allow-list instead, and
     # says why a file is refused.
     if not files:
         st.info(f"Drop a scan above. Readable: {ACCEPTED}." + (" Or pick a test-split example." if data else ""))

@@ -3,7 +3,7 @@ import streamlit as st
 
 from dashboard import evaluation_views as views
 from dashboard.common import predictor_or_none, shipped_baseline, shipped_config, shipped_crossval, shipped_metrics
-from model import reports
+from model.reports import documents as reports
 
 st.title("Evaluation")
 crossval, metrics = shipped_crossval(), shipped_metrics()

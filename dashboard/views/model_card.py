@@ -10,10 +10,10 @@ from dashboard.common import (
     shipped_metrics,
     training_log,
 )
-from model.card import model_card_markdown
-from model.constants import GUARD_RATES_PATH, SELECTION_LOG_PATH
-from model.faithfulness import FAITHFULNESS_PATH
-from model.trust import TRUST_PATH
+from model.core.constants import GUARD_RATES_PATH, SELECTION_LOG_PATH
+from model.qualify.faithfulness import FAITHFULNESS_PATH
+from model.qualify.trust import TRUST_PATH
+from model.reports.card import model_card_markdown
 
 st.title("Model card")
 config = shipped_config()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from analysis.baseline import main
-from model.neighbours import nearest_neighbours
+from model.qualify.neighbours import nearest_neighbours
 
 
 def test_nearest_neighbours_finds_the_closest_image_and_its_rms_distance():
@@ -29,7 +29,7 @@ def test_nearest_neighbours_refuses_mismatched_shapes():
 
 
 def test_refit_reference_is_all_of_train(data_dir, monkeypatch):
-    import model.data as data
+    import model.core.dataset as data
     from analysis.baseline import run
 
     real = data.load_split
@@ -39,7 +39,7 @@ def test_refit_reference_is_all_of_train(data_dir, monkeypatch):
 
 
 def test_cli_writes_val_and_test_figures(tmp_path, data_dir, monkeypatch):
-    import model.data as data
+    import model.core.dataset as data
 
     real = data.load_split
     monkeypatch.setattr(data, "load_split", lambda split, d=None, **kw: real(split, d, limit=200))
@@ -55,7 +55,7 @@ def test_cli_writes_val_and_test_figures(tmp_path, data_dir, monkeypatch):
 def test_shipped_baseline_is_reproduced_from_the_shared_data(data_dir):
     """The lookup figure quoted in the README and the app is recomputed, not trusted (about 10 s)."""
     from analysis.baseline import run
-    from model.constants import BASELINE_PATH, MODEL_CONFIG_PATH
+    from model.core.constants import BASELINE_PATH, MODEL_CONFIG_PATH
 
     shipped = json.loads(BASELINE_PATH.read_text())
     tc = json.loads(MODEL_CONFIG_PATH.read_text())["train_config"]  # the reference is what the network trained on
@@ -69,8 +69,8 @@ def test_shipped_baseline_is_reproduced_from_the_shared_data(data_dir):
 
 def test_lookup_score_labels_each_slice_like_its_nearest_reference_slice():
     from analysis.baseline import lookup_score
-    from model.evaluate import recalled_counts
-    from model.data import SliceSet
+    from model.qualify.evaluate import recalled_counts
+    from model.core.dataset import SliceSet
 
     grey = torch.tensor([0, 60, 120, 180, 240], dtype=torch.uint8)
     reference = SliceSet(grey[:, None, None, None].expand(5, 1, 4, 4).contiguous(), torch.tensor([0, 1, 2, 3, 3]),

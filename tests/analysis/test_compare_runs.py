@@ -34,7 +34,7 @@ def test_an_ensemble_of_runs_that_err_on_different_slices_fixes_both():
 
 def fake_runs(monkeypatch, runs: dict):
     """validation_logits replaced by fixed logits per run dir name: {name: (logits, labels, val_ids)}."""
-    from model.data import SliceSet
+    from model.core.dataset import SliceSet
     from analysis.prior_shift import ValidationRun
 
     def validation_logits(run, device="auto"):
@@ -81,7 +81,7 @@ def test_compare_refuses_other_slices_and_the_same_run_twice(monkeypatch, tmp_pa
 
 
 def test_cli_compares_two_real_runs(tmp_path, data_dir, capsys):
-    from model.train import TrainConfig, main
+    from model.training.train import TrainConfig, main
 
     common = dict(data_dir=str(data_dir), image_size=32, epochs=1, batch_size=16, limit=300,
                   eval_batch_size=64, threads=1, select="last")
@@ -96,7 +96,7 @@ def test_cli_compares_two_real_runs(tmp_path, data_dir, capsys):
 
 
 def test_shipped_comparison_is_consistent():
-    from model.constants import RUN_COMPARISON_PATH
+    from model.core.constants import RUN_COMPARISON_PATH
 
     result = json.loads(RUN_COMPARISON_PATH.read_text())
     scores = {" + ".join(r["runs"]): r for r in result["scores"]}

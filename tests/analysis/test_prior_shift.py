@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from analysis import prior_shift
-from model.constants import NUM_CLASSES
+from model.core.constants import NUM_CLASSES
 
 
 def test_tau_zero_is_the_calibrated_softmax_and_tau_one_divides_the_prior_out():
@@ -46,7 +46,7 @@ def test_sweep_scores_each_tau_and_choose_prefers_the_smaller_on_a_tie():
 
 
 def test_cli_sweeps_a_buffered_run(tmp_path, data_dir, capsys):
-    from model.train import TrainConfig, main
+    from model.training.train import TrainConfig, main
 
     run = tmp_path / "run"
     main(TrainConfig(data_dir=str(data_dir), output_dir=str(run), image_size=32, epochs=1, batch_size=16,
@@ -64,7 +64,7 @@ def test_cli_sweeps_a_buffered_run(tmp_path, data_dir, capsys):
     assert sum(int(v.split("/")[0]) for v in lookup["recalled"].values()) == lookup["n"] - lookup["errors"]
     assert lookup["accuracy"] == pytest.approx(1 - lookup["errors"] / lookup["n"])
     from analysis.baseline import lookup_score
-    from model.train import load_data
+    from model.training.train import load_data
     train_set, val_set = load_data(TrainConfig(data_dir=str(data_dir), limit=400, val_buffer=20.0))
     assert lookup == lookup_score(train_set, val_set)  # the buffered train slices are its reference
     assert "nearest-neighbour lookup on the same split" in out

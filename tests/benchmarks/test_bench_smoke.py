@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.constants import CONFIG_FILES_PRESENT
+from model.core.constants import CONFIG_FILES_PRESENT
 
 ROOT = Path(__file__).resolve().parents[2]
 

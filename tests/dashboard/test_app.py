@@ -5,7 +5,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from model.constants import (
+from model.core.constants import (
     BASELINE_PATH,
     CONFIG_FILES_PRESENT,
     CROSSVAL_PATH,
@@ -14,7 +14,7 @@ from model.constants import (
     MODEL_CONFIG_PATH,
     PROJECT_ROOT,
 )
-from model.report import png_bytes
+from model.reports.record import png_bytes
 
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
 pytestmark = pytest.mark.skipif(not CONFIG_FILES_PRESENT(), reason="no shipped model in assets/")
@@ -206,7 +206,7 @@ def test_evaluation_page_matches_metrics_file():
     distance = specs["evaluation_distance"]["data"]
     assert [t["name"] for t in distance] == ["this model", "nearest-train-slice lookup"]
     assert distance[0]["y"] == [r["accuracy"] for r in metrics["by_train_distance"] if r["n"]]
-    from model.neighbours import distance_summary
+    from model.qualify.neighbours import distance_summary
 
     assert any(c.value == distance_summary(metrics["by_train_distance"]) for c in at.caption)
     at.toggle(key="evaluation_test_normalize").set_value(True).run()

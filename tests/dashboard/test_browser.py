@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model.constants import CONFIG_FILES_PRESENT, PROJECT_ROOT
-from model.report import png_bytes
+from model.core.constants import CONFIG_FILES_PRESENT, PROJECT_ROOT
+from model.reports.record import png_bytes
 from tests.dashboard.live import CHROMIUM, browser_page, streamlit_server, upload_through_chooser, wait_idle
 
 pytestmark = [

@@ -2,8 +2,8 @@
 the trivial baselines, and the randomisation check."""
 import pytest
 
-from model.constants import CONFIG_FILES_PRESENT
-from model.report import png_bytes
+from model.core.constants import CONFIG_FILES_PRESENT
+from model.reports.record import png_bytes
 from tests.dashboard.test_app import frame, start
 
 pytestmark = pytest.mark.skipif(not CONFIG_FILES_PRESENT(), reason="no shipped model in assets/")

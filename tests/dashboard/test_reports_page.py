@@ -4,7 +4,7 @@ import io
 import pytest
 from pypdf import PdfReader
 
-from model.constants import CONFIG_FILES_PRESENT, CROSSVAL_PATH
+from model.core.constants import CONFIG_FILES_PRESENT, CROSSVAL_PATH
 from tests.dashboard.test_app import start
 
 pytestmark = pytest.mark.skipif(not (CONFIG_FILES_PRESENT() and CROSSVAL_PATH.is_file()),

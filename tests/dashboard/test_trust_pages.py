@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from model.constants import CONFIG_FILES_PRESENT, DISPLAY_NAMES
-from model.report import png_bytes
-from model.trust import TRUST_BANK_PATH
+from model.core.constants import CONFIG_FILES_PRESENT, DISPLAY_NAMES
+from model.reports.record import png_bytes
+from model.qualify.trust import TRUST_BANK_PATH
 from tests.dashboard.test_app import start
 
 pytestmark = pytest.mark.skipif(not (CONFIG_FILES_PRESENT() and TRUST_BANK_PATH.is_file()),
@@ -112,9 +112,9 @@ def test_a_test_split_slice_is_flagged_as_a_near_copy():
 
 @pytest.mark.data
 def test_a_never_trained_subjects_slice_passes_the_guard(data_dir):
-    from model.data import load_split_with_keys
-    from model.subjects import subjects_for
-    from model.trust import TrustBank
+    from model.core.dataset import load_split_with_keys
+    from model.core.dataset import subjects_for
+    from model.qualify.trust import TrustBank
 
     test, keys = load_split_with_keys("test", data_dir)
     groups = subjects_for("test", keys.path, keys.sha256)
@@ -160,7 +160,7 @@ def test_batch_page_classifies_uploads_and_archives_and_names_every_failure(test
 
 
 def test_a_batch_row_opens_on_the_classify_page(test_slices):
-    from model.scan_io import open_scan
+    from model.scans.scan_io import open_scan
 
     at = start()
     at.session_state["classify_from_batch"] = open_scan(png_bytes(test_slices.images[3, 0].numpy()), "cohort/s3.png")

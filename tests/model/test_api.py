@@ -1,4 +1,4 @@
-"""The prediction API (model.api): every endpoint, every refusal, the limits, concurrency, and a real uvicorn.
+"""The prediction API (model.serve.api): every endpoint, every refusal, the limits, concurrency, and a real uvicorn.
 
 Most tests drive the app in-process with FastAPI's TestClient and the tiny untrained predictor; the limits that
 must hold before a body is read are checked by calling the ASGI app directly, counting what it reads.
@@ -21,10 +21,10 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from model.api import API_KEY_ENV_VAR, Limits, create_app
-from model.constants import CLASS_NAMES, CONFIG_FILES_PRESENT, DISPLAY_NAMES
-from model.scan_io import open_upload
-from model.trust import TrustBank, TrustBankError, assess
+from model.serve.api import API_KEY_ENV_VAR, Limits, create_app
+from model.core.constants import CLASS_NAMES, CONFIG_FILES_PRESENT, DISPLAY_NAMES
+from model.scans.scan_io import open_upload
+from model.qualify.trust import TrustBank, TrustBankError, assess
 from tests.conftest import png_bytes
 from tests.model.hostile import analyze_pair, nifti_bytes
 
@@ -168,7 +168,7 @@ def test_predict_an_analyze_pair_sent_as_two_files(client, test_slices):
 
 
 def test_explain_gives_the_overlay_and_the_map(client, tiny_predictor, scans):
-    from model.explain import explain
+    from model.qualify.explain import explain
 
     r = client.post("/v1/explain?colormap=viridis&alpha=0.3", files={"file": ("head.png", scans[0])})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
@@ -441,11 +441,11 @@ def test_past_the_in_flight_limit_a_request_is_refused_at_once(bank, scans):
 @pytest.mark.slow
 @pytest.mark.skipif(not CONFIG_FILES_PRESENT(), reason="no shipped model in assets/")
 def test_a_real_uvicorn_server_with_the_shipped_model(test_slices, tmp_path):
-    """`uvicorn model.api:app` as `make api` starts it: health, one PNG, and the load test's API clients."""
+    """`uvicorn model.serve.api:app` as `make api` starts it: health, one PNG, and the load test's API clients."""
     import httpx
 
     from benchmarks.load_test import api_clients, api_server, expected_answers
-    from model.inference import Predictor
+    from model.core.inference import Predictor
 
     log = tmp_path / "server.log"
     with api_server({API_KEY_ENV_VAR: ""}, log_path=log) as (url, _, _):
@@ -467,7 +467,7 @@ def test_a_real_uvicorn_server_with_the_shipped_model(test_slices, tmp_path):
 
 
 def test_explain_takes_any_method_of_model_explain(client, scans):
-    from model.explain import METHODS
+    from model.qualify.explain import METHODS
 
     png_scan = scans[0]
     for method in ("guided_gradcam", "occlusion"):

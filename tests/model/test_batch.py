@@ -1,13 +1,13 @@
-"""Batch work (model.batch): archives unpacked within limits, every file in the rows, subjects grouped."""
+"""Batch work (model.serve.batch): archives unpacked within limits, every file in the rows, subjects grouped."""
 import io
 import zipfile
 
 import numpy as np
 import pytest
 
-from model import batch
-from model.batch import classify_files, expand_uploads, expand_zip, server_files, subject_key, subject_table
-from model.scan_io import ScanError
+from model.serve import batch
+from model.serve.batch import classify_files, expand_uploads, expand_zip, server_files, subject_key, subject_table
+from model.scans.scan_io import ScanError
 from tests.conftest import png_bytes
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from model.calibration import expected_calibration_error, fit_temperature
-from model.checkpoint import ChecksumError, ModelLoadError, export_weights, load_verified_state_dict
-from model.data import sha256_file
-from model.inference import Predictor
-from model.network import build_model, pick_device
+from model.core.calibration import expected_calibration_error, fit_temperature
+from model.core.checkpoint import ChecksumError, ModelLoadError, export_weights, load_verified_state_dict
+from model.core.checkpoint import sha256_file
+from model.core.inference import Predictor
+from model.core.network import build_model, pick_device
 
 
 def test_fit_temperature_recovers_the_true_temperature():

@@ -1,7 +1,7 @@
 import json
 
-from model.card import model_card_markdown
-from model.constants import BASELINE_PATH, CROSSVAL_PATH, METRICS_PATH, MODEL_CONFIG_PATH
+from model.reports.card import model_card_markdown
+from model.core.constants import BASELINE_PATH, CROSSVAL_PATH, METRICS_PATH, MODEL_CONFIG_PATH
 
 
 def shipped():
@@ -16,7 +16,7 @@ def test_card_states_recipe_metrics_and_limitations_from_the_files():
                     "### Limitations and risks"):
         assert heading in card
     assert "Subject leakage" in card and "most similar training slice" in card
-    from model.neighbours import distance_summary
+    from model.qualify.neighbours import distance_summary
 
     assert f"**Where the errors are.** {distance_summary(metrics['by_train_distance'])}" in card
 
@@ -66,8 +66,8 @@ def _summary(mean, lo, hi):
 
 
 def test_card_states_the_checks_on_every_input_and_the_faithfulness_verdict():
-    from model.card import faithfulness_section, trust_section
-    from model.trust import TRUST_PATH
+    from model.reports.card import faithfulness_section, trust_section
+    from model.qualify.trust import TRUST_PATH
 
     trust = json.loads(TRUST_PATH.read_text())
     text = "\n".join(trust_section(trust, {"flagged": 94, "images": 94}))

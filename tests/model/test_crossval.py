@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from model import crossval
-from model.constants import CLASS_NAMES
-from model.data import SliceSet, grouped_split
-from model.train import TrainConfig
+from model.training import crossval
+from model.core.constants import CLASS_NAMES
+from model.core.dataset import SliceSet
+from model.training.data import grouped_split
+from model.training.train import TrainConfig
 
 
 def tiny_set(n_per_class=(4, 2, 6, 4), slices=3, size=32, seed=0):
@@ -63,7 +64,7 @@ def test_cross_validate_predicts_every_slice_once_and_resumes(tmp_path, monkeypa
     def no_training(*a, **k):
         raise AssertionError("a finished fold was trained again")
 
-    monkeypatch.setattr("model.train.main", no_training)
+    monkeypatch.setattr("model.training.train.main", no_training)
     _, again, _ = crossval.cross_validate(data, groups, recipe(), 2, 0, 0.3, tmp_path)
     assert np.array_equal(again, logits)
     with pytest.raises(ValueError, match="another plan"):
@@ -112,8 +113,8 @@ def test_set_temperature_only_for_the_cross_validated_recipe(tmp_path):
     import dataclasses
     import json
 
-    from model.checkpoint import export_weights
-    from model.network import build_model
+    from model.core.checkpoint import export_weights
+    from model.core.network import build_model
 
     cfg = recipe(val_by_subject=True, val_fraction=0.1, output_dir="runs/x", export_dir=str(tmp_path))
     export_weights(build_model(), tmp_path, cfg=dataclasses.asdict(cfg), temperature=0.7, data_fingerprint={},

@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from model.constants import CLASS_NAMES, NUM_CLASSES
-from model.data import DatasetError, fingerprint, load_image_folder, load_parquet, load_split, stratified_split
+from model.core.constants import CLASS_NAMES, NUM_CLASSES
+from model.core.dataset import DatasetError, fingerprint, load_image_folder, load_parquet, load_split
+from model.training.data import stratified_split
 
 README_SHA = {
     "train": "d50b27c943b61afbd0d45cd96dbc5cc4cd5662165f9f42f2e604a93a7404fbb1",
@@ -142,7 +143,7 @@ def test_download_places_both_splits(tmp_path, monkeypatch):
         return local_dir
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=fake_snapshot_download))
-    from model.data import download
+    from model.training.data import download
 
     dest = tmp_path / "data"
     paths = download(dest)
@@ -156,7 +157,7 @@ def test_download_without_hub_package_says_what_to_install(tmp_path, monkeypatch
     import sys
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    from model.data import download
+    from model.training.data import download
 
     with pytest.raises(DatasetError, match="pip install huggingface_hub"):
         download(tmp_path)
@@ -174,7 +175,7 @@ def test_download_cli_validates_what_arrived_and_compares_with_the_card(tmp_path
         return local_dir
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=fake_snapshot_download))
-    from model.data import main
+    from model.training.data import main
 
     assert main(["download", "--dest", str(tmp_path / "data"), "--keep-hub-split"]) == 0
     out, err = capsys.readouterr()
@@ -188,7 +189,7 @@ def test_download_without_network_is_a_clear_error(tmp_path):
     import subprocess
     import sys
 
-    from model.constants import PROJECT_ROOT
+    from model.core.constants import PROJECT_ROOT
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
     proc = subprocess.run([sys.executable, "-m", "model.data", "download", "--dest", str(tmp_path / "d")],
@@ -234,7 +235,7 @@ def write_hf(path, images, labels):
 @pytest.fixture
 def local_copy(tmp_path):
     """The project's copy of the ten slices, its split list, and a folder to download into."""
-    from model.data import make_split_list
+    from model.training.data import make_split_list
 
     shared = tmp_path / "shared"
     for split, rows in (("train", range(7)), ("test", range(7, 10))):
@@ -263,7 +264,7 @@ def stub_hub(monkeypatch, files):
 
 
 def test_dhash_keeps_lossless_copies_and_moves_little_under_jpeg():
-    from model.data import DHASH_SIZE, _signs, dhash
+    from model.training.data import DHASH_SIZE, _signs, dhash
 
     key = dhash(PIXELS[0])
     assert len(key) == DHASH_SIZE * DHASH_SIZE // 4
@@ -277,7 +278,7 @@ def test_dhash_keeps_lossless_copies_and_moves_little_under_jpeg():
 
 
 def test_split_list_has_one_row_per_slice_and_round_trips(local_copy, tmp_path, capsys):
-    from model.data import SPLIT_LIST_COLUMNS, main, read_split_list
+    from model.training.data import SPLIT_LIST_COLUMNS, main, read_split_list
 
     shared, listed, _ = local_copy
     frame = read_split_list(listed)
@@ -290,7 +291,7 @@ def test_split_list_has_one_row_per_slice_and_round_trips(local_copy, tmp_path, 
 
 
 def test_split_list_refuses_slices_it_cannot_tell_apart(tmp_path):
-    from model.data import make_split_list
+    from model.training.data import make_split_list
 
     write_hf(tmp_path / "train-00000-of-00001.parquet", [(ORIGINALS[0], "a/x.jpg"), (ORIGINALS[0], "a/y.jpg")], [0, 0])
     write_hf(tmp_path / "test-00000-of-00001.parquet", [(ORIGINALS[1], "a/z.jpg")], [0])
@@ -299,7 +300,7 @@ def test_split_list_refuses_slices_it_cannot_tell_apart(tmp_path):
 
 
 def test_a_damaged_split_list_is_named(local_copy, tmp_path):
-    from model.data import read_split_list
+    from model.training.data import read_split_list
 
     _, listed, _ = local_copy
     frame = pd.read_csv(listed, dtype=str)
@@ -316,7 +317,8 @@ def test_a_damaged_split_list_is_named(local_copy, tmp_path):
 
 def test_download_resplits_the_hubs_arrangement_as_listed(local_copy, monkeypatch, capsys):
     """The hub holds the same bytes split 5/5 in another order and without paths: the project's files come back."""
-    from model.data import main, sha256_file
+    from model.training.data import main
+    from model.core.checkpoint import sha256_file
 
     shared, listed, dest = local_copy
     order = [9, 3, 0, 7, 5, 1, 8, 2, 6, 4]
@@ -335,7 +337,7 @@ def test_download_resplits_the_hubs_arrangement_as_listed(local_copy, monkeypatc
 
 def test_download_finds_reencoded_slices_by_their_pixels(local_copy, monkeypatch):
     """Bytes differ (PNG, or JPEG again at quality 75) and the split differs: the dhash still finds every slice."""
-    from model.data import main
+    from model.training.data import main
 
     shared, listed, dest = local_copy
     decoded = [np.asarray(Image.open(io.BytesIO(b))) for b in ORIGINALS]
@@ -353,7 +355,7 @@ def test_download_finds_reencoded_slices_by_their_pixels(local_copy, monkeypatch
 
 
 def test_download_with_a_slice_missing_names_it_and_writes_nothing(local_copy, monkeypatch, capsys):
-    from model.data import main
+    from model.training.data import main
 
     _, listed, dest = local_copy
     kept = [i for i in range(10) if i != 2]
@@ -370,7 +372,7 @@ def test_download_with_a_slice_missing_names_it_and_writes_nothing(local_copy, m
 
 
 def test_extra_copies_and_relabelled_slices_are_named(local_copy, tmp_path):
-    from model.data import apply_split_list
+    from model.training.data import apply_split_list
 
     _, listed, dest = local_copy
     images = [(b, None) for b in ORIGINALS] + [(ORIGINALS[4], "dup.jpg"), (encode(smooth_slice(99)), "new.jpg")]
@@ -390,7 +392,7 @@ def test_extra_copies_and_relabelled_slices_are_named(local_copy, tmp_path):
 def test_skip_existing_checks_the_copy_instead_of_downloading(local_copy, monkeypatch, capsys):
     import shutil
 
-    from model.data import main
+    from model.training.data import main
 
     shared, listed, _ = local_copy
     calls = stub_hub(monkeypatch, {})
@@ -410,7 +412,7 @@ def test_skip_existing_checks_the_copy_instead_of_downloading(local_copy, monkey
 @pytest.mark.data
 def test_real_test_slices_are_listed_as_test_slices(data_dir):
     """The committed list knows real test-split slices by their bytes, and a part of the data is refused."""
-    from model.data import match_split_list, parquet_slices, read_split_list
+    from model.training.data import match_split_list, parquet_slices, read_split_list
 
     listed = read_split_list()
     slices = parquet_slices([data_dir / "test-00000-of-00001.parquet"]).head(8)
@@ -423,8 +425,8 @@ def test_real_test_slices_are_listed_as_test_slices(data_dir):
 
 @pytest.mark.data
 def test_committed_split_list_is_the_shared_copys_split(data_dir):
-    from model.constants import DATASET_CARD_COUNTS, SPLIT_LIST_PATH
-    from model.data import make_split_list, read_split_list
+    from model.core.constants import DATASET_CARD_COUNTS, SPLIT_LIST_PATH
+    from model.training.data import make_split_list, read_split_list
 
     listed = read_split_list(SPLIT_LIST_PATH)  # checks both keys and the paths are unique
     assert len(listed) == 6400 and listed.sha256.nunique() == listed.dhash.nunique() == 6400
@@ -438,8 +440,8 @@ def test_the_shared_slices_in_another_arrangement_rebuild_the_shared_files(data_
     """What `make data` does with a hub that holds the same bytes: files with the dataset README's SHA-256s."""
     import pyarrow.parquet as pq
 
-    from model.constants import SPLIT_FILES
-    from model.data import apply_split_list
+    from model.core.constants import SPLIT_FILES
+    from model.training.data import apply_split_list
 
     tables = [pq.read_table(data_dir / name) for name in SPLIT_FILES.values()]
     images = tables[0].column("image").to_pylist() + tables[1].column("image").to_pylist()

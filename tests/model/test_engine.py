@@ -1,11 +1,11 @@
-"""The exported engines (model.engine) reproduce the PyTorch network, and the Predictor uses them only to predict."""
+"""The exported engines (model.core.engine) reproduce the PyTorch network, and the Predictor uses them only to predict."""
 import numpy as np
 import pytest
 import torch
 
-from model.engine import ENGINES, EngineError, export_onnx, load_engine
-from model.explain import explain
-from model.inference import Predictor
+from model.core.engine import ENGINES, EngineError, export_onnx, load_engine
+from model.qualify.explain import explain
+from model.core.inference import Predictor
 
 EXPORTED = [e for e in ENGINES if e != "torch"]
 
@@ -77,11 +77,11 @@ def test_damaged_cache_file_is_exported_again(tiny_predictor, engine_cache, tmp_
 
 def test_engine_that_disagrees_is_refused(tiny_predictor, tmp_path, monkeypatch):
     """An export that does not reproduce the network (here always another one) is refused, not used."""
-    import model.engine
+    import model.core.engine
 
     other = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     wrong = export_onnx(other, 64, sha256="0" * 64, cache=tmp_path)
-    monkeypatch.setattr(model.engine, "export_onnx", lambda *args, **kwargs: wrong)
+    monkeypatch.setattr(model.core.engine, "export_onnx", lambda *args, **kwargs: wrong)
     with pytest.raises(EngineError, match="differ from PyTorch"):
         load_engine("onnxruntime", tiny_predictor.net, image_size=64, sha256=tiny_predictor.sha256)
 

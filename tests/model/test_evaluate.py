@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from model.neighbours import by_train_distance, distance_summary
-from model.evaluate import compute_metrics, predictions_table
+from model.qualify.neighbours import by_train_distance, distance_summary
+from model.qualify.evaluate import compute_metrics, predictions_table
 
 
 def synthetic(n=400, seed=0, noise=1.0):
@@ -59,7 +59,7 @@ def test_predictions_table_columns():
 
 
 def test_exact_recall_interval_is_honest_for_a_perfect_small_class():
-    from model.evaluate import clopper_pearson
+    from model.qualify.evaluate import clopper_pearson
 
     lo, hi = clopper_pearson(15, 15)
     assert hi == 1.0 and lo == pytest.approx(0.782, abs=1e-3)  # 0.025 ** (1 / 15)
@@ -71,7 +71,7 @@ def test_exact_recall_interval_is_honest_for_a_perfect_small_class():
 def test_cli_writes_both_files_and_reports_bad_weights(tiny_assets, data_dir, tmp_path, capsys):
     import json
 
-    from model.evaluate import main
+    from model.qualify.evaluate import main
 
     model_args = ["--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
                   "--config", str(tiny_assets / "model_config.json"), "--data-dir", str(data_dir)]
@@ -106,7 +106,7 @@ def test_accuracy_by_distance_to_the_nearest_train_slice():
 
 
 def test_a_class_missing_from_a_subject_resample_is_undefined_not_zero():
-    from model.evaluate import compute_metrics
+    from model.qualify.evaluate import compute_metrics
 
     # 200 subjects, 2 of them Moderate, every one staged right: about 13% of resamples hold no Moderate subject.
     y = np.array([1, 1] + [0] * 28 + [2] * 100 + [3] * 70)
@@ -118,7 +118,7 @@ def test_a_class_missing_from_a_subject_resample_is_undefined_not_zero():
 
 
 def test_slices_of_one_subject_are_resampled_together():
-    from model.evaluate import bootstrap_intervals
+    from model.qualify.evaluate import bootstrap_intervals
 
     # 4 subjects of 50 identical slices each: a slice bootstrap would make the interval far too narrow
     y = np.repeat([0, 2, 0, 2], 50)

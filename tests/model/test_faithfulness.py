@@ -1,20 +1,13 @@
-"""Explanation methods and their checks (model.explain, model.faithfulness) on networks with known answers."""
+"""Explanation methods and their checks (model.qualify.explain, model.qualify.faithfulness) on networks with known answers."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from model.explain import METHODS, explain
-from model.faithfulness import (
-    deletion_insertion,
-    faithfulness,
-    randomised_copy,
-    rank_correlation,
-    score_methods,
-    sobel_map,
-    verdict,
-)
-from model.inference import Predictor
+from model.qualify.explain import METHODS, explain
+from model.qualify.faithfulness import deletion_insertion, faithfulness, randomised_copy, rank_correlation, sobel_map
+from model.training.build_faithfulness import score_methods, verdict
+from model.core.inference import Predictor
 
 
 class QuadrantNet(nn.Module):

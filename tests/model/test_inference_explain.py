@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.constants import CLASS_NAMES
-from model.explain import explain, overlay
+from model.core.constants import CLASS_NAMES
+from model.qualify.explain import explain, overlay
 
 
 def test_probabilities_are_calibrated_softmax(tiny_predictor, test_slices):
@@ -32,7 +32,7 @@ def test_predict_one_is_the_calibrated_softmax_of_the_logits(tiny_predictor, tes
 
 
 def test_subject_prediction_averages_probabilities():
-    from model.inference import Prediction, subject_prediction
+    from model.core.inference import Prediction, subject_prediction
 
     slices = [Prediction((0.6, 0.0, 0.4, 0.0), 0), Prediction((0.1, 0.0, 0.45, 0.45), 2),
               Prediction((0.2, 0.0, 0.5, 0.3), 2)]

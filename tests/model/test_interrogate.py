@@ -1,4 +1,4 @@
-"""model.interrogate: known answers, agreement with scikit-learn, and the shipped files reproduced."""
+"""model.qualify.interrogate: known answers, agreement with scikit-learn, and the shipped files reproduced."""
 import json
 
 import numpy as np
@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from model import interrogate as it
-from model.calibration import expected_calibration_error
-from model.constants import CLASS_NAMES, CROSSVAL_PATH, CROSSVAL_PREDICTIONS_PATH, METRICS_PATH, PREDICTIONS_PATH
-from model.evaluate import compute_metrics
+from model.qualify import interrogate as it
+from model.core.calibration import expected_calibration_error
+from model.core.constants import CLASS_NAMES, CROSSVAL_PATH, CROSSVAL_PREDICTIONS_PATH, METRICS_PATH, PREDICTIONS_PATH
+from model.qualify.evaluate import compute_metrics
 
 MILD, MODERATE, NON, VERY_MILD = range(4)  # label ids; stage order is NON, VERY_MILD, MILD, MODERATE
 

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from model import objectives
-from model.constants import CLASS_NAMES
-from model.network import build_model
-from model.preprocess import mri_intensity, to_input
+from model.training import objectives
+from model.core.constants import CLASS_NAMES
+from model.core.network import build_model
+from model.core.preprocess import mri_intensity, to_input
 
 NON, VERY, MILD, MOD = (CLASS_NAMES.index(n) for n in
                         ("Non_Demented", "Very_Mild_Demented", "Mild_Demented", "Moderate_Demented"))
@@ -118,7 +118,7 @@ def test_mri_intensity_changes_grey_levels_but_keeps_shape_and_range():
     x = to_input(images, 48)
     y = mri_intensity(x, g)
     assert y.shape == x.shape and not torch.allclose(x, y)
-    from model.constants import MEAN, STD
+    from model.core.constants import MEAN, STD
     grey = y * STD + MEAN
     assert grey.min() >= -1e-6 and grey.max() <= 1 + 1e-6
     inside, outside = grey[:, :, 16:32, 16:32].mean(), grey[:, :, :8, :8].mean()

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from model.predict import main
+from model.serve.predict import main
 from tests.conftest import png_bytes
 
 
@@ -98,7 +98,7 @@ def test_cli_gives_every_file_a_row_and_opens_clinical_formats(tiny_assets, test
 def test_cli_rows_carry_the_guards_flags_and_the_spread(tiny_assets, test_slices, tmp_path):
     import pytest
 
-    from model.trust import TRUST_BANK_PATH
+    from model.qualify.trust import TRUST_BANK_PATH
 
     if not TRUST_BANK_PATH.is_file():
         pytest.skip("no shipped trust bank")

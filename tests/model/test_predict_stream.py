@@ -1,4 +1,4 @@
-"""Batch prediction that streams and scales out (model.predict): the grouping pass agrees with
+"""Batch prediction that streams and scales out (model.serve.predict): the grouping pass agrees with
 `scan_io.group_uploads`, at most --batch-size decoded slices are held whatever the input's size, archives and
 parquet files are read a member or a batch of rows at a time, and a torchrun run with two CPU processes writes
 the same table as one process."""
@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model.batch
-import model.predict
-import model.trust
-from model.batch import iter_zip
-from model.inference import Prediction
-from model.predict import FORMATS, Plan, format_rows, main
-from model.scan_io import ScanError, group_uploads
-from model.trust import Assessment
+import model.serve.batch
+import model.serve.predict
+from model.serve.batch import iter_zip
+from model.core.inference import Prediction
+from model.serve.predict import FORMATS, Plan, format_rows, main
+from model.scans.scan_io import ScanError, group_uploads
+from model.qualify.trust import Assessment
 from tests.conftest import ROOT, png_bytes
 from tests.model.hostile import analyze_pair, brain_volume, bundled, dicom_bytes
 
@@ -89,9 +88,9 @@ def test_parquet_and_zip_failures_are_rows_and_nothing_is_read_to_plan(test_slic
         for name in "abc":
             zf.writestr(f"{name}.png", b"x")
     (tmp_path / "scan.png").write_bytes(png_bytes(test_slices.images[0, 0].numpy()))
-    monkeypatch.setattr(model.batch, "MAX_ARCHIVE_FILES", 2)
-    reads, real_read = [], model.batch._read_path
-    monkeypatch.setattr(model.batch, "_read_path", lambda path: reads.append(path) or real_read(path))
+    monkeypatch.setattr(model.serve.batch, "MAX_ARCHIVE_FILES", 2)
+    reads, real_read = [], model.serve.batch._read_path
+    monkeypatch.setattr(model.serve.batch, "_read_path", lambda path: reads.append(path) or real_read(path))
     plan = Plan.of([tmp_path / "many.zip", tmp_path / "no_images.parquet", tmp_path / "not.parquet",
                     tmp_path / "scan.png"])
     assert reads == [] and plan.files() == 4  # planning opened scan.png for its first bytes, never read it
@@ -107,15 +106,15 @@ def test_iter_zip_reads_one_member_at_a_time_within_the_archive_cap(monkeypatch)
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in ("a.png", "b.png", "c.png"):
             zf.writestr(name, b"\0" * 400)
-    monkeypatch.setattr(model.batch, "MAX_ARCHIVE_BYTES", 1000)  # declared 1,200 bytes would be refused ...
+    monkeypatch.setattr(model.serve.batch, "MAX_ARCHIVE_BYTES", 1000)  # declared 1,200 bytes would be refused ...
     with pytest.raises(ScanError, match="unpacks to"):
         next(iter_zip(buf.getvalue(), "all.zip"))
-    monkeypatch.setattr(model.batch, "MAX_ARCHIVE_BYTES", 1200)  # ... and reading counts towards one total
+    monkeypatch.setattr(model.serve.batch, "MAX_ARCHIVE_BYTES", 1200)  # ... and reading counts towards one total
     members = list(iter_zip(buf.getvalue(), "all.zip"))
     assert [m.name for m in members] == ["all.zip/a.png", "all.zip/b.png", "all.zip/c.png"]
     assert members[2].read() == b"\0" * 400 and members[0].open().read(3) == b"\0\0\0"
     members = list(iter_zip(buf.getvalue(), "all.zip"))
-    monkeypatch.setattr(model.batch, "MAX_ARCHIVE_BYTES", 1000)  # as for an archive that lies: reads stop at the cap
+    monkeypatch.setattr(model.serve.batch, "MAX_ARCHIVE_BYTES", 1000)  # as for an archive that lies: reads stop at the cap
     members[0].read(), members[1].read()
     with pytest.raises(ScanError, match="more than its archive declares or than the limits allow"):
         members[2].read()
@@ -135,7 +134,7 @@ def test_every_format_round_trips(fmt):
 
 # ---------------------------------------------------------------- the streaming bound
 def fake_assess(calls: list, live: list):
-    """A stand-in for model.trust.assess that records the batch it got and the decoded slices alive then."""
+    """A stand-in for model.qualify.trust.assess that records the batch it got and the decoded slices alive then."""
     def assess(predictor, images, bank=None, colour=None, k=3):
         calls.append((len(images), live[0]))
         return [Assessment(Prediction((0.1, 0.2, 0.6, 0.1), 2), 0.0, 1.0, None) for _ in images]
@@ -161,7 +160,7 @@ def test_decoded_slices_held_never_exceed_the_batch_size(source, tiny_assets, te
         target = hf_parquet(tmp_path / "in.parquet", blobs, [f"{i:03d}.png" for i in range(n)], row_group_size=50)
 
     live, peak, decoded, calls = [0], [0], [0], []
-    real_open = model.predict.open_upload
+    real_open = model.serve.predict.open_upload
 
     def counting_open(item, **kw):  # every decoded slice counted from its decoding until it is freed
         scan = real_open(item, **kw)
@@ -171,8 +170,8 @@ def test_decoded_slices_held_never_exceed_the_batch_size(source, tiny_assets, te
         weakref.finalize(scan.image, lambda: live.__setitem__(0, live[0] - 1))
         return scan
 
-    monkeypatch.setattr(model.predict, "open_upload", counting_open)
-    monkeypatch.setattr(model.trust, "assess", fake_assess(calls, live))
+    monkeypatch.setattr(model.serve.predict, "open_upload", counting_open)
+    monkeypatch.setattr(model.serve.predict, "assess", fake_assess(calls, live))
     out = tmp_path / "rows.jsonl"
     code = main([str(target), "--out", str(out), "--batch-size", str(batch), "--no-guard", "--quiet",
                  *model_args(tiny_assets)])

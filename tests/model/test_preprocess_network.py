@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from model.constants import MEAN, STD
-from model.network import CAM_LAYERS, build_model, count_parameters, get_layer
-from model.preprocess import augment, cutout, hflip, to_input
+from model.core.constants import MEAN, STD
+from model.core.network import CAM_LAYERS, build_model, count_parameters, get_layer
+from model.core.preprocess import augment, cutout, hflip, to_input
 
 
 def test_to_input_normalises_and_resizes():
@@ -71,7 +71,7 @@ def test_hflip_mirrors_only_the_chosen_slices_and_is_seeded():
 
 
 def test_the_default_cam_layer_keeps_the_map_readable_at_small_inputs():
-    from model.network import default_cam_layer
+    from model.core.network import default_cam_layer
 
     assert default_cam_layer(224) == default_cam_layer(160) == "layer4"  # 7x7 and 5x5 maps
     assert default_cam_layer(96) == "layer3"  # layer4 would be 3x3

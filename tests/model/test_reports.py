@@ -1,4 +1,4 @@
-"""Reports you can cite (model.reports): PDFs read back with pypdf, the HTML report parsed as text, the stamp
+"""Reports you can cite (model.reports.documents): PDFs read back with pypdf, the HTML report parsed as text, the stamp
 checked against the predictor and the dataset."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from datetime import datetime
 import pytest
 from pypdf import PdfReader
 
-from model import reports
-from model.constants import (
+from model.reports import documents as reports
+from model.core.constants import (
     BASELINE_PATH,
     CLASS_NAMES,
     CROSSVAL_PATH,
@@ -24,10 +24,10 @@ from model.constants import (
     MODEL_CONFIG_PATH,
     STD,
 )
-from model.explain import explain, overlay
-from model.report import png_bytes, result_record
-from model.scan_io import open_scan
-from model.trust import TrustBank, assess
+from model.qualify.explain import explain, overlay
+from model.reports.record import png_bytes, result_record
+from model.scans.scan_io import open_scan
+from model.qualify.trust import TrustBank, assess
 
 HOSTILE_NAME = "**bold** <b>x</b> [link](http://e.x) \x00 мозг 脑.png"
 
@@ -122,7 +122,7 @@ def test_stamp_of_the_shipped_config_by_default(tmp_path):
 
 
 def test_stamp_fingerprints_the_local_dataset(data_dir, tiny_predictor):
-    from model.data import fingerprint
+    from model.core.dataset import fingerprint
 
     stamp = reports.reproducibility_stamp(tiny_predictor, data_dir=data_dir)
     assert stamp["dataset"]["source"] == "local dataset" and stamp["dataset"]["path"] == str(data_dir)

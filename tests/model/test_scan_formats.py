@@ -6,8 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from model import scan_io
-from model.scan_io import ScanError, group_uploads, open_scan, open_upload
+from model.scans import scan_io
+from model.scans.scan_io import ScanError, group_uploads, open_scan, open_upload
 from tests.model.hostile import analyze_pair, brain_volume, bundled, dicom_bytes, encoded, head, nifti_bytes
 
 AXIAL = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]  # LPS: columns toward the subject's left, rows toward the back
@@ -316,7 +316,7 @@ def test_nifti_header_shows_no_free_text():
 def test_volumes_reach_the_look_the_dataset_made_from_oasis_images():
     """An OASIS axial image as displayed (208 rows from the front of the head back, 176 columns from the
     subject's right to left) stored as a RAS NIfTI volume, or as an axial DICOM, comes out as the dataset made
-    its slices from such images (model.subjects.reference_to_dataset_look: rotate 180, resize bicubic)."""
+    its slices from such images (model.training.subjects.reference_to_dataset_look: rotate 180, resize bicubic)."""
     from PIL import Image
 
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.scan_io import SCAN_SUFFIXES, Scan, ScanError, open_scan
+from model.scans.scan_io import SCAN_SUFFIXES, Scan, ScanError, open_scan
 from tests.model.hostile import brain_volume, bundled, nifti_bytes
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

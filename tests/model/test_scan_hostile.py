@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.scan_io import Scan, ScanError, clean_name, open_upload
+from model.scans.scan_io import Scan, ScanError, clean_name, open_upload
 from tests.model.hostile import MESSAGE_FRAGMENTS, encoded, head, hostile_corpus
 
 CORPUS = hostile_corpus()

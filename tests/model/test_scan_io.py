@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import scan_io
-from model.scan_io import (
+from model.scans import scan_io
+from model.scans.scan_io import (
     IMAGE_TYPES,
     SCAN_SUFFIXES,
     ScanError,
@@ -22,7 +22,7 @@ from tests.model.hostile import brain_volume, bundled, encoded, head, nifti_byte
 def test_one_list_of_suffixes():
     assert SCAN_SUFFIXES == ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm", "nii", "gz", "hdr", "img")
     assert all("." not in s for s in SCAN_SUFFIXES) and set(IMAGE_TYPES) <= set(SCAN_SUFFIXES)
-    from model.data import IMAGE_SUFFIXES
+    from model.core.dataset import IMAGE_SUFFIXES
 
     assert IMAGE_SUFFIXES == {f".{t}" for t in IMAGE_TYPES}
     for suffix in SCAN_SUFFIXES:  # every accepted suffix goes to a reader (which may then refuse the bytes)

@@ -5,15 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.constants import CONFIG_FILES_PRESENT, METRICS_PATH, MODEL_CONFIG_PATH, PREDICTIONS_PATH
-from model.data import sha256_file
+from model.core.constants import CONFIG_FILES_PRESENT, METRICS_PATH, MODEL_CONFIG_PATH, PREDICTIONS_PATH
+from model.core.checkpoint import sha256_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CONFIG_FILES_PRESENT(), reason="no shipped model")]
 
 
 @pytest.fixture(scope="module")
 def live(data_dir):
-    from model.evaluate import run
+    from model.qualify.evaluate import run
 
     return run(data_dir, n_bootstrap=0)
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import scan_io, slab
-from model.build_slab_template import build
+from model.core import slab
+from model.scans import scan_io
+from model.training.build_slab_template import build
 
 H, W = 208, 176  # an OASIS axial slice in the radiological view: rows front to back, columns right to left
 
@@ -124,7 +125,7 @@ def test_the_shipped_template_is_checked_against_its_hash(tmp_path):
 def test_a_real_subjects_slab_is_found_between_other_slices(data_dir):
     """Three dataset subjects, each written as a volume with blank slices below and another subject's slices
     in shuffled order above: the shipped template finds the 32."""
-    from model.crossval import load_everything, slice_positions
+    from model.training.crossval import load_everything, slice_positions
 
     data, groups, splits = load_everything(data_dir)
     positions = slice_positions(splits, data.ids)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from model import subjects as sj
+from model.core.dataset import read_subjects, subjects_for
+from model.training import subjects as sj
 
 
 def phantom(seed: int, depth: int, size: int) -> np.ndarray:
@@ -123,9 +124,9 @@ def test_recover_names_subjects_from_reference_slices_and_orients_them(tmp_path)
 
 def test_subjects_for_refuses_unknown_slices():
     table = pd.DataFrame({"split": ["train"], "path": ["a.jpg"], "sha256": ["ab" * 32], "subject": ["s1"]})
-    assert sj.subjects_for("train", ["a.jpg"], ["ab" * 32], table).tolist() == ["s1"]
+    assert subjects_for("train", ["a.jpg"], ["ab" * 32], table).tolist() == ["s1"]
     with pytest.raises(ValueError, match="not in the subject table"):
-        sj.subjects_for("train", ["a.jpg"], ["cd" * 32], table)
+        subjects_for("train", ["a.jpg"], ["cd" * 32], table)
 
 
 def write_parquet(path, images, labels, names):
@@ -165,10 +166,10 @@ def test_cli_groups_without_references_and_says_what_it_wrote(tmp_path, capsys):
 
 @pytest.mark.data
 def test_shipped_subject_ids_fit_the_real_slices(data_dir):
-    from model.constants import SUBJECTS_PATH, SUBJECTS_REPORT_PATH
-    from model.data import load_split, slice_keys
+    from model.core.constants import SUBJECTS_PATH, SUBJECTS_REPORT_PATH
+    from model.core.dataset import load_split, slice_keys
 
-    table = sj.read_subjects(SUBJECTS_PATH)
+    table = read_subjects(SUBJECTS_PATH)
     per_subject = table.groupby("subject")
     assert len(per_subject) == 200 and per_subject.size().eq(32).all()
     assert per_subject.label.nunique().eq(1).all()
@@ -178,9 +179,9 @@ def test_shipped_subject_ids_fit_the_real_slices(data_dir):
     for split in ("train", "test"):  # every real slice is in the table, under its own label
         keys = slice_keys(split, data_dir)
         labels = load_split(split, data_dir).labels.numpy()
-        subject = sj.subjects_for(split, keys.path, keys.sha256, table)
+        subject = subjects_for(split, keys.path, keys.sha256, table)
         label_of = per_subject.label.first()
-        from model.constants import CLASS_NAMES
+        from model.core.constants import CLASS_NAMES
 
         assert [label_of[s] for s in subject] == [CLASS_NAMES[v] for v in labels]
     report = json.loads(SUBJECTS_REPORT_PATH.read_text())

@@ -2,7 +2,7 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from model import tracking
+from model.training import tracking
 
 
 @pytest.fixture()

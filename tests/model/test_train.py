@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model.constants import PROJECT_ROOT
-from model.data import load_split
-from model.train import (
+from model.core.constants import PROJECT_ROOT
+from model.core.dataset import load_split
+from model.training.train import (
     TrainConfig,
     class_weight_tensor,
     get_args_parser,
@@ -49,7 +49,7 @@ def test_norm_and_bias_parameters_can_be_spared_weight_decay():
 def test_help_describes_every_option():
     import dataclasses
 
-    from model.train import field_comments
+    from model.training.train import field_comments
 
     parser = get_args_parser()
     helps = {a.dest: a.help for a in parser._actions if a.dest != "help"}
@@ -110,7 +110,7 @@ def test_training_is_reproducible(tmp_path, data_dir):
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, data_dir, monkeypatch):
-    import model.train as train
+    import model.training.train as train
 
     options = dict(limit=48, epochs=2, lr_schedule="cosine", optimizer="adamw", lr=1e-3, cutout=0.5, ema_decay=0.5)
     main(tiny_config(tmp_path / "straight", data_dir, **options))
@@ -156,7 +156,7 @@ def test_resuming_under_other_options_is_refused(tmp_path, data_dir):
 
 
 def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, data_dir):
-    from model.checkpoint import ModelLoadError
+    from model.core.checkpoint import ModelLoadError
 
     (tmp_path / "run").mkdir()
     for junk in (b"not a checkpoint", bytes(range(256)) * 4):
@@ -218,7 +218,7 @@ def test_train_neighbours_are_same_class_and_never_self(data_dir):
 
 
 def test_neighbour_mix_and_cutout_reach_every_batch(tmp_path, data_dir, monkeypatch):
-    from model import train
+    from model.training import train
 
     calls = {"blend": [], "cutout": []}
     blend, cut = train.neighbour_blend, train.cutout
@@ -233,9 +233,9 @@ def test_neighbour_mix_and_cutout_reach_every_batch(tmp_path, data_dir, monkeypa
 
 @pytest.mark.data
 def test_validation_by_subject_holds_out_whole_brains(tmp_path, data_dir):
-    from model.data import slice_keys
-    from model.subjects import subjects_for
-    from model.train import load_data
+    from model.core.dataset import slice_keys
+    from model.core.dataset import subjects_for
+    from model.training.train import load_data
 
     train, val = load_data(tiny_config(tmp_path, data_dir, limit=None, val_by_subject=True, val_fraction=0.1))
     keys = slice_keys("train", data_dir).set_index("path").sha256
@@ -262,8 +262,8 @@ def test_refit_on_all_of_train_uses_the_given_temperature(tmp_path, data_dir):
 
 
 def test_val_buffer_drops_train_slices_near_any_validation_slice(tmp_path, data_dir):
-    from model.neighbours import nearest_neighbours
-    from model.train import load_data
+    from model.qualify.neighbours import nearest_neighbours
+    from model.training.train import load_data
 
     plain_train, plain_val = load_data(tiny_config(tmp_path, data_dir, limit=400))
     train, val = load_data(tiny_config(tmp_path, data_dir, limit=400, val_buffer=20.0))
@@ -283,7 +283,7 @@ def test_val_buffer_drops_train_slices_near_any_validation_slice(tmp_path, data_
 
 
 def test_split_seed_keeps_the_validation_split_while_the_seed_changes(tmp_path, data_dir):
-    from model.train import load_data
+    from model.training.train import load_data
 
     _, seed0 = load_data(tiny_config(tmp_path, data_dir, limit=400))
     _, seed1 = load_data(tiny_config(tmp_path, data_dir, limit=400, seed=1))
@@ -293,7 +293,7 @@ def test_split_seed_keeps_the_validation_split_while_the_seed_changes(tmp_path, 
 
 
 def test_flip_option_mirrors_training_batches(tmp_path, data_dir):
-    from model.train import training_batch
+    from model.training.train import training_batch
 
     data = load_split("train", data_dir, limit=8)
     idx = torch.arange(8)

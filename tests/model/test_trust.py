@@ -1,22 +1,21 @@
-"""The out-of-distribution guard, near-copy flag, nearest slices and uncertainty (model.trust)."""
+"""The out-of-distribution guard, near-copy flag, nearest slices and uncertainty (model.qualify.trust)."""
 import json
 
 import numpy as np
 import pytest
 
 from analysis.ood_images import made_images, shipped_pictures
-from model.trust import (
+from model.qualify.trust import (
     TRUST_BANK_PATH,
     TRUST_PATH,
     TrustBank,
     TrustBankError,
     assess,
-    out_of_fold_scores,
     spread_sentence,
-    thresholds_from,
     tta_views,
     uncertainty,
 )
+from model.training.build_guard import out_of_fold_scores, thresholds_from
 
 
 def heads(n: int, seed: int, subjects: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -149,8 +148,8 @@ def test_shipped_record_meets_the_targets():
 def test_shipped_guard_on_real_slices(data_dir):
     """Never-trained subjects' slices pass (<= 2% flagged); seen brains' test slices are near-copies; real
     brains turned, inverted or saturated are flagged."""
-    from model.data import load_split_with_keys
-    from model.subjects import subjects_for
+    from model.core.dataset import load_split_with_keys
+    from model.core.dataset import subjects_for
 
     record = json.loads(TRUST_PATH.read_text())
     unseen = set(record["built_with"]["unseen_subjects"]) if "unseen_subjects" in record["built_with"] else None

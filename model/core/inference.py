@@ -1,0 +1,194 @@
+"""Using the shipped classifier: load once, preprocess as in training, batch.
+
+    predictor = Predictor.from_assets()            # verified safetensors, on GPU if present
+    probs = predictor.predict(slices)              # uint8 (N, 1, 128, 128) -> (N, 4) calibrated
+    fast = Predictor.from_assets(engine="openvino")  # predictions by an exported copy (model.core.engine), on CPU
+
+A `Predictor` is safe to share between threads: predictions and explanations
+take its lock, so hooks placed for Grad-CAM never see another caller's forward
+pass. It never changes its weights after loading. With `engine` other than
+"torch", `logits`, `probabilities` and `predict` run the exported network
+(model.core.engine, float32, checked against PyTorch when loaded); Grad-CAM and
+anything else that needs gradients still uses `net`.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.core.checkpoint import ModelLoadError, load_verified_state_dict, read_model_config
+from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
+from model.core.engine import ENGINES, load_engine
+from model.core.network import build_model, pick_device
+from model.core.preprocess import to_input
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One slice's result: calibrated probabilities in label order, and the arg-max."""
+
+    probabilities: tuple[float, ...]
+    label: int
+
+    @property
+    def class_name(self) -> str:
+        return CLASS_NAMES[self.label]
+
+    @property
+    def display_name(self) -> str:
+        return DISPLAY_NAMES[self.label]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def as_dict(self) -> dict:
+        return {"prediction": self.class_name, "label": self.label,
+                "probabilities": dict(zip(CLASS_NAMES, self.probabilities))}
+
+
+class Predictor:
+    """A loaded, verified, calibrated classifier in eval mode."""
+
+    def __init__(self, net: torch.nn.Module, *, image_size: int, temperature: float = 1.0,
+                 device: torch.device | str = "cpu", sha256: str = "", config: dict | None = None,
+                 engine: str = "torch", threads: int | None = None):
+        """engine: "torch" (the network itself), "onnxruntime" or "openvino" (CPU only: see model.core.engine) for
+        the prediction path; threads: the engine's intra-op threads (default: torch.get_num_threads())."""
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}")
+        self.device = torch.device(device)
+        if engine != "torch" and self.device.type != "cpu":
+            raise ValueError(f"the {engine} engine runs on the CPU; use engine='torch' on {self.device}")
+        self.net = net.to(self.device).eval()
+        self.channels_last = True  # NHWC: faster convolutions on CUDA and with oneDNN on CPU (~8% here)
+        self.net = self.net.to(memory_format=torch.channels_last)
+        self.image_size = image_size
+        self.temperature = float(temperature)
+        self.sha256 = sha256
+        self.config = config or {}
+        self.lock = threading.RLock()
+        self.engine = engine
+        self.runtime = None  # the exported network that predicts, or None when `net` does
+        if engine != "torch":
+            self.runtime = load_engine(engine, self.net, image_size=image_size, sha256=sha256, threads=threads)
+
+    @classmethod
+    def from_assets(cls, weights: Path = WEIGHTS_PATH, config: Path = MODEL_CONFIG_PATH,
+                    device: str = "auto", engine: str = "torch", threads: int | None = None) -> Predictor:
+        """Load shipped weights after checking them and their config.
+
+        engine: see `__init__`; with an engine other than "torch", device "auto" means the CPU.
+        Raises FileNotFoundError when a file is missing, ChecksumError when the weights are not the
+        recorded ones, ModelLoadError when the config or the tensors are not this model's,
+        model.core.engine.EngineError when the engine cannot reproduce them, and ValueError for a device
+        that is not there or an unknown engine.
+        """
+        cfg = read_model_config(config)
+        weights = Path(weights)
+        state = load_verified_state_dict(weights, expected_sha256=cfg["weights_sha256"])
+        net = build_model(in_channels=cfg.get("in_channels", 1), num_classes=len(cfg["class_names"]))
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+            raise ModelLoadError(f"{weights.name}: these tensors are not a ResNet-34 for {len(cfg['class_names'])} "
+                                 f"classes and {cfg.get('in_channels', 1)} input channel(s): {first}") from exc
+        device = torch.device("cpu") if engine != "torch" and device == "auto" else pick_device(device)
+        return cls(net, image_size=cfg["image_size"], temperature=cfg["temperature"], device=device,
+                   sha256=cfg["weights_sha256"].lower(), config=cfg,  # verified equal to the file's hash above
+                   engine=engine, threads=threads)
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return "CPU"
+
+    def prepare(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 (N, 1, S, S), (N, S, S) or (S, S) -> normalised float input on the device."""
+        x = to_input(as_batch(images), self.image_size).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def logits(self, images, batch_size: int = 128) -> torch.Tensor:
+        """Raw logits (N, C), float32 on CPU, for uint8 slices (see `prepare`)."""
+        with self.lock:
+            return predict_logits(self.net, as_batch(images), self.image_size, self.device, batch_size,
+                                  channels_last=self.channels_last, engine=self.runtime)
+
+    def probabilities(self, images, batch_size: int = 128) -> torch.Tensor:
+        """Calibrated probabilities (N, C): softmax(logits / temperature)."""
+        return torch.softmax(self.logits(images, batch_size) / self.temperature, dim=1)
+
+    def predict(self, images, batch_size: int = 128) -> list[Prediction]:
+        probs = self.probabilities(images, batch_size)
+        return [Prediction(tuple(float(p) for p in row), int(row.argmax())) for row in probs]
+
+    def predict_one(self, image: np.ndarray) -> Prediction:
+        """One uint8 (S, S) slice."""
+        return self.predict(image)[0]
+
+
+def subject_prediction(predictions: list[Prediction]) -> Prediction:
+    """One subject's stage from several of its slices: the mean of their calibrated probabilities, the
+    aggregation the subject-level cross-validation was scored with."""
+    if not predictions:
+        raise ValueError("a subject-level prediction needs at least one slice")
+    mean = np.mean([p.probabilities for p in predictions], axis=0)
+    return Prediction(tuple(float(p) for p in mean), int(mean.argmax()))
+
+
+def subject_means(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]:
+    """The subject-stage rule on arrays: (subject ids, labels, mean probabilities (S, C)), one row per subject
+    in sorted id order. probs (N, C), labels (N,), groups (N,) the subject of each slice."""
+    groups = np.asarray(groups)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(ids), probs.shape[1]))
+    np.add.at(sums, inverse, probs)
+    counts = np.bincount(inverse, minlength=len(ids))[:, None]
+    first = np.zeros(len(ids), dtype=np.asarray(labels).dtype)
+    first[inverse[::-1]] = np.asarray(labels)[::-1]  # the label of each subject's first slice
+    return ids, first, sums / counts
+
+
+@torch.inference_mode()
+def predict_logits(net: torch.nn.Module, images: torch.Tensor, image_size: int, device: torch.device,
+                   batch_size: int = 128, amp: bool = False, channels_last: bool = True,
+                   engine=None) -> torch.Tensor:
+    """The one loop that computes batched logits: (N, C) float32 on CPU for uint8 images (N, 1, H, W).
+
+    Used by training (validation), the cross-validation, evaluation and the Predictor. amp: bf16 autocast.
+    engine: an exported copy of `net` (model.core.engine: `logits(float32 (B, 1, S, S) ndarray) -> (B, C)`) that
+    computes the logits instead of `net`, on the CPU; amp and channels_last do not apply to it.
+    """
+    if engine is None:
+        net.eval()
+    out = []
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    ctx = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext()
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start:start + batch_size], image_size)  # float32 (B, 1, S, S), on the images' device
+        if engine is not None:
+            out.append(torch.from_numpy(engine.logits(x.cpu().numpy())))
+            continue
+        x = x.to(device).contiguous(memory_format=memory_format)
+        with ctx:
+            out.append(net(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(CLASS_NAMES))
+
+
+def as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """View uint8 slices as (N, 1, S, S): accepts (S, S), (N, S, S) or (N, 1, S, S)."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # e.g. Streamlit's cached arrays; torch wants writable memory
+    images = torch.as_tensor(images)
+    if images.dim() == 2:
+        images = images[None, None]
+    elif images.dim() == 3:
+        images = images[:, None]
+    return images

@@ -1,0 +1,176 @@
+"""Saliency maps for the classifier, computed with Captum.
+
+`explain(predictor, slice, method="gradcam", target=None, layer="layer4")` returns
+a map in [0, 1] of the slice's size. `target=None` means the predicted class.
+Each method is one small function registered in `METHODS`, with a line on what it
+shows in `METHOD_NOTES`:
+
+* gradcam: Grad-CAM at a layer (coarse: where the layer's features carry evidence);
+* guided_gradcam: Grad-CAM times guided backpropagation (fine detail inside those regions);
+* integrated_gradients: gradients integrated along a path from a black slice (pixel evidence
+  that adds up to the score's change from black);
+* occlusion: the drop in the class score when a patch is blacked out (model-agnostic, slow).
+
+Only positive evidence is kept, as for Grad-CAM. Whether a map is faithful to the network is
+measured by `model.qualify.faithfulness`, not assumed.
+
+Captum places hooks on the shared network while it works, so every call holds
+the predictor's lock: concurrent sessions each get the map they would get alone.
+`overlay` blends a map over the slice as an RGB image.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+import torch
+from captum.attr import GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+
+from model.core.constants import CLASS_NAMES, MEAN, STD
+from model.core.inference import Predictor
+from model.core.network import CAM_LAYERS, DEFAULT_CAM_LAYER, get_layer
+
+COLORMAPS = ("jet", "inferno", "viridis", "magma", "turbo")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A saliency map (H, W) in [0, 1] for one slice and one target class."""
+
+    heatmap: np.ndarray
+    target: int
+    method: str
+    layer: str
+    raw_max: float  # largest value before normalisation (0 means no positive evidence)
+    options: tuple[tuple[str, object], ...] = ()  # the method's own settings (steps, window, ...)
+
+    def settings(self) -> dict:
+        out = {"method": self.method, "target": CLASS_NAMES[self.target], **dict(self.options)}
+        if self.method in LAYER_METHODS:
+            out["layer"] = self.layer
+        return out
+
+
+def _gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """Grad-CAM at `layer`, upsampled to the input: (1, 1, H, W), ReLU applied."""
+    cam = LayerGradCam(predictor.net, get_layer(predictor.net, layer))
+    attr = cam.attribute(x, target=target, relu_attributions=True)  # (1, 1, h, w)
+    return LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+
+BLACK = -MEAN / STD  # a black pixel after normalisation: the reference of integrated gradients and occlusion
+IG_STEPS = 32
+OCCLUSION_WINDOW = 0.125  # of the input side: 6 px at 48 px, about the size of a ventricle
+OCCLUSION_STRIDE = 0.0625
+
+
+def _guided_gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """Guided Grad-CAM: Grad-CAM at `layer`, upsampled, times guided backpropagation: (1, 1, H, W)."""
+    with _no_inplace_relu(predictor.net), warnings.catch_warnings():  # guided backpropagation hooks every ReLU
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+        return GuidedGradCam(predictor.net, get_layer(predictor.net, layer)).attribute(x, target=target)
+
+
+def _integrated_gradients(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """Integrated gradients from a black slice in IG_STEPS steps: (1, 1, H, W)."""
+    return IntegratedGradients(predictor.net).attribute(x, baselines=torch.full_like(x, BLACK), target=target,
+                                                        n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
+
+
+def _occlusion(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+    """Score drop when a square patch is set to black, averaged over the patches covering each pixel."""
+    side = x.shape[-1]
+    window, stride = max(2, round(OCCLUSION_WINDOW * side)), max(1, round(OCCLUSION_STRIDE * side))
+    with torch.no_grad():
+        return Occlusion(predictor.net).attribute(x.detach(), sliding_window_shapes=(1, window, window),
+                                                  strides=(1, stride, stride), baselines=BLACK, target=target,
+                                                  perturbations_per_eval=64)
+
+
+class _no_inplace_relu:
+    """Within the block, every nn.ReLU of `net` works out of place (Captum's backward hooks need that)."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.relus = [m for m in net.modules() if isinstance(m, torch.nn.ReLU) and m.inplace]
+
+    def __enter__(self):
+        for m in self.relus:
+            m.inplace = False
+
+    def __exit__(self, *exc):
+        for m in self.relus:
+            m.inplace = True
+
+
+METHODS = {"gradcam": _gradcam, "guided_gradcam": _guided_gradcam,
+           "integrated_gradients": _integrated_gradients, "occlusion": _occlusion}
+LAYER_METHODS = ("gradcam", "guided_gradcam")  # the methods that read a layer
+METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
+                "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
+METHOD_NOTES = {
+    "gradcam": "Where the chosen layer's features carry evidence for the class, at that layer's coarse scale.",
+    "guided_gradcam": "Grad-CAM sharpened by guided backpropagation: the fine edges inside Grad-CAM's regions "
+                      "that raise the class score. Known to look much the same for a randomised network: check it.",
+    "integrated_gradients": f"Each pixel's share of the change in the class score from a black slice to this one "
+                            f"({IG_STEPS} steps). Fine-grained and often noisy.",
+    "occlusion": "How much the class score drops when a patch (1/8 of the side) is blacked out. Asks the network "
+                 "directly, with no gradients; coarse and slower.",
+}
+
+
+def method_options(method: str, image_size: int) -> tuple[tuple[str, object], ...]:
+    """The settings a method ran with, for reports and the JSON record."""
+    if method == "integrated_gradients":
+        return (("baseline", "black slice"), ("steps", IG_STEPS))
+    if method == "occlusion":
+        return (("baseline", "black patch"), ("window_px", max(2, round(OCCLUSION_WINDOW * image_size))),
+                ("stride_px", max(1, round(OCCLUSION_STRIDE * image_size))), ("input_px", image_size))
+    return ()
+
+
+def explain(predictor: Predictor, image: np.ndarray, *, target: int | None = None, layer: str = DEFAULT_CAM_LAYER,
+            method: str = "gradcam") -> Explanation:
+    """Saliency for one uint8 (S, S) slice; the map is resized to (S, S) and scaled to [0, 1]."""
+    if method not in METHODS:
+        raise ValueError(f"unknown explanation method {method!r}; choose one of {sorted(METHODS)}")
+    if layer not in CAM_LAYERS.values():
+        raise ValueError(f"unknown layer {layer!r}; choose one of {list(CAM_LAYERS.values())}")
+    image = np.asarray(image)
+    with predictor.lock:
+        x = predictor.prepare(image).requires_grad_(True)
+        with torch.enable_grad():
+            if target is None:
+                target = int(predictor.net(x).argmax(1))
+            if not 0 <= target < len(CLASS_NAMES):
+                raise ValueError(f"target class {target} is outside 0..{len(CLASS_NAMES) - 1}")
+            attr = METHODS[method](predictor, x, target, layer)
+        predictor.net.zero_grad(set_to_none=True)
+    heat = attr.detach().float().cpu()[0, 0]
+    heat = torch.nn.functional.interpolate(heat[None, None], size=image.shape[-2:], mode="bilinear",
+                                           align_corners=False)[0, 0]
+    raw_max = float(heat.max())
+    heat = heat.clamp(min=0) / raw_max if raw_max > 0 else torch.zeros_like(heat)
+    return Explanation(heat.numpy(), target, method, layer, raw_max, method_options(method, predictor.image_size))
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, colormap: str = "jet") -> np.ndarray:
+    """Blend a [0, 1] heatmap over a grayscale slice. Returns uint8 RGB (H, W, 3).
+
+    image: uint8 (H, W), or float (H, W) in [0, 1]. Refuses values outside [0, 1].
+    """
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose one of {list(COLORMAPS)}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {alpha}")
+    base = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else np.asarray(image, dtype=np.float32)
+    heat = np.asarray(heatmap, dtype=np.float32)
+    for name, arr in (("image", base), ("heatmap", heat)):
+        if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+            raise ValueError(f"{name} values must lie in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]")
+    if base.shape != heat.shape:
+        raise ValueError(f"image {base.shape} and heatmap {heat.shape} differ in shape")
+    colored = matplotlib.colormaps[colormap](heat)[..., :3]  # (H, W, 3) in [0, 1]
+    blended = (1 - alpha) * base[..., None] + alpha * colored
+    return (blended.clip(0, 1) * 255).round().astype(np.uint8)

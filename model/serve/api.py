@@ -1,0 +1,771 @@
+"""The prediction API: the app's Predictor, scan reader and guard behind FastAPI, served by uvicorn.
+
+    make api                                   # uvicorn model.serve.api:app on http://127.0.0.1:8000 (API_PORT=...)
+    curl -F file=@slice.png http://127.0.0.1:8000/v1/predict
+    curl -F file=@brain.hdr -F file=@brain.img 'http://127.0.0.1:8000/v1/predict?slice=80'
+    curl -F file=@slice.png 'http://127.0.0.1:8000/v1/explain?target=Non_Demented' -o gradcam.png
+    curl -F files=@a.png -F files=@b.dcm http://127.0.0.1:8000/v1/predict/batch
+
+Endpoints (interactive documentation at /docs): POST /v1/predict, POST /v1/explain, POST /v1/predict/batch,
+GET /v1/model, GET /healthz. Every answer is what the Classify page shows for the same file: `open_upload`
+reads it (after `group_uploads` made one scan of its files), `model.qualify.trust.assess` predicts it with the spread
+over test-time variants and the guard's report, `model.qualify.explain` draws Grad-CAM.
+
+Limits, the same as the app's and checked before the work they guard:
+
+* the request body: Content-Length over `Limits.request_bytes` is refused before a byte is read, and the bytes
+  are counted as they arrive (a chunked body has no Content-Length); each file is capped at MAX_VOLUME_BYTES
+  while it streams in, and `model.scans.scan_io` applies its own caps (2D file size, pixels, voxels) when reading;
+* files per request (`Limits.max_files`: a long DICOM series, or a batch) and the time an upload may take;
+* requests in flight: `max_in_flight` at once, counted from before the body is read, so memory stays bounded;
+  one more is answered 503 with Retry-After at once, never queued.
+
+Uploads never touch the disk and are never logged. Starlette's form parser spools every file part to a
+SpooledTemporaryFile, which rolls over to a temporary file on disk above 1 MB; so the endpoints declare no
+`File()` parameter and read the raw request stream themselves, parsing it with python-multipart's streaming
+`MultipartParser` into bytearrays (`read_uploads`). The request body schema shown in /docs is declared by hand.
+
+Model work runs in the thread pool (the Predictor's lock keeps shared Grad-CAM hooks correct), so the event loop
+keeps answering health checks and refusing overload while a scan is classified.
+
+Errors are JSON, {"error": {"code": ..., "message": ...}}: 400 unreadable scan (the ScanError's message), 401
+missing or wrong API key, 404, 405, 408 upload too slow, 413 too large or too many files, 415 not multipart or
+not a scan type, 422 bad query values, 503 busy, 500 anything else (a generic message; the log gets only the
+exception's type). Set $ALZ_MRI_API_KEY to require the header X-API-Key on every /v1 endpoint.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+import numpy as np
+import torch
+from fastapi import APIRouter, FastAPI, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from model.core.constants import CLASS_NAMES, CROSSVAL_PATH, DISPLAY_NAMES, METRICS_PATH, NUM_CLASSES
+from model.core.inference import Predictor
+from model.core.recipe import crossval_describes
+from model.core.network import CAM_LAYERS, default_cam_layer
+from model.qualify.explain import COLORMAPS, METHOD_NOTES, METHODS, explain, overlay
+from model.qualify.trust import TRUST_PATH, TrustBank, TrustBankError, assess
+from model.reports.record import png_bytes
+from model.scans.scan_io import (
+    ACCEPTED,
+    MAX_UPLOAD_BYTES,
+    MAX_VOLUME_BYTES,
+    SCAN_SUFFIXES,
+    ScanError,
+    clean_name,
+    group_uploads,
+    open_upload,
+)
+
+API_KEY_ENV_VAR = "ALZ_MRI_API_KEY"  # when set, every /v1 endpoint wants it in the X-API-Key header
+MAX_IN_FLIGHT_ENV_VAR = "ALZ_MRI_API_MAX_IN_FLIGHT"  # `uvicorn model.serve.api:app` only; create_app takes an argument
+# The prediction engine of the shipped predictor: OpenVINO by default, the fastest on a CPU in
+# benchmarks/bench_serving.py (41x the naive baseline, against 17.5x for PyTorch); Grad-CAM stays in PyTorch.
+ENGINE_ENV_VAR = "ALZ_MRI_ENGINE"
+DEFAULT_ENGINE = "openvino"
+DEFAULT_MAX_IN_FLIGHT = 16  # model work is serialised by the Predictor's lock; more only waits, holding memory
+RETRY_AFTER_S = 1  # what a 503 asks a client to wait
+BATCH_CHUNK = 64  # scans classified per forward pass in a batch request
+INTENDED_USE = {
+    "use": "Research only: methods research, teaching and building health software around such a model.",
+    "not_for": "Not a medical device; not for the diagnosis, screening or staging of any patient.",
+    "out_of_scope": ["other brain diseases", "other MRI sequences, orientations or preprocessing than OASIS-1's",
+                     "whole 3D volumes (one axial slice is read)"],
+}
+log = logging.getLogger(__name__)
+# python-multipart logs each parse error it raises, quoting a byte of the body; the 400 says enough
+_MULTIPART_LOG = logging.getLogger(__name__ + ".multipart")
+_MULTIPART_LOG.addHandler(logging.NullHandler())
+_MULTIPART_LOG.propagate = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry. Sizes in bytes."""
+
+    request_bytes: int = MAX_VOLUME_BYTES + (4 << 20)  # a scan (a series is capped at that) + framing; batches too
+    file_bytes: int = MAX_VOLUME_BYTES  # one file as it streams in; scan_io caps a 2D image at MAX_UPLOAD_BYTES
+    max_files: int = 1000  # files in one request: a long DICOM series of single-frame files, or a batch
+    max_fields: int = 16  # non-file form fields (ignored, but counted)
+    field_bytes: int = 64 << 10  # one non-file form field
+    upload_seconds: float = 120.0  # the whole body must arrive within this, or 408: a slow upload holds a slot
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+class ApiError(Exception):
+    """An error a client can act on: an HTTP status, a stable code and a plain message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def _error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+               413: "too_large", 415: "unsupported_media_type", 503: "busy"}
+
+
+async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return _error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = {404: f"no such endpoint: {request.method} {request.url.path}; see /docs",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return _error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), message,
+                           getattr(exc, "headers", None))
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Pydantic's errors as one line each ('slice: Input should be greater than or equal to 1'); the input
+    values are not echoed."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "header", "path", "body"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return _error_response(422, "invalid_parameter", "; ".join(parts) or "invalid request")
+
+
+class _ContainErrors:
+    """Pure ASGI middleware: any exception left unhandled becomes a generic 500 and one log line with its type.
+
+    Starlette's own catch-all answers 500 but re-raises, and uvicorn then logs the trace, whose messages can
+    quote a file's bytes or name; here nothing but the type and the endpoint reaches the log."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # the last line of defence: never a trace to the client or the log
+            log.error("internal error (%s) on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
+            if not started:
+                response = _error_response(500, "internal_error", "the server could not answer this request; "
+                                           "the error was logged without the upload")
+                await response(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------------------- uploads
+
+
+class _Parts:
+    """python-multipart callbacks that keep every file part in memory, checking counts and sizes as data comes."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.files: list[tuple[str, bytearray]] = []
+        self.fields = 0
+        self._name, self._value, self._disposition = bytearray(), bytearray(), b""
+        self._current: bytearray | None = None  # the file being read; None inside a non-file field
+        self._field_size = 0
+
+    def callbacks(self) -> dict:
+        return {"on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished, "on_part_data": self.on_part_data}
+
+    def on_part_begin(self) -> None:
+        self._disposition, self._current, self._field_size = b"", None, 0
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if bytes(self._name).lower() == b"content-disposition":
+            self._disposition = bytes(self._value)
+        self._name, self._value = bytearray(), bytearray()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if b"filename" not in options:
+            self.fields += 1
+            if self.fields > self.limits.max_fields:
+                raise ApiError(400, "too_many_fields", f"more than {self.limits.max_fields} form fields; send the "
+                                                       "scan files only (options go in the query string)")
+            return
+        if len(self.files) >= self.limits.max_files:
+            raise ApiError(413, "too_many_files", f"more than {self.limits.max_files:,} files in one request")
+        self._current = bytearray()
+        self.files.append((clean_name(options[b"filename"].decode("utf-8", "replace")), self._current))
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current is None:
+            self._field_size += end - start
+            if self._field_size > self.limits.field_bytes:
+                raise ApiError(413, "too_large", f"a form field is over {self.limits.field_bytes // 1024} KB")
+            return
+        if len(self._current) + end - start > self.limits.file_bytes:
+            name = self.files[-1][0]
+            raise ApiError(413, "too_large", f"{name}: over the {self.limits.file_bytes // 2**20} MB limit for one "
+                                             "file")
+        self._current += data[start:end]
+
+
+def _too_large(limits: Limits) -> ApiError:
+    return ApiError(413, "too_large", f"the request is over the {limits.request_bytes // 2**20} MB limit; a scan "
+                                      f"file may be up to {limits.file_bytes // 2**20} MB (a 2D image up to "
+                                      f"{MAX_UPLOAD_BYTES // 2**20} MB); send fewer files per request")
+
+
+def check_declared_size(request: Request, limits: Limits) -> None:
+    """Refuse a request that is not multipart/form-data (415) or whose Content-Length is over the cap (413),
+    before any of its body is read."""
+    content_type, params = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data" or not params.get(b"boundary"):
+        raise ApiError(415, "unsupported_media_type", "send the scan as multipart/form-data file fields, e.g. "
+                                                      "curl -F file=@slice.png")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "bad_request", "the Content-Length header is not a number")
+        if int(declared) > limits.request_bytes:
+            raise _too_large(limits)
+
+
+async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
+    """The request's files as (clean name, bytes), in the order sent, read into memory as they arrive.
+
+    Never spooled to disk; the body is counted as it streams (413 past `limits.request_bytes`, or a file past
+    `limits.file_bytes`) and must arrive within `limits.upload_seconds` (408). Non-file fields are ignored.
+    """
+    check_declared_size(request, limits)
+    _, params = parse_options_header(request.headers.get("content-type"))
+    parts = _Parts(limits)
+    received = 0
+    try:
+        parser = MultipartParser(params[b"boundary"], parts.callbacks())
+        parser.logger = _MULTIPART_LOG
+        with anyio.fail_after(limits.upload_seconds):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limits.request_bytes:
+                    raise _too_large(limits)
+                parser.write(chunk)
+        parser.finalize()
+        if received and parser.state != MultipartState.END:
+            raise ApiError(400, "bad_multipart", "the multipart/form-data body ended before its closing boundary: "
+                                                 "the upload was cut off")
+    except FormParserError as exc:
+        raise ApiError(400, "bad_multipart", "the multipart/form-data body is malformed") from exc
+    except TimeoutError as exc:
+        raise ApiError(408, "upload_timeout", f"the upload took over {limits.upload_seconds:g} s") from exc
+    except ClientDisconnect as exc:  # nobody is left to read the answer; not a server error worth a log line
+        raise ApiError(400, "client_disconnected", "the client went away before the upload finished") from exc
+    if not parts.files:
+        raise ApiError(400, "no_file", "no file in the request; send the scan as a multipart file field, e.g. "
+                                       "curl -F file=@slice.png")
+    return [(name, bytes(data)) for name, data in parts.files]
+
+
+def _suffix(name: str) -> str:
+    lower = name.lower()
+    return "nii.gz" if lower.endswith(".nii.gz") else Path(lower).suffix.lstrip(".")
+
+
+def scan_error(exc: ScanError, item) -> ApiError:
+    """A ScanError as 415 when a file is no scan type this tool reads (its suffix is not in SCAN_SUFFIXES and it
+    is not DICOM by content), else as 400; the message is scan_io's."""
+    foreign = any(_suffix(name) and _suffix(name) not in (*SCAN_SUFFIXES, "nii.gz") and data[128:132] != b"DICM"
+                  for name, data in item)
+    if foreign:
+        return ApiError(415, "unsupported_type", f"{exc} (readable: {ACCEPTED})" if ACCEPTED not in str(exc)
+                        else str(exc))
+    return ApiError(400, "unreadable_scan", str(exc))
+
+
+# ---------------------------------------------------------------------------------------------- responses
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable: unreadable_scan, too_large, unsupported_type, ...")
+    message: str = Field(description="what went wrong and what to do, in plain words")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class NearestSlice(BaseModel):
+    subject: str = Field(description="recovered OASIS subject of the training slice")
+    stage: str = Field(description="its class name")
+    path: str = Field(description="its path in the dataset")
+    distance: float = Field(description="grey levels RMS at 32x32; one brain's slices sit about 5-12 apart")
+
+
+class Guard(BaseModel):
+    out_of_distribution: bool = Field(description="unlike the training slices: the answer is unreliable")
+    reasons: list[str] = Field(description="why it was flagged, one sentence each")
+    near_copy: bool = Field(description="a near-copy of a training slice: recognition of a seen brain")
+    residual: float = Field(description="grey levels RMS outside the training slices' basis")
+    histogram: float = Field(description="L1 distance of the grey-level histogram from the training slices'")
+    nearest_training_slices: list[NearestSlice]
+
+
+class Uncertainty(BaseModel):
+    spread: float = Field(description="standard deviation of the predicted stage's probability over 8 "
+                                      "test-time variants (mirror, one-pixel shifts, +-5% brightness)")
+    agreement: float = Field(description="share of those variants giving the same stage")
+    level: Literal["low", "typical", "high"] | None = Field(
+        description="against the thirds of the spread on new subjects' slices; null without the guard")
+
+
+class PredictResult(BaseModel):
+    file: str = Field(description="the (first) file's name, without folders")
+    files: list[str] = Field(description="every file of this scan (an Analyze pair, a DICOM series)")
+    kind: str = Field(description="PNG image, DICOM, DICOM series, NIfTI-1, Analyze 7.5, ...")
+    slice: int = Field(description="the slice used, 1-based (1 for a 2D image)")
+    n_slices: int = Field(description="slices, frames or series files to pick from with ?slice=")
+    prediction: str = Field(description="class name of the predicted stage")
+    display_name: str = Field(description="the predicted stage in words")
+    label: int = Field(description="label index of the predicted stage (order of /v1/model classes)")
+    confidence: float = Field(description="calibrated probability of the predicted stage")
+    probabilities: dict[str, float] = Field(description="calibrated probabilities by class name")
+    uncertainty: Uncertainty
+    flags: list[str] = Field(description="'out of distribution', 'near-copy of a training slice', 'no guard'")
+    reliable: bool = Field(description="false when out of distribution or a near-copy of a training slice")
+    guard: Guard | None = Field(description="the out-of-distribution guard's report; null without the guard")
+    steps: list[str] = Field(description="what was done to the file to bring it to the training slices' look")
+    header: dict[str, str] = Field(description="technical header fields read (never patient identifiers)")
+    model_sha256: str
+    calibration_temperature: float
+
+
+class BatchError(BaseModel):
+    file: str
+    files: list[str]
+    error: ErrorDetail
+
+
+class ExplainMap(BaseModel):
+    file: str
+    target: str = Field(description="class name the map explains")
+    target_display_name: str
+    method: str = Field(description="explanation method (see /v1/model: explain.methods)")
+    settings: dict = Field(description="the method's settings: target, layer, steps, window, ...")
+    layer: str
+    shape: list[int] = Field(description="[height, width] of the map: the slice as read (128 x 128)")
+    map: list[list[float]] = Field(description="saliency in [0, 1], rows top to bottom, 3 decimals")
+    raw_max: float = Field(description="largest value before scaling; 0 means no positive evidence")
+    model_sha256: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_loaded: bool
+    device: str
+    guard: bool = Field(description="whether the out-of-distribution guard is loaded")
+
+
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 408, 413, 415, 422, 503)}
+
+
+def _upload_body(field: str, what: str) -> dict:
+    """The request body as /docs should show it (the endpoints read the stream themselves, see the module)."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": [field],
+        "properties": {field: {"type": "array", "items": {"type": "string", "format": "binary"},
+                               "description": what}}}}}}}
+
+
+# ---------------------------------------------------------------------------------------------- the service
+
+
+class Service:
+    """What every request shares: the model, the guard, the limits and the in-flight slots."""
+
+    def __init__(self, predictor, bank: TrustBank | None, limits: Limits, max_in_flight: int, api_key: str):
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.predictor, self.bank, self.limits, self.api_key = predictor, bank, limits, api_key
+        self.max_in_flight = max_in_flight
+        # Acquired only when a place is free (a full house is refused at once): it never waits, so it never
+        # binds to one event loop and a request is never queued behind it.
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self._model_info: dict | None = None
+
+    @asynccontextmanager
+    async def slot(self):
+        """One of the in-flight places, or 503 at once when all are taken."""
+        if self.slots.locked():
+            raise ApiError(503, "busy", f"the server is working on {self.max_in_flight} requests; retry in "
+                                        f"{RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)})
+        async with self.slots:
+            yield
+
+    # -- model work, run in the thread pool
+    def open_one(self, files: list[tuple[str, bytes]], slice_number: int | None):
+        """The one scan these files make, at `slice_number` (1-based; None: the middle one)."""
+        items = group_uploads(files)
+        if len(items) != 1:
+            raise ApiError(400, "not_one_scan", f"these {len(files)} files are {len(items)} scans, not one (only an "
+                                                "Analyze .hdr + .img pair or the files of one DICOM series go "
+                                                "together); send them to /v1/predict/batch")
+        item = items[0]
+        try:
+            return open_upload(item, slice_index=None if slice_number is None else slice_number - 1), item
+        except ScanError as exc:
+            if slice_number is None:
+                raise scan_error(exc, item) from None
+            error = exc
+        try:  # was it the slice number? scan_io counts from 0; say it the way the query counts
+            scan = open_upload(item)
+        except ScanError:
+            raise scan_error(error, item) from None
+        if slice_number > scan.n_slices:
+            raise ApiError(422, "invalid_slice", f"{scan.name}: there is no slice {slice_number}; this scan "
+                                                 f"({scan.kind}) has {scan.n_slices}, numbered from 1 to "
+                                                 f"{scan.n_slices}")
+        raise scan_error(error, item) from None
+
+    def record(self, scan, item, assessment) -> dict:
+        out = assessment.as_dict()  # prediction, label, probabilities, uncertainty, flags, reliable, guard
+        out["uncertainty"].setdefault("level", None)
+        prediction = assessment.prediction
+        return {"file": scan.name, "files": [clean_name(name) for name, _ in item], "kind": scan.kind,
+                "slice": scan.slice_index + 1, "n_slices": scan.n_slices, **out,
+                "display_name": prediction.display_name, "confidence": prediction.confidence,
+                "guard": out.get("guard"), "steps": list(scan.steps), "header": dict(scan.header),
+                "model_sha256": self.predictor.sha256, "calibration_temperature": self.predictor.temperature}
+
+    def predict(self, files: list[tuple[str, bytes]], slice_number: int | None) -> dict:
+        scan, item = self.open_one(files, slice_number)
+        return self.record(scan, item, assess(self.predictor, scan.image, self.bank, [scan.colour])[0])
+
+    def predict_batch(self, files: list[tuple[str, bytes]]) -> list[dict]:
+        """One entry per scan, in input order (a scan sits where its first file was): a result, or the error."""
+        entries, opened = [], []
+        for item in group_uploads(files):
+            names = [clean_name(name) for name, _ in item]
+            try:
+                opened.append((len(entries), open_upload(item), item))
+                entries.append(None)
+            except ScanError as exc:
+                error = scan_error(exc, item)
+                entries.append({"file": names[0], "files": names, "error": {"code": error.code,
+                                                                            "message": error.message}})
+        for start in range(0, len(opened), BATCH_CHUNK):
+            chunk = opened[start:start + BATCH_CHUNK]
+            assessments = assess(self.predictor, np.stack([scan.image for _, scan, _ in chunk]), self.bank,
+                                 [scan.colour for _, scan, _ in chunk])
+            for (where, scan, item), assessment in zip(chunk, assessments):
+                entries[where] = self.record(scan, item, assessment)
+        return entries
+
+    def explain(self, files, slice_number: int | None, target: int | None, layer: str, fmt: str, alpha: float,
+                colormap: str, method: str = "gradcam") -> Response | dict:
+        scan, _ = self.open_one(files, slice_number)
+        result = explain(self.predictor, scan.image, target=target, layer=layer, method=method)
+        name = CLASS_NAMES[result.target]
+        if fmt == "png":
+            picture = png_bytes(overlay(scan.image, result.heatmap, alpha=alpha, colormap=colormap))
+            return Response(picture, media_type="image/png", headers={"X-Target": name, "X-Layer": result.layer,
+                                                                     "X-Method": result.method})
+        return {"file": scan.name, "target": name, "target_display_name": DISPLAY_NAMES[result.target],
+                "method": result.method, "settings": result.settings(),
+                "layer": result.layer, "shape": list(result.heatmap.shape),
+                "map": np.round(result.heatmap.astype(np.float64), 3).tolist(), "raw_max": result.raw_max,
+                "model_sha256": self.predictor.sha256}
+
+    def model_info(self) -> dict:
+        if self._model_info is None:
+            self._model_info = describe_model(self.predictor, self.bank, self.limits)
+        return self._model_info
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _with_ci(entry: dict, key: str) -> dict:
+    return {key: entry.get(key), f"{key}_ci95": entry.get("ci95", {}).get(key)}
+
+
+def describe_model(predictor, bank: TrustBank | None, limits: Limits, crossval_path: Path = CROSSVAL_PATH,
+                   metrics_path: Path = METRICS_PATH, trust_path: Path = TRUST_PATH) -> dict:
+    """What /v1/model says: the model, its headline figures from the shipped files, the guard and the limits."""
+    config = getattr(predictor, "config", {}) or {}
+    crossval, metrics = _read_json(crossval_path), _read_json(metrics_path)
+    trust = _read_json(trust_path) if bank is not None else None
+    figures: dict[str, Any] = {}
+    if crossval:
+        subject = crossval["network"]["subject"]
+        figures["new_subjects"] = {
+            "what": "5-fold cross-validation by subject: each subject staged by a network that never saw that "
+                    "brain; a subject's stage is the mean of its slices' calibrated probabilities",
+            "n_subjects": subject.get("n"), **_with_ci(subject, "any_dementia_auc"),
+            **_with_ci(subject, "balanced_accuracy"),
+            "describes_this_model": crossval_describes(config, crossval)}
+    if metrics:
+        figures["published_test_split"] = {
+            "what": "slice-level accuracy on the dataset's published test split",
+            "caveat": "every test brain is also in training: this measures recognising a seen brain, not staging "
+                      "a new one",
+            "n_slices": metrics.get("n"), **_with_ci(metrics, "accuracy"),
+            "describes_this_model": metrics.get("model_sha256") == predictor.sha256}
+    guard = {"loaded": bank is not None}
+    if trust:
+        guard["false_alarm_rate"] = trust.get("false_alarms", {}).get("cross_fitted")
+        guard["false_alarm_rate_means"] = ("share of new subjects' slices flagged out of distribution "
+                                           "(thresholds fitted on other subjects)")
+    return {"model_sha256": predictor.sha256, "architecture": config.get("arch", "torchvision.models.resnet34"),
+            "classes": list(CLASS_NAMES), "display_names": list(DISPLAY_NAMES),
+            "temperature": predictor.temperature, "image_size": predictor.image_size, "device": predictor.device_name(),
+            "engine": getattr(predictor, "engine", "torch"),
+            "explain": {"methods": list(METHODS), "layers": list(CAM_LAYERS.values()),
+                        "default_layer": default_cam_layer(predictor.image_size), "colormaps": list(COLORMAPS)},
+            "figures": figures, "guard": guard, "intended_use": INTENDED_USE,
+            "limits": {**asdict(limits), "image_file_bytes": MAX_UPLOAD_BYTES, "readable": ACCEPTED}}
+
+
+def _shipped_bank() -> TrustBank | None:
+    try:
+        return TrustBank.load()
+    except TrustBankError as exc:
+        log.warning("no out-of-distribution guard, answers say 'no guard': %s", exc)
+        return None
+
+
+def _shipped_predictor():
+    """The shipped Predictor with $ALZ_MRI_ENGINE (default OpenVINO on a CPU; PyTorch on a GPU or if the engine
+    cannot be built, which is logged)."""
+
+    engine = os.environ.get(ENGINE_ENV_VAR, DEFAULT_ENGINE if not torch.cuda.is_available() else "torch")
+    if engine == "torch":
+        return Predictor.from_assets()
+    try:
+        return Predictor.from_assets(engine=engine)
+    except Exception as exc:  # noqa: BLE001 - any engine failure: serve with PyTorch, say why in the log
+        log.warning("engine %s unavailable (%s); serving with PyTorch", engine, type(exc).__name__)
+        return Predictor.from_assets()
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+# ---------------------------------------------------------------------------------------------- the app
+
+
+def create_app(predictor=None, bank: TrustBank | None = None, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+               api_key: str | None = None, limits: Limits = Limits()) -> FastAPI:
+    """The API around a Predictor.
+
+    predictor: a `model.core.inference.Predictor` (None: the shipped one, loaded and verified once at startup).
+    bank: the out-of-distribution guard (None: the shipped one, loaded at startup; when it is missing or altered
+    the API still predicts and every answer's flags say "no guard").
+    max_in_flight: requests worked on at once; one more gets 503 with Retry-After.
+    api_key: required in the X-API-Key header of every /v1 endpoint; None reads $ALZ_MRI_API_KEY, "" or an
+    unset variable turns the check off. /healthz and /docs stay open.
+    """
+    key = os.environ.get(API_KEY_ENV_VAR, "") if api_key is None else api_key
+    service = Service(predictor, bank, limits, max_in_flight, key)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if service.predictor is None:
+            service.predictor = await anyio.to_thread.run_sync(_shipped_predictor)
+        if service.bank is None:
+            service.bank = await anyio.to_thread.run_sync(_shipped_bank)
+        await anyio.to_thread.run_sync(service.model_info)  # read the figures now, not on the first request
+        log.info("model %s on %s (engine %s), guard %s", service.predictor.sha256[:12],
+                 service.predictor.device_name(), getattr(service.predictor, "engine", "torch"),
+                 "loaded" if service.bank is not None else "missing")
+        yield
+
+    app = FastAPI(
+        title="Alzheimer MRI staging API", version="1",
+        summary="Research use only: not a medical device, not for the diagnosis of any patient.",
+        description=(
+            "Stages a 2D axial brain MRI slice into four Alzheimer's disease stages with a ResNet-34, with "
+            "calibrated probabilities, the spread over test-time variants, an out-of-distribution guard and "
+            "Grad-CAM: the same model, scan reader and checks as the research dashboard.\n\n"
+            f"**Files.** {ACCEPTED}. One scan may be several files (an Analyze pair, a DICOM series). A volume "
+            "is read at one axial slice (the middle one unless `?slice=` picks another).\n\n"
+            "**Read the answers with the figures in `GET /v1/model`**: on brains it never saw the model barely "
+            "stages (subject-level any-dementia AUC about 0.73); an answer flagged unreliable is shown for "
+            "completeness only.\n\n"
+            "**Errors** are JSON `{\"error\": {\"code\", \"message\"}}`. Busy: 503 with Retry-After. With "
+            f"`${API_KEY_ENV_VAR}` set on the server, send the key in `X-API-Key`."),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_middleware(_ContainErrors)
+    app.include_router(_v1_router(), prefix="/v1")
+
+    @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness: is the model loaded")
+    async def healthz(request: Request) -> dict:
+        service = _service(request)
+        loaded = service.predictor is not None
+        return {"status": "ok", "model_loaded": loaded, "device": service.predictor.device_name() if loaded else "",
+                "guard": service.bank is not None}
+
+    return app
+
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                           description=f"Required only when the server sets ${API_KEY_ENV_VAR}.")
+
+
+def _require_key(request: Request, given: Annotated[str | None, Security(_key_header)]) -> None:
+    """401 unless the X-API-Key header holds the server's key (compared in constant time); open without a key."""
+    key = _service(request).api_key
+    if not key:
+        return
+    if not given:
+        raise ApiError(401, "missing_api_key", "this server wants an API key in the X-API-Key header")
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key.encode("utf-8", "surrogateescape")):
+        raise ApiError(401, "invalid_api_key", "the X-API-Key header does not hold this server's key")
+
+
+SliceQuery = Annotated[int | None, Query(alias="slice", ge=1, le=1_000_000, description=(
+    "1-based axial slice of a volume, frame of a multi-frame DICOM or file of a DICOM series; default: the middle "
+    "one"))]
+Layer = Literal[tuple(CAM_LAYERS.values())]
+Colormap = Literal[COLORMAPS]
+Method = Literal[tuple(METHODS)]
+
+
+def _target(target: str | None) -> int | None:
+    if target is None or target == "predicted":
+        return None
+    if target in CLASS_NAMES:
+        return CLASS_NAMES.index(target)
+    if target.isdigit() and int(target) < NUM_CLASSES:
+        return int(target)
+    raise ApiError(422, "invalid_target", f"target {target[:40]!r} is not a class; give a class name "
+                                          f"({', '.join(CLASS_NAMES)}), its index 0-{NUM_CLASSES - 1}, or leave it "
+                                          "out for the predicted stage")
+
+
+def _v1_router() -> APIRouter:
+    router = APIRouter(dependencies=[Security(_require_key)], responses={401: {"model": ErrorResponse}})
+
+    @router.post("/predict", response_model=PredictResult, tags=["predict"], responses=_ERRORS,
+                 summary="Stage one scan",
+                 openapi_extra=_upload_body("file", "one scan: a 2D image, a DICOM file or the files of one DICOM "
+                                                    "series, a NIfTI file, or an Analyze .hdr with its .img"))
+    async def predict(request: Request, slice_number: SliceQuery = None) -> dict:
+        """The stage with calibrated probabilities, the spread over test-time variants, the guard's verdict and
+        nearest training slices, and how the file was read: what the dashboard's Classify page shows."""
+        service = _service(request)
+        check_declared_size(request, service.limits)
+        async with service.slot():
+            files = await read_uploads(request, service.limits)
+            return await run_in_threadpool(service.predict, files, slice_number)
+
+    @router.post("/explain", tags=["predict"], summary="A saliency map for one scan (Grad-CAM by default)",
+                 responses={**_ERRORS, 200: {"content": {"image/png": {}}, "model": ExplainMap,
+                                             "description": "the overlay (format=png) or the map (format=json)"}},
+                 openapi_extra=_upload_body("file", "one scan, as for /v1/predict"))
+    async def explain_scan(
+        request: Request,
+        slice_number: SliceQuery = None,
+        target: Annotated[str | None, Query(max_length=64, description=(
+            f"class to explain: a class name ({', '.join(CLASS_NAMES)}) or its index; default: the predicted "
+            "stage"))] = None,
+        layer: Annotated[Layer | None, Query(description="network layer; default: the deepest whose map is at "
+                                                         "least 5 cells a side at the model's input size")] = None,
+        fmt: Annotated[Literal["png", "json"], Query(alias="format", description=(
+            "png: the overlay on the slice; json: the map as numbers"))] = "png",
+        alpha: Annotated[float, Query(ge=0.0, le=1.0, description="opacity of the overlay")] = 0.45,
+        colormap: Annotated[Colormap, Query(description="colour map of the overlay")] = "jet",
+        method: Annotated[Method, Query(description="; ".join(f"{k}: {v}" for k, v in METHOD_NOTES.items()))] =
+        "gradcam",
+    ):
+        """Where the network found evidence for a class. Not a lesion map. Integrated gradients and occlusion take
+        seconds on a CPU."""
+        service = _service(request)
+        target_index = _target(target)
+        layer = layer or default_cam_layer(service.predictor.image_size)
+        check_declared_size(request, service.limits)
+        async with service.slot():
+            files = await read_uploads(request, service.limits)
+            return await run_in_threadpool(service.explain, files, slice_number, target_index, layer, fmt, alpha,
+                                           colormap, method)
+
+    @router.post("/predict/batch", response_model=list[PredictResult | BatchError], tags=["predict"],
+                 responses=_ERRORS, summary="Stage many scans",
+                 openapi_extra=_upload_body("files", "many scans; an Analyze pair or the files of one DICOM "
+                                                     "series make one scan"))
+    async def predict_batch(request: Request) -> list[dict]:
+        """One entry per scan, in the order the files were sent: a result as from /v1/predict, or
+        {file, files, error} for a scan that could not be read. Every file appears in some entry's `files`.
+        Volumes are read at their middle slice."""
+        service = _service(request)
+        check_declared_size(request, service.limits)
+        async with service.slot():
+            files = await read_uploads(request, service.limits)
+            return await run_in_threadpool(service.predict_batch, files)
+
+    @router.get("/model", tags=["model"], summary="The model, its figures and its intended use")
+    async def model_info(request: Request) -> dict:
+        """Checksum, label order, calibration temperature, input size; the headline figures from the shipped
+        evaluation (new subjects first), the guard's false-alarm rate, intended use and the request limits."""
+        return await run_in_threadpool(_service(request).model_info)
+
+    return router
+
+
+def app_from_env() -> FastAPI:
+    """The app `uvicorn model.serve.api:app` serves: the shipped model and guard; $ALZ_MRI_API_KEY and
+    $ALZ_MRI_API_MAX_IN_FLIGHT from the environment."""
+    raw = os.environ.get(MAX_IN_FLIGHT_ENV_VAR, "")
+    if raw and not raw.isdigit():
+        raise ValueError(f"${MAX_IN_FLIGHT_ENV_VAR} must be a whole number, got {raw!r}")
+    return create_app(max_in_flight=int(raw) if raw else DEFAULT_MAX_IN_FLIGHT)
+
+
+def __getattr__(name: str):
+    """`model.serve.api.app`, built on first access so that importing this module loads nothing."""
+    if name == "app":
+        globals()["app"] = built = app_from_env()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,242 @@
+"""Many scans at once: unpack uploads (zip archives included), classify each with its flags, group by subject.
+
+    files = expand_uploads([(name, bytes), ...])      # a zip becomes its members; limits checked first
+    for member in iter_zip(path, name): ...             # or one member at a time, read when wanted
+    rows = classify_files(predictor, files, bank)       # one row per scan: prediction, probabilities, flags
+    subjects = subject_table(rows, group_by="folder")   # one row per subject: mean calibrated probabilities
+
+Used by the Batch page; every file appears in the rows, as a result or with the reason it has none.
+"""
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from os import PathLike
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import numpy as np
+
+from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
+from model.qualify.trust import assess
+from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, group_uploads, open_upload
+
+MAX_ARCHIVE_FILES = 2000  # members of one zip
+MAX_ARCHIVE_BYTES = 1 << 30  # all members of one zip, uncompressed, as declared and as read
+GROUPINGS = ("none", "folder", "name prefix")
+
+
+def _member_name(archive: str, member: str) -> str:
+    """'archive.zip/sub/file.png' with any '..', drive or absolute part dropped."""
+    parts = [p for p in PurePosixPath(member.replace("\\", "/")).parts if p not in ("..", ".", "/") and ":" not in p]
+    return "/".join([clean_name(archive), *(clean_name(p) for p in parts)])
+
+
+@dataclass(frozen=True, slots=True)
+class LazyFile:
+    """A file named but not read yet: the archive member or file on disk that a batch reads at its turn.
+
+    name: as shown in a table ('cohort.zip/sub/file.png' for an archive member; for a file on disk its path);
+    size: bytes, as declared; opener and reader: how to open and read it, None for the file on disk at `name`
+    (so that a listing of a million files holds little more than their names).
+    """
+
+    name: str
+    size: int
+    opener: Callable[[], IO[bytes]] | None = None
+    reader: Callable[[], bytes] | None = None
+
+    def open(self) -> IO[bytes]:
+        """A fresh binary stream from the file's start (for sniffing a header)."""
+        return self.opener() if self.opener else open(self.name, "rb")
+
+    def read(self) -> bytes:
+        """All its bytes, within the limits: raises ScanError, or OSError for a file on disk that cannot be read."""
+        return self.reader() if self.reader else _read_path(self.name)
+
+
+def _read_path(path: str) -> bytes:
+    """A file's bytes, refusing one that has grown past the volume limit since it was listed."""
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_VOLUME_BYTES + 1)
+    if len(data) > MAX_VOLUME_BYTES:
+        raise ScanError(f"{clean_name(path)}: over the {MAX_VOLUME_BYTES // 2**20} MB limit for one scan")
+    return data
+
+
+def iter_zip(source: bytes | str | PathLike | IO[bytes], name: str) -> Iterator[LazyFile]:
+    """The files inside a zip archive, one `LazyFile` at a time, in archive order; directories and hidden files
+    skipped. source: the archive's bytes, its path, or a seekable binary stream.
+
+    Member counts and declared sizes are checked before the first member is yielded (a ScanError then), and
+    every `read()` counts towards the archive's total and stops at the cap, so a zip bomb is refused without
+    being inflated. Nothing is decompressed until a member is read; the archive stays open while any of its
+    members may still be read.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        infos = [i for i in archive.infolist() if not i.is_dir()
+                 and not PurePosixPath(i.filename).name.startswith((".", "__MACOSX"))
+                 and "__MACOSX" not in i.filename]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ScanError(f"{clean_name(name)}: not a zip archive that can be read ({exc})") from exc
+    if len(infos) > MAX_ARCHIVE_FILES:
+        raise ScanError(f"{clean_name(name)}: {len(infos):,} files is over the limit of {MAX_ARCHIVE_FILES:,} per archive")
+    declared = sum(i.file_size for i in infos)
+    if declared > MAX_ARCHIVE_BYTES:
+        raise ScanError(f"{clean_name(name)}: unpacks to {declared / 2**20:,.0f} MB, over the "
+                        f"{MAX_ARCHIVE_BYTES // 2**20:,} MB limit for one archive")
+    inflated = [0]  # bytes read so far from all members: one count per archive, shared by the readers
+
+    def read(info: zipfile.ZipInfo, member: str) -> bytes:
+        try:
+            with archive.open(info) as fh:
+                blob = fh.read(min(MAX_VOLUME_BYTES, MAX_ARCHIVE_BYTES - inflated[0]) + 1)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as exc:
+            raise ScanError(f"{member}: cannot be unpacked ({exc})") from exc
+        inflated[0] += len(blob)
+        if len(blob) > MAX_VOLUME_BYTES or inflated[0] > MAX_ARCHIVE_BYTES:
+            raise ScanError(f"{member}: unpacks to more than its archive declares or than the limits allow")
+        return blob
+
+    for info in infos:
+        member = _member_name(name, info.filename)
+        yield LazyFile(member, info.file_size, partial(archive.open, info), partial(read, info, member))
+
+
+def expand_zip(data: bytes, name: str) -> list[tuple[str, bytes]]:
+    """The files inside a zip archive, as (archive/member path, bytes); directories and hidden files skipped.
+
+    Member counts and declared sizes are checked before anything is decompressed, and reading stops at the
+    total cap, so a zip bomb is refused without being inflated (see `iter_zip`, which reads one at a time).
+    """
+    return [(member.name, member.read()) for member in iter_zip(data, name)]
+
+
+def expand_uploads(files: Sequence[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[dict]]:
+    """Uploads -> (files, rows for archives that could not be opened). A .zip becomes its members."""
+    out, failed = [], []
+    for name, data in files:
+        if clean_name(name).lower().endswith(".zip"):
+            try:
+                out.extend(expand_zip(data, name))
+            except ScanError as exc:
+                failed.append({"file": clean_name(name), "error": str(exc)})
+        else:
+            out.append((name, data))
+    return out, failed
+
+
+def _printable(name: str) -> str:
+    """A file's path as given (folders kept, for grouping), without control characters."""
+    return "".join(ch for ch in str(name) if ch.isprintable()).replace("\\", "/") or "upload"
+
+
+def server_files(root, folder: str = "", limit: int = MAX_ARCHIVE_FILES) -> tuple[list[tuple[str, bytes]], list[dict]]:
+    """The files under `root/folder` (recursively, hidden ones skipped): ((path relative to root, bytes), ...)
+    and rows for files too large to read.
+
+    `folder` must stay inside `root`: a '..' or an absolute path is refused. Raises ScanError when the folder
+    holds more than `limit` files or a file is over the volume size limit.
+    """
+    root = Path(root).resolve()
+    base = (root / folder).resolve()
+    if base != root and root not in base.parents:
+        raise ScanError(f"{folder}: not a folder inside the configured batch folder")
+    paths = sorted(p for p in base.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if len(paths) > limit:
+        raise ScanError(f"{folder or root.name}: {len(paths):,} files is over the limit of {limit:,} per batch")
+    out, failed = [], []
+    for path in paths:
+        name = str(path.relative_to(root))
+        if path.stat().st_size > MAX_VOLUME_BYTES:
+            failed.append({"file": name, "error": f"{name}: {path.stat().st_size / 2**20:,.0f} MB is over the "
+                                                  f"{MAX_VOLUME_BYTES // 2**20} MB limit for one scan"})
+        else:
+            out.append((name, path.read_bytes()))
+    return out, failed
+
+
+def subject_key(name: str, group_by: str) -> str:
+    """The subject a file belongs to: its folder ('folder'), the part of its name before the last '_' or '-'
+    ('name prefix'), or itself ('none')."""
+    if group_by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {group_by!r}; choose one of {', '.join(GROUPINGS)}")
+    path = PurePosixPath(name)
+    if group_by == "folder":
+        return str(path.parent) if str(path.parent) != "." else "(no folder)"
+    if group_by == "name prefix":
+        stem = path.name.split(".")[0]
+        head = re.split(r"[_-](?=[^_-]*$)", stem)[0]
+        return head or stem
+    return name
+
+
+def classify_files(predictor, files: Sequence[tuple[str, bytes]], bank=None, *, batch_size: int = 64,
+                   progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """One row per scan (an Analyze pair or a DICOM series is one scan), in input order.
+
+    A row: file, kind, slice ('12/32' for volumes), prediction, label, p_<class>..., spread, agreement,
+    flags, reasons, nearest (subject of the nearest training slice); or file and error. Volumes are read at
+    their middle slice. progress(done, total) is called as scans are read and classified.
+    """
+    items = group_uploads(files)
+    rows, images, colour, where = [], [], [], []
+    for i, item in enumerate(items):
+        name = " + ".join(_printable(n) for n, _ in item) if len(item) == 2 else _printable(item[0][0])
+        try:
+            scan = open_upload(item)
+        except ScanError as exc:
+            rows.append({"file": name, "error": str(exc)})
+        else:
+            rows.append({"file": name if len(item) < 3 else f"{name} (+{len(item) - 1} files)",
+                         "kind": scan.kind,
+                         "slice": f"{scan.slice_index + 1}/{scan.n_slices}" if scan.n_slices > 1 else ""})
+            where.append(len(rows) - 1)
+            images.append(scan.image)
+            colour.append(scan.colour)
+        if progress:
+            progress(i + 1, 2 * len(items))
+    for start in range(0, len(images), batch_size):
+        chunk = slice(start, start + batch_size)
+        for row_index, a in zip(where[chunk], assess(predictor, np.stack(images[chunk]), bank, colour[chunk], k=1)):
+            rows[row_index].update(assessment_columns(a))
+        if progress:
+            progress(len(items) + min(start + batch_size, len(images)) * len(items) // max(len(images), 1),
+                     2 * len(items))
+    return rows
+
+
+def assessment_columns(a) -> dict:
+    """Flat table columns for one `model.qualify.trust.Assessment`."""
+    out = {"prediction": DISPLAY_NAMES[a.prediction.label], "label": CLASS_NAMES[a.prediction.label],
+           **{f"p_{n}": round(p, 4) for n, p in zip(CLASS_NAMES, a.prediction.probabilities)},
+           "spread": round(a.spread, 4), "agreement": round(a.agreement, 3), "flags": "; ".join(a.flags())}
+    if a.trust is not None:
+        out["reasons"] = "; ".join(a.trust.reasons)
+        out["nearest training subject"] = a.trust.neighbours[0].subject if a.trust.neighbours else ""
+    return out
+
+
+def subject_table(rows: list[dict], group_by: str) -> list[dict]:
+    """One row per subject of the classified rows: files, mean calibrated probabilities, stage, how many slices
+    agree, how many are flagged. Rows with an error are left out; a subject's stage is the arg-max of the mean
+    probabilities, the aggregation the subject-level cross-validation was scored with."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if "error" not in row:
+            groups.setdefault(subject_key(row["file"], group_by), []).append(row)
+    out = []
+    for subject, members in groups.items():
+        probs = np.array([[m[f"p_{n}"] for n in CLASS_NAMES] for m in members]).mean(0)
+        label = int(probs.argmax())
+        out.append({"subject": subject, "files": len(members), "stage": DISPLAY_NAMES[label],
+                    **{f"p_{n}": round(float(p), 4) for n, p in zip(CLASS_NAMES, probs)},
+                    "slices agreeing": sum(m["label"] == CLASS_NAMES[label] for m in members),
+                    "slices flagged": sum(bool(m["flags"]) and m["flags"] != "no guard" for m in members)})
+    return out

@@ -1,0 +1,547 @@
+"""Classify scans from the command line, in one process or sharded over many: `python -m model.predict INPUT [...]`.
+
+    python -m model.predict scans/ --out results.csv                  # a folder, searched recursively
+    python -m model.predict cohort.zip test.parquet --out results.jsonl
+    torchrun --nproc-per-node 4 -m model.predict scans/ --out results.csv   # 4 shards, one table
+
+Inputs: scan files (PNG, JPEG, BMP, TIFF, DICOM, NIfTI, Analyze .hdr + .img), folders, zip archives (their
+members, within `model.serve.batch`'s archive limits) and parquet files in the Hugging Face schema (column `image`, a
+struct of `bytes` and `path`; one slice a row, shown as "FILE row N (path)"; `label` is not needed). A zip or
+parquet file found inside a folder is read the same way.
+
+Output: one row per scan with the file, prediction, calibrated probabilities, the spread over test-time
+variants, the guard's flags ("out of distribution", "near-copy of a training slice") with their reasons, the
+subject of the nearest training slice, and for a volume the slice used ("13/24": the middle one). Every file
+gets a row, in input order: an Analyze .hdr + .img pair or the files of one DICOM series share one (their paths
+joined by " + "), and a file that cannot be read, or is no scan type this tool reads, gets its reason in the
+`error` column while the rest are still classified. Hidden files (names starting with a dot) are skipped, and
+said so on standard error. Formats: csv (the default), json (one array) or jsonl (one object a line), from
+--out's suffix unless --format says. The exit code is 1 when any file failed (in every process of a sharded
+run), 2 for a wrong option.
+
+Streaming: the cohort is never held in memory. A first pass lists the inputs without reading them and groups
+files into scans; then scans are read and decoded one at a time, classified --batch-size at a time, and each
+batch's rows are written (and flushed) before the next batch is read, so at most --batch-size decoded slices and
+one scan's bytes are held. The trade-off is grouping: which files make one scan must be known before the first
+is read, so the first pass opens every file for its first 132 bytes (DICOM's 'DICM' signature) and reads a DICOM
+file's header, without the pixels, for its SeriesInstanceUID (so a DICOM header is read twice), and it keeps each
+file's name and size until the end: about 0.3 KB a file, 0.3 GB for a million. Parquet rows are never grouped and
+are read a batch of rows at a time (pyarrow decodes a row group's column chunk at once, so a row group is the unit
+of memory there). A progress bar on standard error (not when it is no terminal, nor with --quiet) counts files
+and files/s, and a last line gives the rate of the whole run, loading the model aside.
+
+Sharding: under torchrun every process (RANK r of WORLD_SIZE w; device cuda:LOCAL_RANK on GPUs) makes the same
+plan and classifies only the scans whose index % w == r, writing each row with its index to `<out>.part<r>` (or
+a temporary folder when printing to standard output) as it goes. A collective over all processes (on a gloo
+group, GPUs or not: it carries one number and may wait long) then acts as the barrier and sums the failures, so that every process exits 1 when any file failed,
+and rank 0 merges the parts by index with heapq.merge, holding one row per process, into the one table, and
+deletes them. Part files rather than all_gather_object: processes finish batches at different speeds and counts,
+so gathering per batch would hold every process to the slowest at each step and leave rank 0 buffering rows out
+of order; files keep the processes independent and the merge streaming. Several nodes need --out on a shared file
+system. torchrun reports an exit code of 1 as a failed run with its own traceback, after the table is written.
+Without torchrun none of this runs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import heapq
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from itertools import islice
+from pathlib import Path
+from typing import NamedTuple, TextIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pydicom
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from model.core.checkpoint import ModelLoadError
+from model.core.constants import CLASS_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
+from model.core.distributed import init_distributed
+from model.core.inference import Predictor
+from model.qualify.trust import TrustBank, TrustBankError, assess
+from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, group_uploads, open_upload, scan_groups
+from model.serve.batch import LazyFile, iter_zip
+
+BATCH_SIZE = 64  # slices classified together, and the most decoded slices held at once
+FORMATS = ("csv", "json", "jsonl")
+COLUMNS = ["file", "prediction", "confidence", *(f"p_{n}" for n in CLASS_NAMES), "spread", "flags", "reasons",
+           "nearest_subject", "slice", "error"]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- inputs, listed without being read
+@dataclass(frozen=True)
+class ParquetInput:
+    """A parquet file in the Hugging Face schema, checked but not read: `rows` slices, one scan each."""
+
+    path: Path
+    rows: int
+
+    @classmethod
+    def open(cls, path: Path) -> ParquetInput:
+        """Reads only the footer. Raises ScanError for a file that is no parquet, or has no image bytes."""
+        try:
+            with pq.ParquetFile(path) as meta:
+                schema, rows = meta.schema_arrow, meta.metadata.num_rows
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise ScanError(f"{path.name}: not a readable parquet file ({exc})") from exc
+        image = schema.field("image").type if "image" in schema.names else None
+        if image is None or not (pa.types.is_struct(image) and image.get_field_index("bytes") >= 0):
+            raise ScanError(f"{path.name}: no 'image' column with 'bytes'; a parquet file is read in the Hugging "
+                            "Face schema (image: struct of bytes and path)")
+        return cls(path, rows)
+
+    def batches(self, rows: int) -> Iterator[tuple[list, list]]:
+        """(image bytes, image paths) of `rows` rows at a time, as pyarrow arrays (nothing copied to Python)."""
+        with pq.ParquetFile(self.path) as parquet:
+            for batch in parquet.iter_batches(batch_size=rows, columns=["image"]):
+                images = batch.column(0)
+                paths = images.field("path") if images.type.get_field_index("path") >= 0 else [None] * len(batch)
+                yield images.field("bytes"), paths
+
+
+Input = LazyFile | ParquetInput | dict  # a dict is an error row for something that cannot be read at all
+
+
+def iter_inputs(paths: Iterable[Path], say: Callable[[str], None] = _stderr) -> Iterator[Input]:
+    """Everything named, in order, without reading a scan: files and archive members as `LazyFile`s, parquet
+    files as `ParquetInput`s, and an error row for an archive or parquet file that cannot be opened or a file too
+    large to be a scan. Folders are walked depth-first in sorted order (the order of `sorted(rglob('*'))`);
+    hidden files are left out, each said through `say`."""
+    for path in map(Path, paths):
+        for found in (_walk(path, say) if path.is_dir() else [path]):
+            yield from (_input(found) if isinstance(found, Path) else [found])
+
+
+def _walk(folder: Path, say: Callable[[str], None], hidden: bool = False) -> Iterator[Path | dict]:
+    """Files under `folder` in sorted order, and an error row for a folder that cannot be listed."""
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        yield {"file": str(folder), "error": f"{folder.name}: the folder cannot be read ({exc.strerror or exc})"}
+        return
+    for entry in entries:
+        inside = hidden or entry.name.startswith(".")
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path), say, inside)
+        elif entry.is_file():
+            if inside:
+                say(f"skipped hidden file {entry.path}")
+            else:
+                yield Path(entry.path)
+
+
+def _input(path: Path) -> Iterator[Input]:
+    name = path.name.lower()
+    try:
+        if name.endswith(".zip"):
+            yield from [replace(m, name=str(path.parent / m.name)) for m in iter_zip(path, str(path))]
+        elif name.endswith(".parquet"):
+            yield ParquetInput.open(path)
+        elif (size := path.stat().st_size) > MAX_VOLUME_BYTES:
+            raise ScanError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_VOLUME_BYTES // 2**20} MB limit "
+                            "for a scan")
+        else:
+            yield LazyFile(str(path), size)
+    except ScanError as exc:
+        yield {"file": str(path), "error": str(exc)}
+    except OSError as exc:
+        yield {"file": str(path), "error": f"{path.name}: cannot be read ({exc.strerror or exc})"}
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    """Every regular file named or found (recursively, sorted) in a named folder. Hidden files and folders
+    inside a folder are left out, each said on standard error; files named explicitly are always kept."""
+    return [found for path in paths for found in (_walk(path, _stderr) if path.is_dir() else [path])
+            if isinstance(found, Path)]
+
+
+# ---------------------------------------------------------------- grouping: which inputs make one scan
+def group_inputs(inputs: list[Input]) -> list[tuple[int, ...]]:
+    """Indices into `inputs`, one tuple per scan, ordered by their first member: `scan_io.scan_groups`, the rule
+    uploads are grouped by, decided from names and DICOM headers alone (no scan bytes read). A parquet file or an error row is an entry of its own."""
+    def series_uid(i: int) -> str:
+        item = inputs[i]
+        return _series_uid(item) if isinstance(item, LazyFile) and item.size <= MAX_VOLUME_BYTES else ""
+
+    names = [item.name if isinstance(item, LazyFile) else "" for item in inputs]
+    return scan_groups(names, series_uid)
+
+
+def _series_uid(file: LazyFile) -> str:
+    """The SeriesInstanceUID of a DICOM file, read from its header without the pixels; '' for anything else."""
+    try:
+        with file.open() as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fh.read(132)[128:132] != b"DICM":
+                return ""
+            fh.seek(0)
+            return str(pydicom.dcmread(fh, force=False, stop_before_pixels=True).get("SeriesInstanceUID") or "")
+    except Exception:  # unreadable or damaged: the file stays on its own, and its turn says what is wrong
+        return ""
+
+
+# ---------------------------------------------------------------- reading one shard's scans, one at a time
+class Read(NamedTuple):
+    """One scan read and decoded. index: its place among all scans (the same in every process); row: file and
+    slice, or file and error; image: uint8 (S, S) or None after an error; files: how many files it took."""
+
+    index: int
+    row: dict
+    image: np.ndarray | None
+    colour: float
+    files: int
+
+
+@dataclass
+class Plan:
+    """What a run reads, decided before any scan is read: the inputs in order and which of them make one scan."""
+
+    inputs: list[Input]
+    groups: list[tuple[int, ...]]
+
+    @classmethod
+    def of(cls, paths: Iterable[Path], say: Callable[[str], None] = _stderr) -> Plan:
+        inputs = list(iter_inputs(paths, say))
+        return cls(inputs, group_inputs(inputs))
+
+    def _spans(self) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+        """(index of the first scan, number of scans, group) per group: a parquet file spans one scan a row."""
+        start = 0
+        for group in self.groups:
+            first = self.inputs[group[0]]
+            count = first.rows if isinstance(first, ParquetInput) else 1
+            yield start, count, group
+            start += count
+
+    def files(self, rank: int = 0, world: int = 1) -> int:
+        """How many files (a parquet row and an error row count one) the shard `rank` of `world` reads."""
+        total = 0
+        for start, count, group in self._spans():
+            mine = len(range(start + (rank - start) % world, start + count, world))  # its indices in the span
+            total += mine * (1 if isinstance(self.inputs[group[0]], ParquetInput) else len(group))
+        return total
+
+    def scans(self, rank: int = 0, world: int = 1, parquet_rows: int = BATCH_SIZE) -> Iterator[Read]:
+        """The shard's scans (index % world == rank), read and decoded one at a time in input order."""
+        for start, count, group in self._spans():
+            first = self.inputs[group[0]]
+            if isinstance(first, ParquetInput):
+                yield from _parquet_scans(first, start, rank, world, parquet_rows)
+            elif start % world == rank:
+                yield _read_group(start, [self.inputs[i] for i in group])
+
+
+def _read_group(index: int, members: list[Input]) -> Read:
+    if isinstance(members[0], dict):
+        return Read(index, dict(members[0]), None, 0.0, 1)
+    name = " + ".join(m.name for m in members)
+    files = []
+    for member in members:
+        try:
+            files.append((member.name, member.read()))
+        except ScanError as exc:
+            return Read(index, {"file": name, "error": str(exc)}, None, 0.0, len(members))
+        except OSError as exc:
+            error = f"{clean_name(member.name)}: cannot be read ({exc.strerror or exc})"
+            return Read(index, {"file": name, "error": error}, None, 0.0, len(members))
+    regrouped = group_uploads(files)  # the same group, now in its reading order (a series along its normal)
+    item = regrouped[0] if len(regrouped) == 1 else files  # else a file changed since it was listed: open_upload
+    return _decode(index, " + ".join(n for n, _ in item), item, len(members))  # then says why it is no scan
+
+
+def _decode(index: int, name: str, item, files: int) -> Read:
+    try:
+        scan = open_upload(item)
+    except ScanError as exc:
+        return Read(index, {"file": name, "error": str(exc)}, None, 0.0, files)
+    row = {"file": name, **({"slice": f"{scan.slice_index + 1}/{scan.n_slices}"} if scan.n_slices > 1 else {})}
+    return Read(index, row, scan.image, scan.colour, files)
+
+
+def _parquet_scans(source: ParquetInput, start: int, rank: int, world: int, rows: int) -> Iterator[Read]:
+    """The shard's rows of a parquet file; the bytes of other shards' rows are never copied out of pyarrow."""
+    batches, row = source.batches(rows), 0
+    while True:
+        try:
+            blobs, paths = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:  # a damaged row group: the rest of the file is one error row, in every process
+            if row < source.rows and (start + row) % world == rank:
+                yield Read(start + row, {"file": f"{source.path} rows {row}-{source.rows - 1}",
+                                         "error": f"{source.path.name}: cannot be read from row {row} ({exc})"},
+                           None, 0.0, source.rows - row)
+            return
+        for j in range(len(blobs)):
+            if (start + row) % world == rank:
+                origin, data = paths[j].as_py() if paths[j] is not None else None, blobs[j].as_py()
+                name = f"{source.path} row {row}" + (f" ({origin})" if origin else "")
+                if data:  # a name without a suffix is sniffed as an image
+                    yield _decode(start + row, name, [(origin or f"row {row}", data)], 1)
+                else:
+                    yield Read(start + row, {"file": name, "error": f"{name}: the row has no image bytes"},
+                               None, 0.0, 1)
+            row += 1
+
+
+# ---------------------------------------------------------------- classifying, a batch at a time
+def classify(predictor, reads: Iterable[Read], bank=None, batch_size: int = BATCH_SIZE) -> Iterator[list[Read]]:
+    """Batches of up to `batch_size` reads, in order, their rows filled with the prediction, probabilities, spread
+    and the guard's flags (`model.qualify.trust.assess`; without a bank the flags say "no guard"). The next batch is read
+    only once this one is handed on, so at most `batch_size` decoded slices are held."""
+    reads = iter(reads)
+    while batch := list(islice(reads, batch_size)):
+        _assess_into(predictor, [r for r in batch if r.image is not None], bank)
+        yield [r._replace(image=None) for r in batch]  # rows only: the slices go with the batch
+        del batch  # before the next batch is read
+
+
+def _assess_into(predictor, reads: list[Read], bank) -> None:
+    if reads:
+        images = np.stack([r.image for r in reads])  # (N, S, S) uint8
+        for r, a in zip(reads, assess(predictor, images, bank, [r.colour for r in reads], k=1)):
+            r.row.update(_columns(a))
+
+
+def _columns(a) -> dict:
+    pred = a.prediction
+    return {"prediction": pred.class_name, "confidence": round(pred.confidence, 6),
+            **{f"p_{n}": round(p, 6) for n, p in zip(CLASS_NAMES, pred.probabilities)},
+            "spread": round(a.spread, 4), "flags": "; ".join(a.flags()),
+            "reasons": "; ".join(a.trust.reasons) if a.trust else "",
+            "nearest_subject": a.trust.neighbours[0].subject if a.trust and a.trust.neighbours else ""}
+
+
+def predict_files(predictor, files: list[Path], batch_size: int = BATCH_SIZE, bank=None) -> list[dict]:
+    """Rows of {file, prediction, confidence, p_<class>..., spread, flags, reasons, nearest_subject, slice,
+    error} in input order, one per scan: an Analyze pair or a DICOM series is one row, its paths joined by
+    " + " (see `scan_io.group_uploads`); a folder, zip or parquet file gives a row per scan inside. bank: the
+    out-of-distribution guard (model.qualify.trust.TrustBank); without it the flags say "no guard". Streams like the
+    CLI, but returns every row."""
+    plan = Plan.of(files, say=lambda message: None)
+    return [r.row for batch in classify(predictor, plan.scans(parquet_rows=batch_size), bank, batch_size)
+            for r in batch]
+
+
+# ---------------------------------------------------------------- writing rows as they come
+class RowWriter:
+    """Rows to a text stream as they come: csv (header first), json (one array, closed by `close`) or jsonl."""
+
+    def __init__(self, stream: TextIO, fmt: str):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        self.stream, self.fmt, self.count = stream, fmt, 0
+        if fmt == "csv":
+            self._csv = csv.DictWriter(stream, fieldnames=COLUMNS, restval="")
+            self._csv.writeheader()
+        elif fmt == "json":
+            stream.write("[")
+
+    def write(self, row: dict) -> None:
+        if self.fmt == "csv":
+            self._csv.writerow(row)
+        elif self.fmt == "json":
+            self.stream.write(("," if self.count else "") + "\n " + json.dumps(row))
+        else:
+            self.stream.write(json.dumps(row) + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.count else "]\n")
+        self.stream.flush()
+
+
+def format_rows(rows: list[dict], fmt: str) -> str:
+    """All rows as one string in `fmt` (csv, json or jsonl)."""
+    buf = io.StringIO()
+    writer = RowWriter(buf, fmt)
+    for row in rows:
+        writer.write(row)
+    writer.close()
+    return buf.getvalue()
+
+
+def _merge_parts(parts: list[Path], writer: RowWriter) -> tuple[int, int]:
+    """Rank 0: the parts' rows into `writer` in input order, one row per part in memory. (rows, files)."""
+    streams = [part.open() for part in parts]
+    rows = files = 0
+    try:  # each part is in index order already; a line is [index, files, row]
+        for _, count, row in heapq.merge(*(map(json.loads, s) for s in streams), key=lambda line: line[0]):
+            writer.write(row)
+            rows, files = rows + 1, files + count
+    finally:
+        for s in streams:
+            s.close()
+    return rows, files
+
+
+# ---------------------------------------------------------------- the command
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__.split("\n\n")[0],
+                                     epilog="Under torchrun: torchrun --nproc-per-node N -m model.predict ...")
+    parser.add_argument("paths", nargs="+", type=Path,
+                        help="scan files (PNG, JPEG, BMP, TIFF, DICOM, NIfTI, Analyze .hdr + .img), folders "
+                             "(searched recursively), zip archives or parquet files (Hugging Face schema)")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="output format (default: from --out's suffix, .json or .jsonl, else csv)")
+    parser.add_argument("--out", type=Path, default=None, help="write here (default: standard output)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_PATH, help="default: %(default)s")
+    parser.add_argument("--config", type=Path, default=MODEL_CONFIG_PATH, help="default: %(default)s")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda (default: auto; under torchrun on GPUs, cuda:LOCAL_RANK)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help="slices classified together, and the most decoded slices held (default: %(default)s)")
+    parser.add_argument("--no-guard", action="store_true",
+                        help="skip the out-of-distribution guard and near-copy flag (default: checked)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar nor rate line (default: shown)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    suffix = args.out.suffix.lower() if args.out else ""
+    fmt = args.format or {".json": "json", ".jsonl": "jsonl"}.get(suffix, "csv")
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        parser.exit(2, f"error: not found: {', '.join(missing)}\n")
+    if args.batch_size < 1:
+        parser.exit(2, f"error: --batch-size must be at least 1, not {args.batch_size}\n")
+    try:
+        rank, world, device = init_distributed(args.device)  # (0, 1, device) without torchrun
+        predictor = Predictor.from_assets(args.weights, args.config, device=str(device))
+    except (ModelLoadError, FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    say = _stderr if rank == 0 else (lambda message: None)
+    bank = None if args.no_guard else _load_bank(say)
+    started = time.perf_counter()
+    plan = Plan.of(args.paths, say)
+    if world == 1:
+        rows, files, failed = _run_single(plan, predictor, bank, args, fmt, parser)
+    else:
+        rows, files, failed = _run_sharded(plan, predictor, bank, args, fmt, rank, world, parser)
+    if rank == 0 and not args.quiet:
+        seconds = time.perf_counter() - started
+        say(f"{rows:,} scans from {files:,} files in {seconds:.1f} s: {files / max(seconds, 1e-9):.1f} files/s"
+            + (f" over {world} processes" if world > 1 else ""))
+    return 1 if failed else 0
+
+
+def _load_bank(say: Callable[[str], None]):
+    try:
+        return TrustBank.load()
+    except TrustBankError as exc:
+        say(f"warning: no out-of-distribution guard ({exc}); flags say 'no guard'")
+        return None
+
+
+def _open_out(parser: argparse.ArgumentParser, path: Path | None) -> TextIO:
+    if path is None:
+        return sys.stdout
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", newline="")
+    except OSError as exc:
+        parser.exit(2, f"error: cannot write {path}: {exc.strerror or exc}\n")
+
+
+def _run(plan: Plan, predictor, bank, args, emit: Callable[[list[Read]], None], rank: int = 0,
+         world: int = 1) -> tuple[int, int, int]:
+    """Classify this process's shard, handing each batch to `emit` as soon as it is done. (rows, files, failed)."""
+    bar = tqdm(total=plan.files(rank, world), unit=" files", file=sys.stderr, dynamic_ncols=True,
+               desc=f"shard {rank + 1}/{world}" if world > 1 else None,
+               disable=args.quiet or rank != 0 or not sys.stderr.isatty())  # rank 0's bar stands for all
+    rows = files = failed = 0
+    with bar:
+        for batch in classify(predictor, plan.scans(rank, world, args.batch_size), bank, args.batch_size):
+            emit(batch)
+            for r in batch:
+                if "error" in r.row:
+                    failed += 1
+                    bar.write(f"skipped {r.row['file']}: {r.row['error']}", file=sys.stderr)
+            done = sum(r.files for r in batch)
+            rows, files = rows + len(batch), files + done
+            bar.update(done)
+    return rows, files, failed
+
+
+def _run_single(plan: Plan, predictor, bank, args, fmt: str, parser: argparse.ArgumentParser) -> tuple[int, int, int]:
+    stream = _open_out(parser, args.out)
+    writer = RowWriter(stream, fmt)
+
+    def emit(batch: list[Read]) -> None:
+        for r in batch:
+            writer.write(r.row)
+        stream.flush()
+
+    try:
+        counts = _run(plan, predictor, bank, args, emit)
+        writer.close()
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    return counts
+
+
+def _run_sharded(plan: Plan, predictor, bank, args, fmt: str, rank: int, world: int,
+                 parser: argparse.ArgumentParser) -> tuple[int, int, int]:
+    """Each process writes its shard to a part file; rank 0 merges them into the one table once all are done."""
+
+    # The waits at the end carry one number but may be long (the slowest shard, then rank 0's merge): a gloo group
+    # with a day's timeout, on GPUs too, rather than NCCL's ten minutes.
+    sync = dist.new_group(backend="gloo", timeout=timedelta(hours=24))
+    where = [str(args.out) if args.out else (tempfile.mkdtemp(prefix="predict-") if rank == 0 else "")]
+    if not args.out:
+        dist.broadcast_object_list(where, src=0, group=sync)  # every process writes into rank 0's temporary folder
+    stem = where[0] if args.out else str(Path(where[0]) / "rows")
+    parts = [Path(f"{stem}.part{r}") for r in range(world)]
+    with _open_out(parser, parts[rank]) as stream:
+        def emit(batch: list[Read]) -> None:  # [index, files, row] lines, in index order within the part
+            stream.writelines(json.dumps([r.index, r.files, r.row]) + "\n" for r in batch)
+            stream.flush()
+
+        _, _, failed = _run(plan, predictor, bank, args, emit, rank, world)
+    total = torch.tensor([failed])
+    dist.all_reduce(total, group=sync)  # also the barrier: every part is complete and closed before anyone passes
+    failed = int(total.item())
+    rows = files = 0
+    if rank == 0:
+        stream = _open_out(parser, args.out)
+        writer = RowWriter(stream, fmt)
+        rows, files = _merge_parts(parts, writer)
+        writer.close()
+        if args.out:
+            stream.close()
+            for part in parts:
+                part.unlink()
+        else:
+            shutil.rmtree(where[0], ignore_errors=True)
+    # torchrun stops every process once one exits with an error (1 when a file failed): none leaves before the merge
+    dist.barrier(group=sync)
+    dist.destroy_process_group()
+    return rows, files, failed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
