@@ -479,10 +479,10 @@ def _method_words(method: str | None) -> tuple[str, str]:
 def _scan_blocks(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: dict) -> Report:
     report = Report("Scan report: Alzheimer's disease stage of one MRI slice")
     report.add(Notice(RESEARCH_NOTICE))
-    scan = record.get("scan")
+    scan = bool(record.get("steps"))  # read from a file (model.reports.record: kind, slice, n_slices, steps, header)
     facts = [("File", str(record.get("file", ""))), ("Classified (UTC)", record.get("created_utc", ""))]
     if scan:
-        facts.append(("Scan", f"{scan.get('kind')}, slice {scan.get('slice')} of {scan.get('slices')}"))
+        facts.append(("Scan", f"{record.get('kind')}, slice {record.get('slice')} of {record.get('n_slices')}"))
     report.add(KeyValues(tuple(facts)))
 
     explanation = record.get("explanation") or {}
@@ -516,9 +516,9 @@ def _scan_blocks(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: di
             if isinstance(value, dict):
                 report.add(_nested_table(key.replace("_", " "), value))
     if scan:
-        report.add(Heading("How the file was read"), Bullets(tuple(map(str, scan.get("steps", [])))))
-        if scan.get("header"):
-            report.add(KeyValues(tuple((str(k), str(v)) for k, v in scan["header"].items())))
+        report.add(Heading("How the file was read"), Bullets(tuple(map(str, record["steps"]))))
+        if record.get("header"):
+            report.add(KeyValues(tuple((str(k), str(v)) for k, v in record["header"].items())))
 
     report.add(Heading("Reproducibility"))
     sha = (stamp.get("model") or {}).get("weights_sha256")
@@ -533,7 +533,7 @@ def _scan_blocks(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: di
 def scan_report_pdf(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: dict) -> bytes:
     """One classified slice as a PDF (one page, two when the guard has much to say).
 
-    record: model.reports.record.result_record(...) (stage, probabilities, and uncertainty, flags, guard, explanation and
+    record: model.reports.record.page_record(...) (stage, probabilities, and uncertainty, flags, guard, explanation and
     scan when present); image: the slice, uint8 (S, S); overlay: its saliency overlay, uint8 (S, S, 3);
     stamp: reproducibility_stamp(...).
     """
