@@ -52,8 +52,10 @@ def test_landing_page_and_sidebar():
 
 def test_upload_shows_prediction_and_overlay(scan):
     at = upload(start(), "slice.png", scan)
-    # a synthetic head is not an OASIS slice: the guard marks it, and the stage is still shown
-    assert at.metric[0].label.startswith("Predicted stage") and at.metric[0].value in DISPLAY_NAMES
+    # a synthetic head is not an OASIS slice: the guard marks it unreliable, with its reasons, and the stage is
+    # still shown
+    assert at.metric[0].label == "Predicted stage (unreliable)" and at.metric[0].value in DISPLAY_NAMES
+    assert any(e.value.startswith("**Unreliable") and "unlike every training slice" in e.value for e in at.error)
     images = at.get("image")
     assert len(images) >= 2 and images[1].proto.imgs[0].caption.startswith("Grad-CAM for")  # then nearest slices
     assert [b.label for b in at.get("download_button")] == ["Download overlay (PNG)", "Download result (JSON)",
