@@ -50,7 +50,7 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.dataset import DatasetError, SliceSet, load_split_with_keys, read_subjects, subjects_for
-from model.core.inference import predict_logits
+from model.core.inference import predict_logits, subject_level
 from model.core.recipe import RESUME_FREE, recipe_differences
 from model.qualify.evaluate import compute_metrics, subject_predictions
 from model.qualify.neighbours import nearest_neighbours
@@ -113,16 +113,6 @@ def clinical_probabilities(subjects: pd.DataFrame, subject_fold: pd.Series) -> p
 
 
 # ---------------------------------------------------------------- figures
-def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                        np.ndarray]:
-    """(subject ids, labels, mean probabilities) with one row per subject, in sorted id order."""
-    frame = pd.DataFrame(probs, columns=range(probs.shape[1]))
-    frame["subject"], frame["label"] = groups, labels
-    grouped = frame.groupby("subject", sort=True)
-    mean = grouped[list(range(probs.shape[1]))].mean()
-    return mean.index.to_numpy(), grouped.label.first().to_numpy(), mean.to_numpy()
-
-
 def level_figures(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_bootstrap: int) -> dict:
     """{"slice": figures over slices (bootstrap by subject), "subject": figures over subject means}."""
     _, subject_labels, subject_probs = subject_level(probs, labels, groups)
