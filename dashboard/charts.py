@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from model.core.constants import CLASS_COLORS, CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
+from model.reports.card import BASELINE_NAMES
 from model.qualify.neighbours import distance_bin_label
 
 # One calm, colour-blind-safe colour per class (Okabe-Ito), used on every chart.
@@ -169,8 +170,8 @@ def leakage_headline(rows: list[dict]) -> go.Figure:
     """
     x = [r["setting"] for r in rows]
     fig = go.Figure()
-    for key, name, color in (("network", "this network", "#0072B2"), ("lookup", "raw-pixel lookup (no learning)",
-                                                                     "#BBBBBB")):
+    for key, color in (("network", "#0072B2"), ("lookup", "#BBBBBB")):
+        name = BASELINE_NAMES[key]
         values = [r[key] for r in rows]
         fig.add_trace(go.Bar(x=x, y=values, name=name, marker_color=color, text=[f"{v:.1%}" for v in values],
                              textposition="outside", hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>"))

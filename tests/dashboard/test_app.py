@@ -169,7 +169,9 @@ def test_evaluation_opens_on_new_subjects_and_matches_crossval_file():
                                                   ("Non_Demented", "Very_Mild_Demented", "Mild_Demented",
                                                    "Moderate_Demented")]
     methods = frame(at, "any-dementia AUC")
-    assert list(methods["n"]) == [200, 200, crossval["clinical"]["subject"]["n"], crossval["clinical"]["subject"]["n"]]
+    clinical = crossval["clinical"]["subject"]["n"]
+    assert list(methods["n"]) == [str(n) for n in (200, 200, clinical, clinical)]  # the exported report's rows
+    assert list(methods["method"])[:2] == ["this network", "raw-pixel lookup (no learning)"]
     at.button_group(key="evaluation_level").set_value("per slice").run()
     assert sum(map(sum, plotly_specs(at)["evaluation_new_confusion"]["data"][0]["z"])) == 6400
     subjects = frame(at, "p(true stage)")
