@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from model.core.constants import CLASS_COLORS, CLASS_NAMES, DISPLAY_NAMES, STAGE_ORDER
+from model.reports.card import BASELINE_NAMES
 from model.qualify.neighbours import distance_bin_label
 
 # One calm, colour-blind-safe colour per class (Okabe-Ito), used on every chart.
@@ -169,8 +170,8 @@ def leakage_headline(rows: list[dict]) -> go.Figure:
     """
     x = [r["setting"] for r in rows]
     fig = go.Figure()
-    for key, name, color in (("network", "this network", "#0072B2"), ("lookup", "raw-pixel lookup (no learning)",
-                                                                     "#BBBBBB")):
+    for key, color in (("network", "#0072B2"), ("lookup", "#BBBBBB")):
+        name = BASELINE_NAMES[key]
         values = [r[key] for r in rows]
         fig.add_trace(go.Bar(x=x, y=values, name=name, marker_color=color, text=[f"{v:.1%}" for v in values],
                              textposition="outside", hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>"))
@@ -242,15 +243,15 @@ def age_by_class(table) -> go.Figure:
     return fig
 
 
-def predicted_counts(rows: list[dict]) -> go.Figure:
-    """Stacked bars of predicted stages in a batch, stages from healthy to severe: scans without a flag, and
-    scans flagged out of distribution or as near-copies of training slices."""
+def predicted_counts(results: list) -> go.Figure:
+    """Stacked bars of predicted stages in a batch (`model.reports.record.Result`s), stages from healthy to
+    severe: scans without a flag, and scans flagged out of distribution or as near-copies of training slices."""
     order = list(STAGE_ORDER)
-    shown = [r for r in rows if "error" not in r]
+    shown = [r for r in results if not hasattr(r, "error")]
     fig = go.Figure()
-    for name, keep, color in (("no flag", lambda r: not r["flags"] or r["flags"] == "no guard", "#4c78a8"),
-                              ("flagged", lambda r: bool(r["flags"]) and r["flags"] != "no guard", "#e45756")):
-        counts = [sum(1 for r in shown if r["label"] == CLASS_NAMES[i] and keep(r)) for i in order]
+    for name, keep, color in (("no flag", lambda r: r.reliable, "#4c78a8"),
+                              ("flagged", lambda r: not r.reliable, "#e45756")):
+        counts = [sum(1 for r in shown if r.label == i and keep(r)) for i in order]
         fig.add_trace(go.Bar(name=name, x=[DISPLAY_NAMES[i] for i in order], y=counts, marker_color=color,
                              text=[c or "" for c in counts], hovertemplate="%{x}: %{y} scans<extra>" + name + "</extra>"))
     fig.update_layout(**LAYOUT, title=f"Predicted stage of {len(shown)} scans", barmode="stack", height=320,

@@ -35,7 +35,8 @@ from model.core.recipe import crossval_describes
 from model.qualify.evaluate import subject_predictions
 from model.qualify.explain import explain
 from model.qualify.faithfulness import faithfulness, randomised_copy, rank_correlation
-from model.qualify.trust import TrustBank, TrustBankError, assess
+from model.qualify.trust import TrustBank, TrustBankError
+from model.serve.pipeline import classify, classify_slices
 
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
 
@@ -195,11 +196,19 @@ def trust_bank_or_none():
         return None, str(exc)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_assessment(image, colour: float = 0.0):
-    """Prediction, uncertainty and the guard's report for one uint8 (S, S) slice; keyed on the pixels."""
+@st.cache_data(max_entries=16, show_spinner="Reading and classifying…")
+def classified(files: tuple[tuple[str, bytes], ...], slice_number: int | None = None) -> list:
+    """`model.serve.pipeline.classify` of uploaded files (one result per scan); keyed on the files' names and bytes,
+    so a rerun of the page does not read or assess them again."""
     bank, _ = trust_bank_or_none()
-    return assess(get_predictor(), image, bank, [colour])[0]
+    return classify(list(files), predictor=get_predictor(), bank=bank, slice=slice_number)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def classified_slice(image, name: str):
+    """`model.serve.pipeline.classify_slices` of one decoded uint8 (S, S) slice (a test-split example)."""
+    bank, _ = trust_bank_or_none()
+    return classify_slices([image], [name], predictor=get_predictor(), bank=bank)[0]
 
 
 @st.cache_resource(show_spinner="Reading the training slices…")
@@ -235,13 +244,12 @@ def cached_randomisation(image, target: int, layer: str, method: str):
     return rand, rank_correlation(real, rand)
 
 
-def subject_panel(slices: list, names: list[str], predictor, colours: list[float] | None = None):
-    """Several slices of one subject: the per-slice predictions with their flags, and the subject's (their mean
-    probabilities, as the cross-validation scored subjects). Returns (index of the slice the user picks to
-    explain, the subject's Prediction)."""
-
-    colours = colours or [0.0] * len(slices)
-    assessments = [cached_assessment(image, c) for image, c in zip(slices, colours)]
+def subject_panel(results: list):
+    """Several slices of one subject (`model.reports.record.Result`s): the per-slice predictions with their flags,
+    and the subject's (their mean probabilities, as the cross-validation scored subjects). Returns (index of the
+    slice the user picks to explain, the subject's Prediction)."""
+    slices, names = results, [r.file for r in results]
+    assessments = [r.assessment for r in results]
     predictions = [a.prediction for a in assessments]
     subject = subject_prediction(predictions)
     left, right = st.columns([2, 3])

@@ -39,27 +39,14 @@ from model.qualify.evaluate import run
 from model.qualify.explain import explain, overlay
 from model.qualify.neighbours import distance_summary
 from model.reports.card import confound_sentence
+from model.reports.documents import baseline_rows, display, headline_rows, per_class_rows
 
 NEW, PUBLISHED = "New subjects (cross-validated)", "Published test split (slice-level)"
-METHODS = {"network": "This network", "lookup": "Raw-pixel lookup (no learning)",
-           "clinical": "Clinical baseline (age, sex, eTIV, nWBV)",
-           "network_on_clinical_subjects": "This network, same subjects as the clinical baseline"}
-
-
-def display(name: str) -> str:
-    return DISPLAY_NAMES[CLASS_NAMES.index(name)]
 
 
 def headline(crossval: dict | None, metrics: dict | None, baseline: dict | None) -> None:
     """The leakage, seen: the network and the lookup on a brain seen in training and on a new one."""
-    rows = []
-    if metrics and baseline and "test" in baseline:
-        rows.append({"setting": "published test split<br>(slices of seen brains)",
-                     "network": metrics["balanced_accuracy"], "lookup": baseline["test"]["balanced_accuracy"]})
-    if crossval:
-        for level, text in (("slice", "new subjects,<br>per slice"), ("subject", "new subjects,<br>per subject")):
-            rows.append({"setting": text, "network": crossval["network"][level]["balanced_accuracy"],
-                         "lookup": crossval["lookup"][level]["balanced_accuracy"]})
+    rows = [{**r, "setting": r["setting"].replace("\n", "<br>")} for r in headline_rows(crossval, metrics, baseline)]
     if not rows:
         return
     left, right = st.columns([3, 2])
@@ -80,20 +67,10 @@ def headline(crossval: dict | None, metrics: dict | None, baseline: dict | None)
             "each was predicted by a network trained without it (5-fold cross-validation by subject).")
 
 
-def _interval(entry: dict, key: str) -> str:
-    lo, hi = entry.get("ci95", {}).get(key, (float("nan"), float("nan")))
-    return f"{entry[key]:.3f} ({lo:.3f}–{hi:.3f})"
-
-
 def per_class_table(metrics: dict, unit: str) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "stage": display(name),
-        f"recalled ({unit})": entry.get("recalled", ""),
-        "recall, exact 95%": "{:.0%}–{:.0%}".format(*entry["recall_exact_ci95"]),
-        "precision": _interval(entry, "precision"), "recall": _interval(entry, "recall"),
-        "F1": _interval(entry, "f1"), "ROC AUC": _interval(entry, "roc_auc"),
-        "PR AUC": f"{entry.get('pr_auc', float('nan')):.3f}",
-    } for name, entry in ((CLASS_NAMES[i], metrics["per_class"][CLASS_NAMES[i]]) for i in STAGE_ORDER)])
+    """The per-stage table, as the exported report has it (`model.reports.documents.per_class_rows`)."""
+    columns, rows = per_class_rows(metrics, unit)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def metric_panel(metrics: dict, counts: dict, unit: str, key: str) -> tuple[int, int] | None:
@@ -208,25 +185,9 @@ def metrics_counts(metrics: dict) -> list[int]:
 
 
 def baseline_table(crossval: dict, level: str) -> pd.DataFrame:
-    rows = []
-    for key, label in METHODS.items():
-        entry = crossval.get(key, {}).get(level)
-        if entry is None:
-            continue
-        ci = entry.get("ci95", {})
-
-        def cell(name):
-            value = entry.get(name)
-            if value is None or value != value:
-                return ""
-            return f"{value:.3f}" + (f" ({ci[name][0]:.3f}–{ci[name][1]:.3f})" if name in ci else "")
-
-        rows.append({"method": label, "n": entry["n"], "any-dementia AUC": cell("any_dementia_auc"),
-                     "balanced accuracy": cell("balanced_accuracy"),
-                     "3-stage balanced accuracy": cell("three_class_balanced_accuracy"),
-                     **{f"{display(n)} recalled": entry["per_class"][n]["recalled"]
-                        for n in (CLASS_NAMES[i] for i in STAGE_ORDER)}})
-    return pd.DataFrame(rows)
+    """This network against the baselines, as the exported report has it (`model.reports.documents.baseline_rows`)."""
+    columns, rows = baseline_rows(crossval, level)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def subject_browser(subjects: pd.DataFrame) -> None:

@@ -1,6 +1,7 @@
 """Batch page: many scans at once (uploads, zip archives, or a configured server folder); a sortable table
 with predictions, uncertainty and flags, a chart of the stages, a CSV, subjects, and any row opened on the
 Classify page."""
+import json
 import os
 
 import pandas as pd
@@ -9,8 +10,10 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import plain, predictor_or_none, trust_bank_or_none
 from model.core.constants import BATCH_DIR_ENV_VAR
-from model.scans.scan_io import SCAN_SUFFIXES, ScanError, group_uploads, open_upload
-from model.serve.batch import GROUPINGS, classify_files, expand_uploads, server_files, subject_table
+from model.reports.record import Result
+from model.scans.scan_io import SCAN_SUFFIXES, ScanError
+from model.serve.batch import GROUPINGS, expand_uploads, server_files, subject_table
+from model.serve.pipeline import classify
 
 st.title("Batch")
 st.caption("Many slices or volumes at once: each gets a stage, calibrated probabilities, an uncertainty and "
@@ -46,31 +49,29 @@ if not files and not failed:
     st.stop()
 if st.button(f"Classify {len(files)} file{'s' if len(files) != 1 else ''}", type="primary", key="batch_run"):
     bar = st.progress(0.0, text="Reading and classifying…")
-    rows = classify_files(predictor, files, bank,
-                          progress=lambda done, total: bar.progress(done / total, text=f"Reading and classifying… {done / total:.0%}"))
+    results = classify(files, predictor=predictor, bank=bank,
+                       progress=lambda done, total: bar.progress(done / total, text=f"Reading and classifying… {done / total:.0%}"))
     bar.empty()
-    st.session_state["batch_result"] = {"rows": rows + failed, "items": group_uploads(files)}
-result = st.session_state.get("batch_result")
-if not result:
+    st.session_state["batch_result"] = results + failed
+results = st.session_state.get("batch_result")
+if not results:
     st.stop()
 
-rows = result["rows"]
-table = pd.DataFrame(rows)
-ok = [r for r in rows if "error" not in r]
-flagged = sum(bool(r["flags"]) and r["flags"] != "no guard" for r in ok)
+table = pd.DataFrame([r.row() for r in results])  # the CSV's rows (model.reports.record.ROW_COLUMNS)
+ok = [r for r in results if isinstance(r, Result)]
 c1, c2, c3 = st.columns(3)
 c1.metric("Scans classified", len(ok))
-c2.metric("Flagged", flagged, help="Out of distribution, or a near-copy of a training slice")
-c3.metric("Could not be read", len(rows) - len(ok))
+c2.metric("Flagged", sum(not r.reliable for r in ok), help="Out of distribution, or a near-copy of a training slice")
+c3.metric("Could not be read", len(results) - len(ok))
 st.caption("Click a column header to sort. Select a row to open that scan on the Classify page with its overlay.")
-first = ["file", "prediction", "flags", "spread", *(c for c in table.columns if c.startswith("p_")), "error"]
-order = [c for c in first if c in table.columns] + [c for c in table.columns if c not in first and c != "label"]
-selection = st.dataframe(table, hide_index=True, column_order=order, on_select="rerun", selection_mode="single-row",
+shown = ["file", "display_name", "flags", "spread", *(c for c in table.columns if c.startswith("p_")), "agreement",
+         "kind", "slice", "n_slices", "reasons", "nearest_subject", "error"]
+selection = st.dataframe(table, hide_index=True, column_order=shown, on_select="rerun", selection_mode="single-row",
                          key="batch_table")
 picked = selection.selection.rows if selection else []
-if picked and picked[0] < len(result["items"]) and "error" not in rows[picked[0]]:
-    if st.button(f"Open {plain(rows[picked[0]]['file'])} on the Classify page", key="batch_open"):
-        st.session_state["classify_from_batch"] = open_upload(result["items"][picked[0]])
+if picked and isinstance(results[picked[0]], Result):
+    if st.button(f"Open {plain(results[picked[0]].file)} on the Classify page", key="batch_open"):
+        st.session_state["classify_from_batch"] = results[picked[0]]
         st.session_state["classify_open_batch"] = True
         st.switch_page("views/classify.py")
 if ok:
@@ -82,3 +83,5 @@ if ok:
         st.dataframe(pd.DataFrame(subject_table(ok, group_by)), hide_index=True, key="batch_subjects")
 st.download_button("Download the table (CSV)", table.to_csv(index=False), "batch_predictions.csv", "text/csv",
                    key="batch_download")
+st.download_button("Download the results (JSON)", json.dumps([r.record() for r in results], indent=1),
+                   "batch_predictions.json", "application/json", key="batch_download_json")

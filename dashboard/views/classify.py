@@ -1,13 +1,15 @@
 """Classify page: a slice (image, DICOM, NIfTI or Analyze) in; stage, probabilities, uncertainty, the guard's
 verdict, the nearest training slices and Grad-CAM out."""
 import json
+from datetime import datetime, timezone
 
 import numpy as np
 import streamlit as st
 
 from dashboard import charts, explain_views
 from dashboard.common import (
-    cached_assessment,
+    classified,
+    classified_slice,
     dataset_dir,
     plain,
     predictor_or_none,
@@ -18,8 +20,8 @@ from dashboard.trust_views import nearest_slices, scan_details, uncertainty_capt
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, overlay
 from model.reports.documents import reproducibility_stamp, scan_report_pdf
-from model.reports.record import png_bytes, result_record
-from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES, ScanError, group_uploads, open_upload
+from model.reports.record import Result, page_record, png_bytes
+from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES
 
 st.title("Classify a scan")
 st.caption("2D axial T1-weighted brain MRI slices like those of the training data (OASIS-1), as images, DICOM, "
@@ -39,7 +41,7 @@ if st.session_state.get("classify_source") not in sources:
     st.session_state.pop("classify_source", None)  # e.g. "From the batch" after the batch result was replaced
 source = st.segmented_control("Source", sources, key="classify_source",
                               default=None if "classify_source" in st.session_state else sources[0]) or sources[0]
-true_label, subject, scan = None, None, None
+true_label, subject = None, None
 if source == "Upload a scan":
     files = st.file_uploader(f"Slices or volumes ({', '.join(SCAN_SUFFIXES)}; images up to "
                              f"{MAX_UPLOAD_BYTES // 2**20} MB): one scan, an Analyze .hdr with its .img, the files "
@@ -51,33 +53,32 @@ if source == "Upload a scan":
     if not files:
         st.info(f"Drop a scan above. Readable: {ACCEPTED}." + (" Or pick a test-split example." if data else ""))
         st.stop()
-    scans = []
-    for i, item in enumerate(group_uploads([(f.name, f.getvalue()) for f in files])):
-        picked = st.session_state.get(f"classify_volume_{i}")
-        try:
-            scans.append(open_upload(item, slice_index=None if picked is None else picked - 1))
-        except ScanError as exc:
-            st.error(f"This file cannot be classified. {plain(exc)}")
+    uploads = tuple((f.name, f.getvalue()) for f in files)
+    results = classified(uploads)  # model.serve.pipeline: group -> open -> assess, one result per scan
+    picked = st.session_state.get("classify_volume_0")
+    if len(results) == 1 and picked is not None:  # one volume, read at the slice picked below
+        results = classified(uploads, picked)
+    for r in results:
+        if not isinstance(r, Result):
+            st.error(f"This file cannot be classified. {plain(r.error.message)}")
+    scans = [r for r in results if isinstance(r, Result)]
     if not scans:
         st.stop()
-    volumes = [(i, s) for i, s in enumerate(scans) if s.n_slices > 1]
-    for i, s in volumes[:1] if len(scans) == 1 else []:
-        st.slider(f"Axial slice of {plain(s.name)} ({s.n_slices} in the volume)", 1, s.n_slices,
-                  s.slice_index + 1, key=f"classify_volume_{i}")
+    volumes = [r for r in scans if r.n_slices > 1]
+    if len(scans) == 1 and volumes:
+        st.slider(f"Axial slice of {plain(scans[0].file)} ({scans[0].n_slices} in the volume)", 1, scans[0].n_slices,
+                  scans[0].slice, key="classify_volume_0")
     if len(scans) > 1:
         if volumes:
             st.caption("Volumes among several files are read at their middle slice; upload one alone to pick "
                        "a slice, or use the Batch page.")
-        pick, subject = subject_panel([s.image for s in scans], [s.name for s in scans], predictor,
-                                      [s.colour for s in scans])
-        scan = scans[pick]
+        pick, subject = subject_panel(scans)
+        result = scans[pick]
     else:
-        scan = scans[0]
-    image, name, colour = scan.image, scan.name, scan.colour
+        result = scans[0]
 elif source == "From the batch":
-    scan = handoff
-    image, name, colour = scan.image, scan.name, scan.colour
-    st.caption(f"Opened from the Batch page: {plain(name)}")
+    result = handoff
+    st.caption(f"Opened from the Batch page: {plain(result.file)}")
 else:
     split = test_split(str(data))
     c1, c2 = st.columns(2)
@@ -85,10 +86,12 @@ else:
                               key="classify_example_stage")
     rows = np.flatnonzero(split.labels.numpy() == true_label)
     pick = c2.number_input(f"Example (1–{len(rows)})", 1, len(rows), 1, key="classify_example_number")
-    image, colour = split.images[rows[pick - 1], 0].numpy(), 0.0
-    name = split.ids[rows[pick - 1]]
+    image = split.images[rows[pick - 1], 0].numpy()
+    result = classified_slice(image, split.ids[rows[pick - 1]])
 
-assessment = cached_assessment(image, colour)
+scan, assessment, name = result.scan, result.assessment, result.file
+if scan is not None:  # a slice read from a file (not a decoded test-split example)
+    image = scan.image
 prediction = assessment.prediction
 verdict(assessment)
 explanation, alpha, colormap = explain_views.explanation(image, prediction, predictor.image_size)
@@ -118,15 +121,14 @@ nearest_slices(assessment)
 if scan is not None:
     scan_details(scan)
 
-record = result_record(name, prediction, model_sha256=predictor.sha256, temperature=predictor.temperature,
-                       explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
-                       true_label=true_label, assessment=assessment, scan=scan)
+record = page_record(result, explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
+                     true_label=true_label, created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 if checked is not None:
     record["explanation"]["faithfulness"] = checked[0].as_dict()
     if checked[1] is not None:
         record["explanation"]["randomisation_spearman"] = round(checked[1], 4)
 if subject is not None:  # several slices of one subject: the download carries the subject's result too
-    record["subject"] = {"files": [s.name for s in scans], **subject.as_dict(),
+    record["subject"] = {"files": [s.file for s in scans], **subject.as_dict(),
                          "aggregation": "mean of calibrated probabilities"}
 stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
 d1, d2, d3 = st.columns([2, 2, 3])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from model.core.checkpoint import ModelLoadError, load_verified_state_dict, read_model_config
@@ -133,27 +134,29 @@ class Predictor:
         return self.predict(image)[0]
 
 
+def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """The subject-stage rule, in one place: a subject's probabilities are the mean of its slices' calibrated
+    probabilities, and its stage their arg-max. The subject-level cross-validation scores it, and the Classify
+    page's subject panel, the Batch page's subjects and the Evaluation page's subject table show it.
+
+    probs (N, C), labels (N,), groups (N,) subject ids -> (subject ids (S,) sorted, labels (S,) (each subject's
+    first), mean probabilities (S, C)).
+    """
+    frame = pd.DataFrame(probs, columns=range(probs.shape[1]))
+    frame["subject"], frame["label"] = groups, labels
+    grouped = frame.groupby("subject", sort=True)
+    mean = grouped[list(range(probs.shape[1]))].mean()
+    return mean.index.to_numpy(), grouped.label.first().to_numpy(), mean.to_numpy()
+
+
 def subject_prediction(predictions: list[Prediction]) -> Prediction:
-    """One subject's stage from several of its slices: the mean of their calibrated probabilities, the
-    aggregation the subject-level cross-validation was scored with."""
+    """One subject's stage from several of its slices (`subject_level`)."""
     if not predictions:
         raise ValueError("a subject-level prediction needs at least one slice")
-    mean = np.mean([p.probabilities for p in predictions], axis=0)
-    return Prediction(tuple(float(p) for p in mean), int(mean.argmax()))
-
-
-def subject_means(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                     np.ndarray]:
-    """The subject-stage rule on arrays: (subject ids, labels, mean probabilities (S, C)), one row per subject
-    in sorted id order. probs (N, C), labels (N,), groups (N,) the subject of each slice."""
-    groups = np.asarray(groups)
-    ids, inverse = np.unique(groups, return_inverse=True)
-    sums = np.zeros((len(ids), probs.shape[1]))
-    np.add.at(sums, inverse, probs)
-    counts = np.bincount(inverse, minlength=len(ids))[:, None]
-    first = np.zeros(len(ids), dtype=np.asarray(labels).dtype)
-    first[inverse[::-1]] = np.asarray(labels)[::-1]  # the label of each subject's first slice
-    return ids, first, sums / counts
+    n = len(predictions)
+    _, _, mean = subject_level(np.array([p.probabilities for p in predictions]), np.zeros(n), np.zeros(n))
+    return Prediction(tuple(float(p) for p in mean[0]), int(mean[0].argmax()))
 
 
 @torch.inference_mode()

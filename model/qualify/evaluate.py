@@ -32,7 +32,7 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.dataset import DatasetError, fingerprint, load_split
-from model.core.inference import Predictor
+from model.core.inference import Predictor, subject_level
 from model.qualify.interrogate import quadratic_weighted_kappa
 from model.qualify.neighbours import by_train_distance, distance_bin_label, nearest_train_slices
 
@@ -204,8 +204,10 @@ def subject_predictions(predictions: pd.DataFrame, subjects: pd.DataFrame | None
     the subject table's clinical columns when given. Sorted by p_true, the surest mistakes first."""
     columns = [f"p_{name}" for name in CLASS_NAMES]
     grouped = predictions.groupby("subject", sort=True)
-    out = grouped[columns].mean()
-    out.insert(0, "true_label", grouped.true_label.first())
+    ids, labels, mean = subject_level(predictions[columns].to_numpy(), predictions.true_label.to_numpy(),
+                                      predictions.subject.to_numpy())
+    out = pd.DataFrame(mean, index=pd.Index(ids, name="subject"), columns=columns)
+    out.insert(0, "true_label", labels)
     out.insert(1, "slices", grouped.size())
     out.insert(2, "fold", grouped.fold.first())
     out["prediction"] = [CLASS_NAMES[i] for i in out[columns].to_numpy().argmax(1)]

@@ -71,9 +71,10 @@ def _selection(config: dict, tc: dict) -> str:
             "split was trained on, so the test split stays held out for this network.")
 
 
-METHOD_NAMES = {"network": "this network", "lookup": "raw-pixel lookup (no learning)",
-                "clinical": "clinical baseline: age, sex, eTIV, nWBV",
-                "network_on_clinical_subjects": "this network, on the clinical baseline's subjects"}
+# What the evaluation compares, named once: the model card, the Evaluation page, its exported report, the chart
+BASELINE_NAMES = {"network": "this network", "lookup": "raw-pixel lookup (no learning)",
+                  "clinical": "clinical baseline: age, sex, eTIV, nWBV",
+                  "network_on_clinical_subjects": "this network, on the clinical baseline's subjects"}
 
 
 def _with_ci(entry: dict, key: str) -> str:
@@ -112,7 +113,7 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
              "subject's probabilities averaged over its slices. 95% intervals from a bootstrap over subjects.",
              "", "| method | subjects | any-dementia ROC AUC | 4-stage balanced accuracy | 3-stage balanced "
                  "accuracy | ECE |", "|---|---|---|---|---|---|"]
-    for key, name in METHOD_NAMES.items():
+    for key, name in BASELINE_NAMES.items():
         entry = crossval.get(key, {}).get("subject")
         if entry:
             lines.append(f"| {name} | {entry['n']} | {_with_ci(entry, 'any_dementia_auc')} | "

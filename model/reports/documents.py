@@ -53,7 +53,7 @@ from model.core.constants import (
 from model.core.dataset import fingerprint
 from model.qualify.explain import METHOD_NAMES, METHOD_NOTES
 from model.qualify.neighbours import distance_bin_label, distance_summary
-from model.reports.card import confound_sentence
+from model.reports.card import BASELINE_NAMES, confound_sentence
 from model.reports.record import png_bytes
 
 RESEARCH_NOTICE = ("Research use only. Not a medical device and not for the diagnosis of any patient. Trained on "
@@ -479,10 +479,10 @@ def _method_words(method: str | None) -> tuple[str, str]:
 def _scan_blocks(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: dict) -> Report:
     report = Report("Scan report: Alzheimer's disease stage of one MRI slice")
     report.add(Notice(RESEARCH_NOTICE))
-    scan = record.get("scan")
+    scan = bool(record.get("steps"))  # read from a file (model.reports.record: kind, slice, n_slices, steps, header)
     facts = [("File", str(record.get("file", ""))), ("Classified (UTC)", record.get("created_utc", ""))]
     if scan:
-        facts.append(("Scan", f"{scan.get('kind')}, slice {scan.get('slice')} of {scan.get('slices')}"))
+        facts.append(("Scan", f"{record.get('kind')}, slice {record.get('slice')} of {record.get('n_slices')}"))
     report.add(KeyValues(tuple(facts)))
 
     explanation = record.get("explanation") or {}
@@ -516,9 +516,9 @@ def _scan_blocks(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: di
             if isinstance(value, dict):
                 report.add(_nested_table(key.replace("_", " "), value))
     if scan:
-        report.add(Heading("How the file was read"), Bullets(tuple(map(str, scan.get("steps", [])))))
-        if scan.get("header"):
-            report.add(KeyValues(tuple((str(k), str(v)) for k, v in scan["header"].items())))
+        report.add(Heading("How the file was read"), Bullets(tuple(map(str, record["steps"]))))
+        if record.get("header"):
+            report.add(KeyValues(tuple((str(k), str(v)) for k, v in record["header"].items())))
 
     report.add(Heading("Reproducibility"))
     sha = (stamp.get("model") or {}).get("weights_sha256")
@@ -533,7 +533,7 @@ def _scan_blocks(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: di
 def scan_report_pdf(record: dict, image: np.ndarray, overlay: np.ndarray, stamp: dict) -> bytes:
     """One classified slice as a PDF (one page, two when the guard has much to say).
 
-    record: model.reports.record.result_record(...) (stage, probabilities, and uncertainty, flags, guard, explanation and
+    record: model.reports.record.page_record(...) (stage, probabilities, and uncertainty, flags, guard, explanation and
     scan when present); image: the slice, uint8 (S, S); overlay: its saliency overlay, uint8 (S, S, 3);
     stamp: reproducibility_stamp(...).
     """
@@ -604,7 +604,8 @@ def _summary_table(columns: dict[str, dict]) -> Table:
                        for key, label, percent in SUMMARY_METRICS), widths=(2, *[2.2] * len(columns)))
 
 
-def per_class_table(metrics: dict, unit: str) -> Table:
+# The tables of the Evaluation page and of its exported report, built once: (column names, rows of text).
+def per_class_rows(metrics: dict, unit: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
     """Per stage, healthy to severe: recalled, exact interval of the recall, and bootstrap intervals."""
     rows = []
     for name in (CLASS_NAMES[i] for i in STAGE_ORDER):
@@ -613,22 +614,27 @@ def per_class_table(metrics: dict, unit: str) -> Table:
         rows.append((display(name), str(e.get("recalled", e.get("support", ""))),
                      "{:.0%}–{:.0%}".format(*exact) if exact else "–", _ci(e, "precision"), _ci(e, "recall"),
                      _ci(e, "f1"), _ci(e, "roc_auc"), f"{e.get('pr_auc', float('nan')):.3f}"))
-    return Table(("stage", f"recalled ({unit})", "recall, exact 95%", "precision", "recall", "F1", "ROC AUC",
-                  "PR AUC"), tuple(rows), widths=(1.8, 1.3, 1.3, 1.9, 1.9, 1.9, 1.9, 0.9))
+    return (("stage", f"recalled ({unit})", "recall, exact 95%", "precision", "recall", "F1", "ROC AUC", "PR AUC"),
+            tuple(rows))
+
+
+def baseline_rows(crossval: dict, level: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """This network against the baselines (`card.BASELINE_NAMES`) at one level ("slice" or "subject")."""
+    rows = tuple((label, str(e["n"]), _ci(e, "any_dementia_auc"), _ci(e, "balanced_accuracy"),
+                  _ci(e, "three_class_balanced_accuracy"),
+                  " / ".join(str(e["per_class"][CLASS_NAMES[i]].get("recalled", "")) for i in STAGE_ORDER))
+                 for key, label in BASELINE_NAMES.items() if (e := crossval.get(key, {}).get(level)))
+    return (("method", "n", "any-dementia AUC", "balanced accuracy", "3-stage balanced accuracy",
+             "recalled: none / very mild / mild / moderate"), rows)
+
+
+def per_class_table(metrics: dict, unit: str) -> Table:
+    return Table(*per_class_rows(metrics, unit), widths=(1.8, 1.3, 1.3, 1.9, 1.9, 1.9, 1.9, 0.9))
 
 
 def _baseline_table(crossval: dict, level: str) -> Table | None:
-    names = {"network": "this network", "lookup": "raw-pixel lookup (no learning)",
-             "clinical": "clinical baseline (age, sex, eTIV, nWBV)",
-             "network_on_clinical_subjects": "this network, the clinical baseline's subjects"}
-    rows = [(label, str(e["n"]), _ci(e, "any_dementia_auc"), _ci(e, "balanced_accuracy"),
-             _ci(e, "three_class_balanced_accuracy"),
-             " / ".join(str(e["per_class"][CLASS_NAMES[i]].get("recalled", "")) for i in STAGE_ORDER))
-            for key, label in names.items() if (e := crossval.get(key, {}).get(level))]
-    if not rows:
-        return None
-    return Table(("method", "n", "any-dementia AUC", "balanced accuracy", "3-stage balanced accuracy",
-                  "recalled: none / very mild / mild / moderate"), tuple(rows), widths=(2.4, 0.6, 2, 2, 2, 2))
+    columns, rows = baseline_rows(crossval, level)
+    return Table(columns, rows, widths=(2.4, 0.6, 2, 2, 2, 2)) if rows else None
 
 
 def _counts(metrics: dict) -> list[int]:

@@ -1,44 +1,185 @@
-"""Result records for one classified slice: what the JSON download and later
-batch exports and PDF reports contain."""
+"""One result, one shape: the schema every output of a classified scan follows.
+
+`Result` is declared once, here. The API's response models are these classes (so /docs shows them), the CLI's
+CSV and JSON, the Batch page's table and download, the Classify page's JSON download and its PDF report are all
+`Result.record()` (nested, for JSON) or `Result.row()` (flat, for CSV): the same field names, units and rounding
+everywhere, and `schema_version` in every record. docs/usage.md lists the fields.
+
+Units and rounding: probabilities and confidence in [0, 1] to 6 decimals; spread (a probability's standard
+deviation) to 4; agreement (a share of 8 variants) to 4; the calibration temperature to 4; guard distances in
+grey levels (0-255) RMS, to 3 (histogram distance to 4). Slices are counted from 1.
+"""
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from typing import Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, Field, PrivateAttr
 
 from model.core.constants import CLASS_NAMES
-from model.core.inference import Prediction
-from model.qualify.explain import Explanation
+
+SCHEMA_VERSION = "1"
+PROBABILITY_DECIMALS = 6
+SPREAD_DECIMALS = 4  # spread and agreement
+TEMPERATURE_DECIMALS = 4
+INTENDED_USE = "research only; not for the diagnosis of any patient"
+ROW_COLUMNS = ("schema_version", "file", "files", "kind", "slice", "n_slices", "prediction", "display_name",
+               "label", "confidence", *(f"p_{n}" for n in CLASS_NAMES), "spread", "agreement", "uncertainty_level",
+               "flags", "reliable", "reasons", "nearest_subject", "model_sha256", "calibration_temperature",
+               "error_code", "error")
 
 
-def result_record(filename: str, prediction: Prediction, *, model_sha256: str, temperature: float,
-                  explanation: Explanation | None = None, cam_settings: dict | None = None,
-                  true_label: int | None = None, assessment=None, scan=None) -> dict:
-    """The JSON record of one result. assessment: model.qualify.trust.Assessment (uncertainty, flags, guard);
-    scan: model.scans.scan_io.Scan (what kind of file it was and what was done to it)."""
-    record = {
-        "file": filename,
-        "prediction": prediction.class_name,
-        "confidence": round(prediction.confidence, 6),
-        "probabilities": {n: round(p, 6) for n, p in zip(CLASS_NAMES, prediction.probabilities)},
-        "calibration_temperature": round(temperature, 4),
-        "model_sha256": model_sha256,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "intended_use": "research only; not for the diagnosis of any patient",
-    }
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable: unreadable_scan, too_large, unsupported_type, ...")
+    message: str = Field(description="what went wrong and what to do, in plain words")
+
+
+class NearestSlice(BaseModel):
+    subject: str = Field(description="recovered OASIS subject of the training slice")
+    stage: str = Field(description="its class name")
+    path: str = Field(description="its path in the dataset")
+    distance: float = Field(description="grey levels RMS at 32x32; one brain's slices sit about 5-12 apart")
+
+
+class Guard(BaseModel):
+    out_of_distribution: bool = Field(description="unlike the training slices: the answer is unreliable")
+    reasons: list[str] = Field(description="why it was flagged, one sentence each")
+    near_copy: bool = Field(description="a near-copy of a training slice: recognition of a seen brain")
+    residual: float = Field(description="grey levels RMS outside the training slices' basis")
+    histogram: float = Field(description="L1 distance of the grey-level histogram from the training slices'")
+    nearest_training_slices: list[NearestSlice]
+
+
+class Uncertainty(BaseModel):
+    spread: float = Field(description="standard deviation of the predicted stage's probability over 8 "
+                                      "test-time variants (mirror, one-pixel shifts, +-5% brightness)")
+    agreement: float = Field(description="share of those variants giving the same stage")
+    level: Literal["low", "typical", "high"] | None = Field(
+        description="against the thirds of the spread on new subjects' slices; null without the guard")
+
+
+class ResultBase(BaseModel):
+    schema_version: str = Field(SCHEMA_VERSION, description="version of this schema (docs/usage.md)")
+    file: str = Field(description="the scan's name: its (first) file as given, in reading order")
+    files: list[str] = Field(description="every file of this scan (an Analyze pair, a DICOM series)")
+
+    def record(self) -> dict:
+        """The JSON record of this result (nested, as the API answers it)."""
+        return self.model_dump(mode="json")
+
+    def row(self) -> dict:
+        """The flat CSV row: `ROW_COLUMNS`, lists joined by '; ' (files by ' + '), '' where empty."""
+        out = dict.fromkeys(ROW_COLUMNS, "") | {"schema_version": self.schema_version, "file": self.file,
+                                                 "files": " + ".join(self.files)}
+        if isinstance(self, Failed):
+            return out | {"error_code": self.error.code, "error": self.error.message}
+        u = self.uncertainty
+        return out | {
+            "kind": self.kind, "slice": self.slice, "n_slices": self.n_slices, "prediction": self.prediction,
+            "display_name": self.display_name, "label": self.label, "confidence": self.confidence,
+            **{f"p_{n}": self.probabilities[n] for n in CLASS_NAMES},
+            "spread": u.spread, "agreement": u.agreement, "uncertainty_level": u.level or "",
+            "flags": "; ".join(self.flags), "reliable": self.reliable,
+            "reasons": "; ".join(self.guard.reasons) if self.guard else "",
+            "nearest_subject": self.nearest_subject(), "model_sha256": self.model_sha256,
+            "calibration_temperature": self.calibration_temperature}
+
+
+class Failed(ResultBase):
+    """A scan that could not be classified, with the reason."""
+
+    error: ErrorDetail
+
+    @classmethod
+    def of(cls, files: list[str], message: str, code: str = "unreadable_scan") -> Failed:
+        return cls(file=files[0], files=files, error=ErrorDetail(code=code, message=message))
+
+
+class Result(ResultBase):
+    """One classified scan: the stage, calibrated probabilities, what qualifies them and how the file was read."""
+
+    kind: str = Field(description="PNG image, DICOM, DICOM series, NIfTI-1, Analyze 7.5, ...")
+    slice: int = Field(description="the slice used, 1-based (1 for a 2D image)")
+    n_slices: int = Field(description="slices, frames or series files to pick from")
+    prediction: str = Field(description="class name of the predicted stage")
+    display_name: str = Field(description="the predicted stage in words")
+    label: int = Field(description="label index of the predicted stage (order of /v1/model classes)")
+    confidence: float = Field(description="calibrated probability of the predicted stage")
+    probabilities: dict[str, float] = Field(description="calibrated probabilities by class name")
+    uncertainty: Uncertainty
+    flags: list[str] = Field(description="'out of distribution', 'near-copy of a training slice', 'no guard'")
+    reliable: bool = Field(description="false when out of distribution or a near-copy of a training slice")
+    guard: Guard | None = Field(description="the out-of-distribution guard's report; null without the guard")
+    steps: list[str] = Field(description="what was done to the file to bring it to the training slices' look")
+    header: dict[str, str] = Field(description="technical header fields read (never patient identifiers)")
+    model_sha256: str
+    calibration_temperature: float
+
+    # what made the record, for a page that shows it (never serialised)
+    _scan = PrivateAttr(default=None)
+    _assessment = PrivateAttr(default=None)
+
+    @property
+    def scan(self):
+        """The model.scans.scan_io.Scan read (None for a slice handed over already decoded)."""
+        return self._scan
+
+    @property
+    def assessment(self):
+        """The model.qualify.trust.Assessment the fields come from."""
+        return self._assessment
+
+    @classmethod
+    def of(cls, assessment, *, files: list[str], model_sha256: str, temperature: float, scan=None,
+           kind: str = "slice") -> Result:
+        """The record of one assessed slice (model.qualify.trust.Assessment) read from `files` as `scan`."""
+        p = assessment.prediction
+        qualifiers = assessment.as_dict()
+        result = cls(
+            file=files[0], files=files,
+            kind=scan.kind if scan is not None else kind,
+            slice=scan.slice_index + 1 if scan is not None else 1,
+            n_slices=scan.n_slices if scan is not None else 1,
+            prediction=p.class_name, display_name=p.display_name, label=p.label,
+            confidence=round(p.confidence, PROBABILITY_DECIMALS),
+            probabilities={n: round(v, PROBABILITY_DECIMALS) for n, v in zip(CLASS_NAMES, p.probabilities)},
+            uncertainty={"spread": round(assessment.spread, SPREAD_DECIMALS),
+                         "agreement": round(assessment.agreement, SPREAD_DECIMALS),
+                         "level": qualifiers["uncertainty"].get("level")},
+            flags=qualifiers["flags"], reliable=qualifiers["reliable"], guard=qualifiers.get("guard"),
+            steps=list(scan.steps) if scan is not None else [],
+            header=dict(scan.header) if scan is not None else {},
+            model_sha256=model_sha256, calibration_temperature=round(temperature, TEMPERATURE_DECIMALS))
+        result._scan, result._assessment = scan, assessment
+        return result
+
+    def without_slice(self) -> Result:
+        """This result, letting go of the decoded slice it was read from (a stream holds no slices it has passed)."""
+        self._scan = None
+        return self
+
+    def nearest_subject(self) -> str:
+        near = self.guard.nearest_training_slices if self.guard else []
+        return near[0].subject if near else ""
+
+
+def page_record(result: Result, *, explanation=None, cam_settings: dict | None = None, true_label: int | None = None,
+                created_utc: str | None = None) -> dict:
+    """The Classify page's JSON download: `record(result)` and what the page adds (the explanation's settings, the
+    true stage of a test-split example, when it was made, the intended use)."""
+    out = result.record()
+    if created_utc:
+        out["created_utc"] = created_utc
+    out["intended_use"] = INTENDED_USE
     if true_label is not None:
-        record["true_label"] = CLASS_NAMES[true_label]
-    if assessment is not None:
-        trust = {k: v for k, v in assessment.as_dict().items() if k in ("uncertainty", "flags", "reliable", "guard")}
-        record.update(trust)
-    if scan is not None:
-        record["scan"] = {"kind": scan.kind, "slice": scan.slice_index + 1, "slices": scan.n_slices,
-                          "steps": list(scan.steps), "header": dict(scan.header)}
+        out["true_label"] = CLASS_NAMES[true_label]
     if explanation is not None:
-        record["explanation"] = {**explanation.settings(), **(cam_settings or {})}
-    return record
+        out["explanation"] = {**explanation.settings(), **(cam_settings or {})}
+    return out
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -126,8 +126,13 @@ class Scan:
 
 def clean_name(filename: str) -> str:
     """A file name safe to show and log: its last path part, without control characters (a NUL included)."""
-    name = "".join(ch for ch in str(filename) if ch.isprintable())
-    return Path(name.replace("\\", "/")).name or "upload"
+    return Path(printable(filename)).name or "upload"
+
+
+def printable(filename: str) -> str:
+    """A file's name as given, folders kept (for grouping by subject), without control characters: how results
+    name their files."""
+    return "".join(ch for ch in str(filename) if ch.isprintable()).replace("\\", "/") or "upload"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -64,18 +64,10 @@ from model.core.inference import Predictor
 from model.core.recipe import crossval_describes
 from model.core.network import CAM_LAYERS, default_cam_layer
 from model.qualify.explain import COLORMAPS, METHOD_NOTES, METHODS, explain, overlay
-from model.qualify.trust import TRUST_PATH, TrustBank, TrustBankError, assess
-from model.reports.record import png_bytes
-from model.scans.scan_io import (
-    ACCEPTED,
-    MAX_UPLOAD_BYTES,
-    MAX_VOLUME_BYTES,
-    SCAN_SUFFIXES,
-    ScanError,
-    clean_name,
-    group_uploads,
-    open_upload,
-)
+from model.qualify.trust import TRUST_PATH, TrustBank, TrustBankError
+from model.reports.record import ErrorDetail, Failed, Result, png_bytes
+from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, MAX_VOLUME_BYTES, clean_name, group_uploads
+from model.serve.pipeline import CHUNK, assess_opened, open_item
 
 API_KEY_ENV_VAR = "ALZ_MRI_API_KEY"  # when set, every /v1 endpoint wants it in the X-API-Key header
 MAX_IN_FLIGHT_ENV_VAR = "ALZ_MRI_API_MAX_IN_FLIGHT"  # `uvicorn model.serve.api:app` only; create_app takes an argument
@@ -85,7 +77,6 @@ ENGINE_ENV_VAR = "ALZ_MRI_ENGINE"
 DEFAULT_ENGINE = "openvino"
 DEFAULT_MAX_IN_FLIGHT = 16  # model work is serialised by the Predictor's lock; more only waits, holding memory
 RETRY_AFTER_S = 1  # what a 503 asks a client to wait
-BATCH_CHUNK = 64  # scans classified per forward pass in a batch request
 INTENDED_USE = {
     "use": "Research only: methods research, teaching and building health software around such a model.",
     "not_for": "Not a medical device; not for the diagnosis, screening or staging of any patient.",
@@ -299,83 +290,20 @@ async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, byte
     return [(name, bytes(data)) for name, data in parts.files]
 
 
-def _suffix(name: str) -> str:
-    lower = name.lower()
-    return "nii.gz" if lower.endswith(".nii.gz") else Path(lower).suffix.lstrip(".")
-
-
-def scan_error(exc: ScanError, item) -> ApiError:
-    """A ScanError as 415 when a file is no scan type this tool reads (its suffix is not in SCAN_SUFFIXES and it
-    is not DICOM by content), else as 400; the message is scan_io's."""
-    foreign = any(_suffix(name) and _suffix(name) not in (*SCAN_SUFFIXES, "nii.gz") and data[128:132] != b"DICM"
-                  for name, data in item)
-    if foreign:
-        return ApiError(415, "unsupported_type", f"{exc} (readable: {ACCEPTED})" if ACCEPTED not in str(exc)
-                        else str(exc))
-    return ApiError(400, "unreadable_scan", str(exc))
+def scan_error(error: ErrorDetail) -> ApiError:
+    """A scan that cannot be read (`model.serve.pipeline.error_detail`): 415 for a file that is no scan type this
+    tool reads, else 400."""
+    return ApiError(415 if error.code == "unsupported_type" else 400, error.code, error.message)
 
 
 # ---------------------------------------------------------------------------------------------- responses
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="stable, machine-readable: unreadable_scan, too_large, unsupported_type, ...")
-    message: str = Field(description="what went wrong and what to do, in plain words")
 
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class NearestSlice(BaseModel):
-    subject: str = Field(description="recovered OASIS subject of the training slice")
-    stage: str = Field(description="its class name")
-    path: str = Field(description="its path in the dataset")
-    distance: float = Field(description="grey levels RMS at 32x32; one brain's slices sit about 5-12 apart")
-
-
-class Guard(BaseModel):
-    out_of_distribution: bool = Field(description="unlike the training slices: the answer is unreliable")
-    reasons: list[str] = Field(description="why it was flagged, one sentence each")
-    near_copy: bool = Field(description="a near-copy of a training slice: recognition of a seen brain")
-    residual: float = Field(description="grey levels RMS outside the training slices' basis")
-    histogram: float = Field(description="L1 distance of the grey-level histogram from the training slices'")
-    nearest_training_slices: list[NearestSlice]
-
-
-class Uncertainty(BaseModel):
-    spread: float = Field(description="standard deviation of the predicted stage's probability over 8 "
-                                      "test-time variants (mirror, one-pixel shifts, +-5% brightness)")
-    agreement: float = Field(description="share of those variants giving the same stage")
-    level: Literal["low", "typical", "high"] | None = Field(
-        description="against the thirds of the spread on new subjects' slices; null without the guard")
-
-
-class PredictResult(BaseModel):
-    file: str = Field(description="the (first) file's name, without folders")
-    files: list[str] = Field(description="every file of this scan (an Analyze pair, a DICOM series)")
-    kind: str = Field(description="PNG image, DICOM, DICOM series, NIfTI-1, Analyze 7.5, ...")
-    slice: int = Field(description="the slice used, 1-based (1 for a 2D image)")
-    n_slices: int = Field(description="slices, frames or series files to pick from with ?slice=")
-    prediction: str = Field(description="class name of the predicted stage")
-    display_name: str = Field(description="the predicted stage in words")
-    label: int = Field(description="label index of the predicted stage (order of /v1/model classes)")
-    confidence: float = Field(description="calibrated probability of the predicted stage")
-    probabilities: dict[str, float] = Field(description="calibrated probabilities by class name")
-    uncertainty: Uncertainty
-    flags: list[str] = Field(description="'out of distribution', 'near-copy of a training slice', 'no guard'")
-    reliable: bool = Field(description="false when out of distribution or a near-copy of a training slice")
-    guard: Guard | None = Field(description="the out-of-distribution guard's report; null without the guard")
-    steps: list[str] = Field(description="what was done to the file to bring it to the training slices' look")
-    header: dict[str, str] = Field(description="technical header fields read (never patient identifiers)")
-    model_sha256: str
-    calibration_temperature: float
-
-
-class BatchError(BaseModel):
-    file: str
-    files: list[str]
-    error: ErrorDetail
+# One scan's result and a scan that could not be read: `Result` and `Failed`, declared once in model.reports.record.
 
 
 class ExplainMap(BaseModel):
@@ -436,66 +364,37 @@ class Service:
 
     # -- model work, run in the thread pool
     def open_one(self, files: list[tuple[str, bytes]], slice_number: int | None):
-        """The one scan these files make, at `slice_number` (1-based; None: the middle one)."""
+        """The one scan these files make (`model.serve.pipeline.Opened`), at `slice_number` (1-based; None: the
+        middle one)."""
         items = group_uploads(files)
         if len(items) != 1:
             raise ApiError(400, "not_one_scan", f"these {len(files)} files are {len(items)} scans, not one (only an "
                                                 "Analyze .hdr + .img pair or the files of one DICOM series go "
                                                 "together); send them to /v1/predict/batch")
-        item = items[0]
-        try:
-            return open_upload(item, slice_index=None if slice_number is None else slice_number - 1), item
-        except ScanError as exc:
-            if slice_number is None:
-                raise scan_error(exc, item) from None
-            error = exc
-        try:  # was it the slice number? scan_io counts from 0; say it the way the query counts
-            scan = open_upload(item)
-        except ScanError:
-            raise scan_error(error, item) from None
-        if slice_number > scan.n_slices:
-            raise ApiError(422, "invalid_slice", f"{scan.name}: there is no slice {slice_number}; this scan "
-                                                 f"({scan.kind}) has {scan.n_slices}, numbered from 1 to "
-                                                 f"{scan.n_slices}")
-        raise scan_error(error, item) from None
-
-    def record(self, scan, item, assessment) -> dict:
-        out = assessment.as_dict()  # prediction, label, probabilities, uncertainty, flags, reliable, guard
-        out["uncertainty"].setdefault("level", None)
-        prediction = assessment.prediction
-        return {"file": scan.name, "files": [clean_name(name) for name, _ in item], "kind": scan.kind,
-                "slice": scan.slice_index + 1, "n_slices": scan.n_slices, **out,
-                "display_name": prediction.display_name, "confidence": prediction.confidence,
-                "guard": out.get("guard"), "steps": list(scan.steps), "header": dict(scan.header),
-                "model_sha256": self.predictor.sha256, "calibration_temperature": self.predictor.temperature}
+        opened = open_item(items[0], slice=slice_number)
+        if opened.scan is not None:
+            return opened
+        if slice_number is not None:  # was it the slice number? say it the way the query counts
+            whole = open_item(items[0])
+            if whole.scan is not None and slice_number > whole.scan.n_slices:
+                scan = whole.scan
+                raise ApiError(422, "invalid_slice", f"{scan.name}: there is no slice {slice_number}; this scan "
+                                                     f"({scan.kind}) has {scan.n_slices}, numbered from 1 to "
+                                                     f"{scan.n_slices}")
+        raise scan_error(opened.error)
 
     def predict(self, files: list[tuple[str, bytes]], slice_number: int | None) -> dict:
-        scan, item = self.open_one(files, slice_number)
-        return self.record(scan, item, assess(self.predictor, scan.image, self.bank, [scan.colour])[0])
+        return assess_opened([self.open_one(files, slice_number)], predictor=self.predictor, bank=self.bank)[0].record()
 
     def predict_batch(self, files: list[tuple[str, bytes]]) -> list[dict]:
         """One entry per scan, in input order (a scan sits where its first file was): a result, or the error."""
-        entries, opened = [], []
-        for item in group_uploads(files):
-            names = [clean_name(name) for name, _ in item]
-            try:
-                opened.append((len(entries), open_upload(item), item))
-                entries.append(None)
-            except ScanError as exc:
-                error = scan_error(exc, item)
-                entries.append({"file": names[0], "files": names, "error": {"code": error.code,
-                                                                            "message": error.message}})
-        for start in range(0, len(opened), BATCH_CHUNK):
-            chunk = opened[start:start + BATCH_CHUNK]
-            assessments = assess(self.predictor, np.stack([scan.image for _, scan, _ in chunk]), self.bank,
-                                 [scan.colour for _, scan, _ in chunk])
-            for (where, scan, item), assessment in zip(chunk, assessments):
-                entries[where] = self.record(scan, item, assessment)
-        return entries
+        opened = [open_item(item) for item in group_uploads(files)]
+        return [result.record() for start in range(0, len(opened), CHUNK)
+                for result in assess_opened(opened[start:start + CHUNK], predictor=self.predictor, bank=self.bank)]
 
     def explain(self, files, slice_number: int | None, target: int | None, layer: str, fmt: str, alpha: float,
                 colormap: str, method: str = "gradcam") -> Response | dict:
-        scan, _ = self.open_one(files, slice_number)
+        scan = self.open_one(files, slice_number).scan
         result = explain(self.predictor, scan.image, target=target, layer=layer, method=method)
         name = CLASS_NAMES[result.target]
         if fmt == "png":
@@ -688,7 +587,7 @@ def _target(target: str | None) -> int | None:
 def _v1_router() -> APIRouter:
     router = APIRouter(dependencies=[Security(_require_key)], responses={401: {"model": ErrorResponse}})
 
-    @router.post("/predict", response_model=PredictResult, tags=["predict"], responses=_ERRORS,
+    @router.post("/predict", response_model=Result, tags=["predict"], responses=_ERRORS,
                  summary="Stage one scan",
                  openapi_extra=_upload_body("file", "one scan: a 2D image, a DICOM file or the files of one DICOM "
                                                     "series, a NIfTI file, or an Analyze .hdr with its .img"))
@@ -731,7 +630,7 @@ def _v1_router() -> APIRouter:
             return await run_in_threadpool(service.explain, files, slice_number, target_index, layer, fmt, alpha,
                                            colormap, method)
 
-    @router.post("/predict/batch", response_model=list[PredictResult | BatchError], tags=["predict"],
+    @router.post("/predict/batch", response_model=list[Result | Failed], tags=["predict"],
                  responses=_ERRORS, summary="Stage many scans",
                  openapi_extra=_upload_body("files", "many scans; an Analyze pair or the files of one DICOM "
                                                      "series make one scan"))

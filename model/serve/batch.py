@@ -1,11 +1,11 @@
-"""Many scans at once: unpack uploads (zip archives included), classify each with its flags, group by subject.
+"""Many scans at once: unpack uploads (zip archives included) and group classified scans by subject.
 
-    files = expand_uploads([(name, bytes), ...])      # a zip becomes its members; limits checked first
-    for member in iter_zip(path, name): ...             # or one member at a time, read when wanted
-    rows = classify_files(predictor, files, bank)       # one row per scan: prediction, probabilities, flags
-    subjects = subject_table(rows, group_by="folder")   # one row per subject: mean calibrated probabilities
+    files = expand_uploads([(name, bytes), ...])           # a zip becomes its members; limits checked first
+    for member in iter_zip(path, name): ...                  # or one member at a time, read when wanted
+    results = model.serve.pipeline.classify(files, ...)      # one result per scan (the one serving path)
+    subjects = subject_table(results, group_by="folder")     # one row per subject: mean calibrated probabilities
 
-Used by the Batch page; every file appears in the rows, as a result or with the reason it has none.
+Used by the Batch page and the CLI; every file appears in some result, as a stage or with the reason it has none.
 """
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ from os import PathLike
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-import numpy as np
-
-from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
-from model.qualify.trust import assess
-from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, group_uploads, open_upload
+from model.core.constants import CLASS_NAMES
+from model.core.inference import Prediction, subject_prediction
+from model.reports.record import PROBABILITY_DECIMALS, Failed, Result
+from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, printable
 
 MAX_ARCHIVE_FILES = 2000  # members of one zip
 MAX_ARCHIVE_BYTES = 1 << 30  # all members of one zip, uncompressed, as declared and as read
@@ -117,28 +116,24 @@ def expand_zip(data: bytes, name: str) -> list[tuple[str, bytes]]:
     return [(member.name, member.read()) for member in iter_zip(data, name)]
 
 
-def expand_uploads(files: Sequence[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[dict]]:
-    """Uploads -> (files, rows for archives that could not be opened). A .zip becomes its members."""
+def expand_uploads(files: Sequence[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[Failed]]:
+    """Uploads -> (files, a `Failed` result for each archive that could not be opened). A .zip becomes its
+    members. Names keep their folders (for grouping by subject) without control characters."""
     out, failed = [], []
     for name, data in files:
         if clean_name(name).lower().endswith(".zip"):
             try:
-                out.extend(expand_zip(data, name))
+                out.extend((printable(member), member_data) for member, member_data in expand_zip(data, name))
             except ScanError as exc:
-                failed.append({"file": clean_name(name), "error": str(exc)})
+                failed.append(Failed.of([clean_name(name)], str(exc)))
         else:
-            out.append((name, data))
+            out.append((printable(name), data))
     return out, failed
 
 
-def _printable(name: str) -> str:
-    """A file's path as given (folders kept, for grouping), without control characters."""
-    return "".join(ch for ch in str(name) if ch.isprintable()).replace("\\", "/") or "upload"
-
-
-def server_files(root, folder: str = "", limit: int = MAX_ARCHIVE_FILES) -> tuple[list[tuple[str, bytes]], list[dict]]:
+def server_files(root, folder: str = "", limit: int = MAX_ARCHIVE_FILES) -> tuple[list[tuple[str, bytes]], list[Failed]]:
     """The files under `root/folder` (recursively, hidden ones skipped): ((path relative to root, bytes), ...)
-    and rows for files too large to read.
+    and a `Failed` result for each file too large to read.
 
     `folder` must stay inside `root`: a '..' or an absolute path is refused. Raises ScanError when the folder
     holds more than `limit` files or a file is over the volume size limit.
@@ -153,10 +148,10 @@ def server_files(root, folder: str = "", limit: int = MAX_ARCHIVE_FILES) -> tupl
         raise ScanError(f"{folder or root.name}: {len(paths):,} files is over the limit of {limit:,} per batch")
     out, failed = [], []
     for path in paths:
-        name = str(path.relative_to(root))
+        name = printable(path.relative_to(root))
         if path.stat().st_size > MAX_VOLUME_BYTES:
-            failed.append({"file": name, "error": f"{name}: {path.stat().st_size / 2**20:,.0f} MB is over the "
-                                                  f"{MAX_VOLUME_BYTES // 2**20} MB limit for one scan"})
+            failed.append(Failed.of([name], f"{name}: {path.stat().st_size / 2**20:,.0f} MB is over the "
+                                            f"{MAX_VOLUME_BYTES // 2**20} MB limit for one scan"))
         else:
             out.append((name, path.read_bytes()))
     return out, failed
@@ -177,66 +172,20 @@ def subject_key(name: str, group_by: str) -> str:
     return name
 
 
-def classify_files(predictor, files: Sequence[tuple[str, bytes]], bank=None, *, batch_size: int = 64,
-                   progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """One row per scan (an Analyze pair or a DICOM series is one scan), in input order.
-
-    A row: file, kind, slice ('12/32' for volumes), prediction, label, p_<class>..., spread, agreement,
-    flags, reasons, nearest (subject of the nearest training slice); or file and error. Volumes are read at
-    their middle slice. progress(done, total) is called as scans are read and classified.
-    """
-    items = group_uploads(files)
-    rows, images, colour, where = [], [], [], []
-    for i, item in enumerate(items):
-        name = " + ".join(_printable(n) for n, _ in item) if len(item) == 2 else _printable(item[0][0])
-        try:
-            scan = open_upload(item)
-        except ScanError as exc:
-            rows.append({"file": name, "error": str(exc)})
-        else:
-            rows.append({"file": name if len(item) < 3 else f"{name} (+{len(item) - 1} files)",
-                         "kind": scan.kind,
-                         "slice": f"{scan.slice_index + 1}/{scan.n_slices}" if scan.n_slices > 1 else ""})
-            where.append(len(rows) - 1)
-            images.append(scan.image)
-            colour.append(scan.colour)
-        if progress:
-            progress(i + 1, 2 * len(items))
-    for start in range(0, len(images), batch_size):
-        chunk = slice(start, start + batch_size)
-        for row_index, a in zip(where[chunk], assess(predictor, np.stack(images[chunk]), bank, colour[chunk], k=1)):
-            rows[row_index].update(assessment_columns(a))
-        if progress:
-            progress(len(items) + min(start + batch_size, len(images)) * len(items) // max(len(images), 1),
-                     2 * len(items))
-    return rows
-
-
-def assessment_columns(a) -> dict:
-    """Flat table columns for one `model.qualify.trust.Assessment`."""
-    out = {"prediction": DISPLAY_NAMES[a.prediction.label], "label": CLASS_NAMES[a.prediction.label],
-           **{f"p_{n}": round(p, 4) for n, p in zip(CLASS_NAMES, a.prediction.probabilities)},
-           "spread": round(a.spread, 4), "agreement": round(a.agreement, 3), "flags": "; ".join(a.flags())}
-    if a.trust is not None:
-        out["reasons"] = "; ".join(a.trust.reasons)
-        out["nearest training subject"] = a.trust.neighbours[0].subject if a.trust.neighbours else ""
-    return out
-
-
-def subject_table(rows: list[dict], group_by: str) -> list[dict]:
-    """One row per subject of the classified rows: files, mean calibrated probabilities, stage, how many slices
-    agree, how many are flagged. Rows with an error are left out; a subject's stage is the arg-max of the mean
-    probabilities, the aggregation the subject-level cross-validation was scored with."""
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        if "error" not in row:
-            groups.setdefault(subject_key(row["file"], group_by), []).append(row)
+def subject_table(results, group_by: str) -> list[dict]:
+    """One row per subject of the classified results (`model.reports.record.Result`; failed ones are left out):
+    files, the subject's stage and mean calibrated probabilities (`model.core.inference.subject_prediction`, the
+    aggregation the subject-level cross-validation was scored with), how many slices agree, how many are flagged."""
+    groups: dict[str, list] = {}
+    for r in results:
+        if isinstance(r, Result):
+            groups.setdefault(subject_key(r.file, group_by), []).append(r)
     out = []
     for subject, members in groups.items():
-        probs = np.array([[m[f"p_{n}"] for n in CLASS_NAMES] for m in members]).mean(0)
-        label = int(probs.argmax())
-        out.append({"subject": subject, "files": len(members), "stage": DISPLAY_NAMES[label],
-                    **{f"p_{n}": round(float(p), 4) for n, p in zip(CLASS_NAMES, probs)},
-                    "slices agreeing": sum(m["label"] == CLASS_NAMES[label] for m in members),
-                    "slices flagged": sum(bool(m["flags"]) and m["flags"] != "no guard" for m in members)})
+        stage = subject_prediction([Prediction(tuple(m.probabilities[n] for n in CLASS_NAMES), m.label)
+                                    for m in members])
+        out.append({"subject": subject, "files": len(members), "stage": stage.display_name,
+                    **{f"p_{n}": round(p, PROBABILITY_DECIMALS) for n, p in zip(CLASS_NAMES, stage.probabilities)},
+                    "slices agreeing": sum(m.label == stage.label for m in members),
+                    "slices flagged": sum(not m.reliable for m in members)})
     return out

@@ -9,15 +9,15 @@ members, within `model.serve.batch`'s archive limits) and parquet files in the H
 struct of `bytes` and `path`; one slice a row, shown as "FILE row N (path)"; `label` is not needed). A zip or
 parquet file found inside a folder is read the same way.
 
-Output: one row per scan with the file, prediction, calibrated probabilities, the spread over test-time
-variants, the guard's flags ("out of distribution", "near-copy of a training slice") with their reasons, the
-subject of the nearest training slice, and for a volume the slice used ("13/24": the middle one). Every file
-gets a row, in input order: an Analyze .hdr + .img pair or the files of one DICOM series share one (their paths
-joined by " + "), and a file that cannot be read, or is no scan type this tool reads, gets its reason in the
-`error` column while the rest are still classified. Hidden files (names starting with a dot) are skipped, and
-said so on standard error. Formats: csv (the default), json (one array) or jsonl (one object a line), from
---out's suffix unless --format says. The exit code is 1 when any file failed (in every process of a sharded
-run), 2 for a wrong option.
+Output: one result per scan in the schema of `model.reports.record` (docs/usage.md lists its fields): in CSV its
+flat `row()` (file, files, kind, slice, n_slices, prediction, display_name, label, confidence, p_<class>, spread,
+agreement, uncertainty_level, flags, reliable, reasons, nearest_subject, model_sha256, calibration_temperature,
+error_code, error), in JSON and JSON Lines its nested `record()`, as the API answers. Every file gets a result, in
+input order: an Analyze .hdr + .img pair or the files of one DICOM series share one (`files` names them all; in CSV
+joined by " + "), and a file that cannot be read, or is no scan type this tool reads, gets its reason in `error`
+while the rest are still classified. Hidden files (names starting with a dot) are skipped, and said so on standard
+error. Formats: csv (the default), json (one array) or jsonl (one object a line), from --out's suffix unless
+--format says. The exit code is 1 when any file failed (in every process of a sharded run), 2 for a wrong option.
 
 Streaming: the cohort is never held in memory. A first pass lists the inputs without reading them and groups
 files into scans; then scans are read and decoded one at a time, classified --batch-size at a time, and each
@@ -61,7 +61,6 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pydicom
@@ -70,17 +69,17 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model.core.checkpoint import ModelLoadError
-from model.core.constants import CLASS_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
+from model.core.constants import MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.core.distributed import init_distributed
 from model.core.inference import Predictor
-from model.qualify.trust import TrustBank, TrustBankError, assess
-from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, group_uploads, open_upload, scan_groups
+from model.qualify.trust import TrustBank, TrustBankError
+from model.reports.record import ROW_COLUMNS, ErrorDetail, Failed, Result
+from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, scan_groups
 from model.serve.batch import LazyFile, iter_zip
+from model.serve.pipeline import Opened, assess_opened, open_item
 
 BATCH_SIZE = 64  # slices classified together, and the most decoded slices held at once
 FORMATS = ("csv", "json", "jsonl")
-COLUMNS = ["file", "prediction", "confidence", *(f"p_{n}" for n in CLASS_NAMES), "spread", "flags", "reasons",
-           "nearest_subject", "slice", "error"]
 
 
 def _stderr(message: str) -> None:
@@ -202,14 +201,14 @@ def _series_uid(file: LazyFile) -> str:
 
 # ---------------------------------------------------------------- reading one shard's scans, one at a time
 class Read(NamedTuple):
-    """One scan read and decoded. index: its place among all scans (the same in every process); row: file and
-    slice, or file and error; image: uint8 (S, S) or None after an error; files: how many files it took."""
+    """One scan. index: its place among all scans (the same in every process); opened: its files and the scan read
+    from them (`model.serve.pipeline.Opened`, or why it could not be); files: how many files it took; result: the
+    classified result, once `classify` has run (the decoded slice is dropped then)."""
 
     index: int
-    row: dict
-    image: np.ndarray | None
-    colour: float
+    opened: Opened | None
     files: int
+    result: Result | Failed | None = None
 
 
 @dataclass
@@ -251,31 +250,25 @@ class Plan:
                 yield _read_group(start, [self.inputs[i] for i in group])
 
 
+def _unreadable(index: int, name: str, message: str, files: int = 1) -> Read:
+    return Read(index, Opened([name], error=ErrorDetail(code="unreadable_scan", message=message)), files)
+
+
 def _read_group(index: int, members: list[Input]) -> Read:
+    """Read the bytes of one planned group (grouped once, by the plan) and open it through the pipeline."""
     if isinstance(members[0], dict):
-        return Read(index, dict(members[0]), None, 0.0, 1)
-    name = " + ".join(m.name for m in members)
+        return _unreadable(index, members[0]["file"], members[0]["error"])
+    names = [m.name for m in members]
     files = []
     for member in members:
         try:
             files.append((member.name, member.read()))
         except ScanError as exc:
-            return Read(index, {"file": name, "error": str(exc)}, None, 0.0, len(members))
+            return Read(index, Opened(names, error=ErrorDetail(code="unreadable_scan", message=str(exc))), len(names))
         except OSError as exc:
             error = f"{clean_name(member.name)}: cannot be read ({exc.strerror or exc})"
-            return Read(index, {"file": name, "error": error}, None, 0.0, len(members))
-    regrouped = group_uploads(files)  # the same group, now in its reading order (a series along its normal)
-    item = regrouped[0] if len(regrouped) == 1 else files  # else a file changed since it was listed: open_upload
-    return _decode(index, " + ".join(n for n, _ in item), item, len(members))  # then says why it is no scan
-
-
-def _decode(index: int, name: str, item, files: int) -> Read:
-    try:
-        scan = open_upload(item)
-    except ScanError as exc:
-        return Read(index, {"file": name, "error": str(exc)}, None, 0.0, files)
-    row = {"file": name, **({"slice": f"{scan.slice_index + 1}/{scan.n_slices}"} if scan.n_slices > 1 else {})}
-    return Read(index, row, scan.image, scan.colour, files)
+            return Read(index, Opened(names, error=ErrorDetail(code="unreadable_scan", message=error)), len(names))
+    return Read(index, open_item(files), len(members))
 
 
 def _parquet_scans(source: ParquetInput, start: int, rank: int, world: int, rows: int) -> Iterator[Read]:
@@ -288,58 +281,47 @@ def _parquet_scans(source: ParquetInput, start: int, rank: int, world: int, rows
             return
         except Exception as exc:  # a damaged row group: the rest of the file is one error row, in every process
             if row < source.rows and (start + row) % world == rank:
-                yield Read(start + row, {"file": f"{source.path} rows {row}-{source.rows - 1}",
-                                         "error": f"{source.path.name}: cannot be read from row {row} ({exc})"},
-                           None, 0.0, source.rows - row)
+                yield _unreadable(start + row, f"{source.path} rows {row}-{source.rows - 1}",
+                                  f"{source.path.name}: cannot be read from row {row} ({exc})", source.rows - row)
             return
         for j in range(len(blobs)):
             if (start + row) % world == rank:
                 origin, data = paths[j].as_py() if paths[j] is not None else None, blobs[j].as_py()
                 name = f"{source.path} row {row}" + (f" ({origin})" if origin else "")
                 if data:  # a name without a suffix is sniffed as an image
-                    yield _decode(start + row, name, [(origin or f"row {row}", data)], 1)
+                    opened = open_item([(origin or f"row {row}", data)])
+                    opened.files = [name]
+                    yield Read(start + row, opened, 1)
                 else:
-                    yield Read(start + row, {"file": name, "error": f"{name}: the row has no image bytes"},
-                               None, 0.0, 1)
+                    yield _unreadable(start + row, name, f"{name}: the row has no image bytes")
             row += 1
 
 
 # ---------------------------------------------------------------- classifying, a batch at a time
 def classify(predictor, reads: Iterable[Read], bank=None, batch_size: int = BATCH_SIZE) -> Iterator[list[Read]]:
-    """Batches of up to `batch_size` reads, in order, their rows filled with the prediction, probabilities, spread
-    and the guard's flags (`model.qualify.trust.assess`; without a bank the flags say "no guard"). The next batch is read
-    only once this one is handed on, so at most `batch_size` decoded slices are held."""
+    """Batches of up to `batch_size` reads, in order, each with its result (`model.serve.pipeline.assess_opened`:
+    prediction, probabilities, spread and the guard's flags; without a bank the flags say "no guard"). The next batch
+    is read only once this one is handed on, so at most `batch_size` decoded slices are held."""
     reads = iter(reads)
     while batch := list(islice(reads, batch_size)):
-        _assess_into(predictor, [r for r in batch if r.image is not None], bank)
-        yield [r._replace(image=None) for r in batch]  # rows only: the slices go with the batch
+        results = assess_opened([r.opened for r in batch], predictor=predictor, bank=bank)
+        yield [Read(r.index, None, r.files, result if isinstance(result, Failed) else result.without_slice())
+               for r, result in zip(batch, results)]  # the slices go with the batch
         del batch  # before the next batch is read
 
 
-def _assess_into(predictor, reads: list[Read], bank) -> None:
-    if reads:
-        images = np.stack([r.image for r in reads])  # (N, S, S) uint8
-        for r, a in zip(reads, assess(predictor, images, bank, [r.colour for r in reads], k=1)):
-            r.row.update(_columns(a))
+def output(result: Result | Failed, fmt: str) -> dict:
+    """What one result writes: its flat row in CSV, its nested record in JSON and JSON Lines."""
+    return result.row() if fmt == "csv" else result.record()
 
 
-def _columns(a) -> dict:
-    pred = a.prediction
-    return {"prediction": pred.class_name, "confidence": round(pred.confidence, 6),
-            **{f"p_{n}": round(p, 6) for n, p in zip(CLASS_NAMES, pred.probabilities)},
-            "spread": round(a.spread, 4), "flags": "; ".join(a.flags()),
-            "reasons": "; ".join(a.trust.reasons) if a.trust else "",
-            "nearest_subject": a.trust.neighbours[0].subject if a.trust and a.trust.neighbours else ""}
-
-
-def predict_files(predictor, files: list[Path], batch_size: int = BATCH_SIZE, bank=None) -> list[dict]:
-    """Rows of {file, prediction, confidence, p_<class>..., spread, flags, reasons, nearest_subject, slice,
-    error} in input order, one per scan: an Analyze pair or a DICOM series is one row, its paths joined by
-    " + " (see `scan_io.group_uploads`); a folder, zip or parquet file gives a row per scan inside. bank: the
-    out-of-distribution guard (model.qualify.trust.TrustBank); without it the flags say "no guard". Streams like the
-    CLI, but returns every row."""
+def predict_files(predictor, files: list[Path], batch_size: int = BATCH_SIZE, bank=None) -> list[Result | Failed]:
+    """One result per scan (`model.reports.record`), in input order: an Analyze pair or a DICOM series is one (see
+    `scan_io.scan_groups`); a folder, zip or parquet file gives one per scan inside. bank: the out-of-distribution
+    guard (model.qualify.trust.TrustBank); without it the flags say "no guard". Streams like the CLI, but returns
+    every result."""
     plan = Plan.of(files, say=lambda message: None)
-    return [r.row for batch in classify(predictor, plan.scans(parquet_rows=batch_size), bank, batch_size)
+    return [r.result for batch in classify(predictor, plan.scans(parquet_rows=batch_size), bank, batch_size)
             for r in batch]
 
 
@@ -352,7 +334,7 @@ class RowWriter:
             raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.stream, self.fmt, self.count = stream, fmt, 0
         if fmt == "csv":
-            self._csv = csv.DictWriter(stream, fieldnames=COLUMNS, restval="")
+            self._csv = csv.DictWriter(stream, fieldnames=ROW_COLUMNS, restval="")
             self._csv.writeheader()
         elif fmt == "json":
             stream.write("[")
@@ -477,9 +459,9 @@ def _run(plan: Plan, predictor, bank, args, emit: Callable[[list[Read]], None], 
         for batch in classify(predictor, plan.scans(rank, world, args.batch_size), bank, args.batch_size):
             emit(batch)
             for r in batch:
-                if "error" in r.row:
+                if isinstance(r.result, Failed):
                     failed += 1
-                    bar.write(f"skipped {r.row['file']}: {r.row['error']}", file=sys.stderr)
+                    bar.write(f"skipped {r.result.file}: {r.result.error.message}", file=sys.stderr)
             done = sum(r.files for r in batch)
             rows, files = rows + len(batch), files + done
             bar.update(done)
@@ -492,7 +474,7 @@ def _run_single(plan: Plan, predictor, bank, args, fmt: str, parser: argparse.Ar
 
     def emit(batch: list[Read]) -> None:
         for r in batch:
-            writer.write(r.row)
+            writer.write(output(r.result, fmt))
         stream.flush()
 
     try:
@@ -518,7 +500,7 @@ def _run_sharded(plan: Plan, predictor, bank, args, fmt: str, rank: int, world: 
     parts = [Path(f"{stem}.part{r}") for r in range(world)]
     with _open_out(parser, parts[rank]) as stream:
         def emit(batch: list[Read]) -> None:  # [index, files, row] lines, in index order within the part
-            stream.writelines(json.dumps([r.index, r.files, r.row]) + "\n" for r in batch)
+            stream.writelines(json.dumps([r.index, r.files, output(r.result, fmt)]) + "\n" for r in batch)
             stream.flush()
 
         _, _, failed = _run(plan, predictor, bank, args, emit, rank, world)

@@ -51,7 +51,7 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.dataset import DatasetError, SliceSet, load_split_with_keys, read_subjects, subjects_for
-from model.core.inference import predict_logits, subject_means
+from model.core.inference import predict_logits, subject_level
 from model.core.recipe import RESUME_FREE, recipe_differences
 from model.qualify.evaluate import compute_metrics, subject_predictions
 from model.qualify.neighbours import nearest_neighbours
@@ -179,12 +179,6 @@ def reference_subject_probs(path: Path, splits: list[str], ids, groups: np.ndarr
 
 
 # ---------------------------------------------------------------- figures
-def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                        np.ndarray]:
-    """(subject ids, labels, mean probabilities) with one row per subject, in sorted id order."""
-    return subject_means(probs, labels, groups)
-
-
 def level_figures(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_bootstrap: int) -> dict:
     """{"slice": figures over slices (bootstrap by subject), "subject": figures over subject means}."""
     _, subject_labels, subject_probs = subject_level(probs, labels, groups)

@@ -37,7 +37,7 @@ from model.core.calibration import fit_temperature
 from model.core.constants import NUM_CLASSES, SELECTION_LOG_PATH, SUBJECT_TABLE_PATH, default_data_dir
 from model.core.dataset import SliceSet, fingerprint, load_split, slice_keys, subjects_for
 from model.core.distributed import init_distributed
-from model.core.inference import predict_logits, subject_means
+from model.core.inference import predict_logits, subject_level
 from model.core.network import build_model
 from model.core.preprocess import augment, cutout, hflip, mri_intensity, to_input
 from model.core.recipe import RESUME_FREE
@@ -364,7 +364,7 @@ def val_metrics(logits: torch.Tensor, labels: torch.Tensor, groups: np.ndarray |
     m = compute_metrics(labels.numpy(), probs, n_bootstrap=0)
     row = {"val_loss": m["log_loss"], "val_acc": m["accuracy"], "val_macro_f1": m["macro_f1"]}
     if groups is not None:
-        _, subject_labels, subject_probs = subject_means(probs, labels.numpy(), groups)
+        _, subject_labels, subject_probs = subject_level(probs, labels.numpy(), groups)
         s = compute_metrics(subject_labels, subject_probs, n_bootstrap=0)
         row.update(val_subject_auc=s["any_dementia_auc"], val_subject_bacc=s["balanced_accuracy"])
     return row

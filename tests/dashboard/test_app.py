@@ -52,8 +52,10 @@ def test_landing_page_and_sidebar():
 
 def test_upload_shows_prediction_and_overlay(scan):
     at = upload(start(), "slice.png", scan)
-    # a synthetic head is not an OASIS slice: the guard marks it, and the stage is still shown
-    assert at.metric[0].label.startswith("Predicted stage") and at.metric[0].value in DISPLAY_NAMES
+    # a synthetic head is not an OASIS slice: the guard marks it unreliable, with its reasons, and the stage is
+    # still shown
+    assert at.metric[0].label == "Predicted stage (unreliable)" and at.metric[0].value in DISPLAY_NAMES
+    assert any(e.value.startswith("**Unreliable") and "unlike every training slice" in e.value for e in at.error)
     images = at.get("image")
     assert len(images) >= 2 and images[1].proto.imgs[0].caption.startswith("Grad-CAM for")  # then nearest slices
     assert [b.label for b in at.get("download_button")] == ["Download overlay (PNG)", "Download result (JSON)",
@@ -167,7 +169,9 @@ def test_evaluation_opens_on_new_subjects_and_matches_crossval_file():
                                                   ("Non_Demented", "Very_Mild_Demented", "Mild_Demented",
                                                    "Moderate_Demented")]
     methods = frame(at, "any-dementia AUC")
-    assert list(methods["n"]) == [200, 200, crossval["clinical"]["subject"]["n"], crossval["clinical"]["subject"]["n"]]
+    clinical = crossval["clinical"]["subject"]["n"]
+    assert list(methods["n"]) == [str(n) for n in (200, 200, clinical, clinical)]  # the exported report's rows
+    assert list(methods["method"])[:2] == ["this network", "raw-pixel lookup (no learning)"]
     at.button_group(key="evaluation_level").set_value("per slice").run()
     assert sum(map(sum, plotly_specs(at)["evaluation_new_confusion"]["data"][0]["z"])) == 6400
     subjects = frame(at, "p(true stage)")

@@ -148,8 +148,9 @@ def test_batch_page_classifies_uploads_and_archives_and_names_every_failure(test
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert len(table) == 4 + 1 + 1 + 1  # four slices, the note, the DICOM, the broken archive
-    assert set(table[table.error.isna()].prediction) <= set(DISPLAY_NAMES)
-    errors = table[table.error.notna()]
+    assert set(table[table.error == ""].display_name) <= set(DISPLAY_NAMES)
+    assert set(table.schema_version) == {"1"}  # the CSV's rows: model.reports.record
+    errors = table[table.error != ""]
     assert any("readme.txt" in e for e in errors.error) and any("broken.zip" in e for e in errors.error)
     assert [m.value for m in at.main.metric] == ["5", at.main.metric[1].value, "2"]
     subjects = at.dataframe[1].value
@@ -159,15 +160,16 @@ def test_batch_page_classifies_uploads_and_archives_and_names_every_failure(test
     assert csv.label == "Download the table (CSV)"
 
 
-def test_a_batch_row_opens_on_the_classify_page(test_slices):
-    from model.scans.scan_io import open_scan
+def test_a_batch_row_opens_on_the_classify_page(test_slices, tiny_predictor):
+    from model.serve.pipeline import classify
 
     at = start()
-    at.session_state["classify_from_batch"] = open_scan(png_bytes(test_slices.images[3, 0].numpy()), "cohort/s3.png")
+    [result] = classify([("cohort/s3.png", png_bytes(test_slices.images[3, 0].numpy()))], predictor=tiny_predictor)
+    at.session_state["classify_from_batch"] = result
     at.session_state["classify_open_batch"] = True
     at.run()
     assert not at.exception
-    assert any("Opened from the Batch page: s3\\.png" in c.value for c in at.caption)
+    assert any("Opened from the Batch page: cohort/s3\\.png" in c.value for c in at.caption)
     assert at.metric[0].value in DISPLAY_NAMES and len(at.get("image")) >= 2
 
 

@@ -117,8 +117,9 @@ def test_predict_a_png_gives_the_predictors_answer_with_its_checks(client, tiny_
     body = r.json()
     mine = expected(tiny_predictor, scans[3])
     assert body["prediction"] == mine.class_name and body["display_name"] == mine.display_name
-    assert body["label"] == mine.label and body["confidence"] == mine.confidence
-    assert [body["probabilities"][n] for n in CLASS_NAMES] == list(mine.probabilities)  # the same numbers
+    assert body["label"] == mine.label and body["confidence"] == round(mine.confidence, 6)  # the schema's rounding
+    assert [body["probabilities"][n] for n in CLASS_NAMES] == [round(p, 6) for p in mine.probabilities]
+    assert body["schema_version"] == "1"
     app_view = assess(tiny_predictor, open_upload([("head.png", scans[3])]).image, bank, [0.0])[0].as_dict()
     assert body["uncertainty"] == app_view["uncertainty"] and body["guard"] == app_view["guard"]
     assert body["flags"] == [] and body["reliable"] is True
@@ -128,7 +129,7 @@ def test_predict_a_png_gives_the_predictors_answer_with_its_checks(client, tiny_
            ("head.png", ["head.png"], "PNG image", 1, 1)
     assert body["steps"] and body["header"]["Format"] == "PNG"
     assert body["model_sha256"] == tiny_predictor.sha256
-    assert body["calibration_temperature"] == tiny_predictor.temperature
+    assert body["calibration_temperature"] == round(tiny_predictor.temperature, 4)
 
 
 def test_a_flat_image_is_flagged_unreliable_with_the_reason(client):
@@ -144,7 +145,7 @@ def test_predict_a_dicom_file(client, tiny_predictor):
     data = Path(get_testdata_file("MR_small.dcm")).read_bytes()
     body = client.post("/v1/predict", files={"file": ("MR_small.dcm", data)}).json()
     assert body["kind"] == "DICOM" and body["header"]["Modality"] == "MR"
-    assert body["probabilities"] == dict(zip(CLASS_NAMES, expected(tiny_predictor, data, "MR_small.dcm").probabilities))
+    assert body["probabilities"] == {n: round(p, 6) for n, p in zip(CLASS_NAMES, expected(tiny_predictor, data, "MR_small.dcm").probabilities)}
 
 
 def test_predict_a_nifti_volume_at_a_chosen_slice(client, tiny_predictor, test_slices):
@@ -153,7 +154,7 @@ def test_predict_a_nifti_volume_at_a_chosen_slice(client, tiny_predictor, test_s
     body = client.post("/v1/predict?slice=3", files={"file": ("brain.nii", data)}).json()
     assert (body["kind"], body["slice"], body["n_slices"]) == ("NIfTI-1", 3, 10)
     mine = expected(tiny_predictor, data, "brain.nii", slice_index=2)
-    assert body["probabilities"] == dict(zip(CLASS_NAMES, mine.probabilities))
+    assert body["probabilities"] == {n: round(p, 6) for n, p in zip(CLASS_NAMES, mine.probabilities)}
     assert client.post("/v1/predict", files={"file": ("brain.nii", data)}).json()["slice"] == 6  # the middle one
     r = client.post("/v1/predict?slice=11", files={"file": ("brain.nii", data)})
     assert r.status_code == 422 and error_of(r)["code"] == "invalid_slice"
@@ -400,7 +401,7 @@ def test_twenty_concurrent_clients_each_get_their_own_answer(tiny_predictor, ban
     assert len({tuple(t.probabilities) for t in truth}) == len(scans)  # twenty different answers
     for i, (answer, mine) in enumerate(zip(answers, truth)):
         assert answer["file"] == f"scan_{i}.png" and answer["label"] == mine.label
-        assert [answer["probabilities"][n] for n in CLASS_NAMES] == list(mine.probabilities)
+        assert [answer["probabilities"][n] for n in CLASS_NAMES] == [round(p, 6) for p in mine.probabilities]
 
 
 def test_past_the_in_flight_limit_a_request_is_refused_at_once(bank, scans):

@@ -1,4 +1,5 @@
-"""Batch work (model.serve.batch): archives unpacked within limits, every file in the rows, subjects grouped."""
+"""Batch work (model.serve.batch, model.serve.pipeline): archives unpacked within limits, every file in the results,
+subjects grouped."""
 import io
 import zipfile
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from model.serve import batch
-from model.serve.batch import classify_files, expand_uploads, expand_zip, server_files, subject_key, subject_table
+from model.serve.batch import expand_uploads, expand_zip, server_files, subject_key, subject_table
+from model.serve.pipeline import classify
 from model.scans.scan_io import ScanError
 from tests.conftest import png_bytes
 
@@ -41,7 +43,7 @@ def test_zip_limits_are_checked_before_inflating(monkeypatch):
 def test_expand_uploads_keeps_failures_as_rows():
     files, failed = expand_uploads([("x.zip", zip_of({"s.png": b"1"})), ("bad.zip", b"nope"), ("t.png", b"2")])
     assert [n for n, _ in files] == ["x.zip/s.png", "t.png"]
-    assert failed[0]["file"] == "bad.zip" and "not a zip archive" in failed[0]["error"]
+    assert failed[0].file == "bad.zip" and "not a zip archive" in failed[0].error.message
 
 
 def test_subject_keys():
@@ -58,17 +60,17 @@ def test_every_file_is_a_row_in_input_order_and_subjects_average(tiny_predictor,
     files = [(f"subj{i // 2}/s{i}.png", png_bytes(test_slices.images[i, 0].numpy())) for i in range(4)]
     files.insert(2, ("subj0/notes.txt", b"hello"))
     seen = []
-    rows = classify_files(tiny_predictor, files, progress=lambda done, total: seen.append((done, total)))
-    assert [r["file"] for r in rows] == [n for n, _ in files]
-    assert "error" in rows[2] and "not a scan type" in rows[2]["error"]
-    assert seen[-1][0] == seen[-1][1] and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
-    ok = [r for r in rows if "error" not in r]
-    assert all(r["flags"] == "no guard" for r in ok)
-    subjects = {s["subject"]: s for s in subject_table(rows, "folder")}
+    results = classify(files, predictor=tiny_predictor, chunk=2, progress=lambda done, total: seen.append((done, total)))
+    assert [r.file for r in results] == [n for n, _ in files]
+    assert results[2].error.code == "unsupported_type" and "not a scan type" in results[2].error.message
+    assert seen == [(2, 5), (4, 5), (5, 5)]  # one call a chunk, counted in scans
+    ok = [r for r in results if not hasattr(r, "error")]
+    assert all(r.flags == ["no guard"] for r in ok)
+    subjects = {s["subject"]: s for s in subject_table(results, "folder")}
     assert set(subjects) == {"subj0", "subj1"} and subjects["subj0"]["files"] == 2
-    probs = np.array([[r[f"p_{n}"] for n in ("Mild_Demented", "Moderate_Demented", "Non_Demented",
-                                             "Very_Mild_Demented")] for r in ok[:2]]).mean(0)
-    assert subjects["subj0"]["p_Non_Demented"] == pytest.approx(probs[2], abs=1e-3)
+    probs = np.array([[r.probabilities[n] for n in ("Mild_Demented", "Moderate_Demented", "Non_Demented",
+                                                     "Very_Mild_Demented")] for r in ok[:2]]).mean(0)
+    assert subjects["subj0"]["p_Non_Demented"] == pytest.approx(probs[2], abs=1e-6)
 
 
 def test_server_files_stay_inside_the_root(tmp_path, monkeypatch):
@@ -82,4 +84,4 @@ def test_server_files_stay_inside_the_root(tmp_path, monkeypatch):
         server_files(tmp_path / "root", "..")
     monkeypatch.setattr(batch, "MAX_VOLUME_BYTES", 0)
     files, failed = server_files(tmp_path / "root")
-    assert not files and "over the" in failed[0]["error"]
+    assert not files and "over the" in failed[0].error.message

@@ -18,10 +18,10 @@ def test_cli_classifies_a_folder_and_reports_bad_files(tiny_assets, test_slices,
     rows = json.loads(out.read_text())
     assert code == 1  # one file failed
     assert [r["file"].split("/")[-1] for r in rows] == ["broken.png", "s0.png", "s1.png", "s2.png"]
-    assert "not a PNG or JPEG" in rows[0]["error"]
+    assert "not a PNG or JPEG" in rows[0]["error"]["message"] and rows[0]["error"]["code"] == "unreadable_scan"
     good = rows[1]
     assert good["prediction"] in {"Mild_Demented", "Moderate_Demented", "Non_Demented", "Very_Mild_Demented"}
-    assert np.isclose(sum(v for k, v in good.items() if k.startswith("p_")), 1, atol=1e-4)
+    assert np.isclose(sum(good["probabilities"].values()), 1, atol=1e-4) and good["schema_version"] == "1"
     assert "skipped" in capsys.readouterr().err
 
 
@@ -31,7 +31,7 @@ def test_cli_csv_to_stdout(tiny_assets, test_slices, tmp_path, capsys):
     code = main([str(path), "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
                  "--config", str(tiny_assets / "model_config.json")])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert code == 0 and lines[0].startswith("file,prediction,confidence,p_Mild_Demented")
+    assert code == 0 and lines[0].startswith("schema_version,file,files,kind,slice,n_slices,prediction")
     assert len(lines) == 2
 
 
@@ -55,7 +55,7 @@ def test_cli_bad_device_and_new_output_folder(tiny_assets, test_slices, tmp_path
     assert exc.value.code == 2 and "unknown device 'gpu'" in capsys.readouterr().err
     out = tmp_path / "new" / "folder" / "result.csv"
     assert main([str(path), "--out", str(out), "--device", "cpu", *model_args]) == 0
-    assert out.read_text().startswith("file,prediction")
+    assert out.read_text().startswith("schema_version,file,files")
 
 
 def test_cli_gives_every_file_a_row_and_opens_clinical_formats(tiny_assets, test_slices, tmp_path, capsys):
@@ -83,16 +83,18 @@ def test_cli_gives_every_file_a_row_and_opens_clinical_formats(tiny_assets, test
     code = main([str(folder), "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
                  "--config", str(tiny_assets / "model_config.json"), "--device", "cpu"])
     out, err = capsys.readouterr()
-    rows = {row["file"].replace(str(folder) + "/", ""): row for row in csv.DictReader(io.StringIO(out))}
+    rows = {row["files"].replace(str(folder) + "/", ""): row for row in csv.DictReader(io.StringIO(out))}
     assert list(rows) == ["a.png", "b.dcm", "c.txt", "d.nii", "e.hdr + e.img",
                           "series/IM0 + series/IM1 + series/IM2"]
     assert code == 1 and "skipped hidden file" in err and ".DS_Store" in err
     assert "not a scan type this tool reads" in rows["c.txt"]["error"] and not rows["c.txt"]["prediction"]
     for name in ("a.png", "b.dcm", "d.nii", "e.hdr + e.img", "series/IM0 + series/IM1 + series/IM2"):
         assert rows[name]["prediction"] and not rows[name]["error"], name
-    assert rows["d.nii"]["slice"] == "7/12" and rows["e.hdr + e.img"]["slice"] == "7/12"
-    assert rows["series/IM0 + series/IM1 + series/IM2"]["slice"] == "2/3"
-    assert rows["a.png"]["slice"] == "" and rows["b.dcm"]["slice"] == ""
+    assert (rows["d.nii"]["slice"], rows["d.nii"]["n_slices"]) == ("7", "12")
+    assert (rows["e.hdr + e.img"]["slice"], rows["e.hdr + e.img"]["n_slices"]) == ("7", "12")
+    assert (rows["series/IM0 + series/IM1 + series/IM2"]["slice"], rows["series/IM0 + series/IM1 + series/IM2"]["n_slices"]) == ("2", "3")
+    assert rows["a.png"]["n_slices"] == "1" and rows["b.dcm"]["n_slices"] == "1"
+    assert rows["c.txt"]["error_code"] == "unsupported_type"
 
 
 def test_cli_rows_carry_the_guards_flags_and_the_spread(tiny_assets, test_slices, tmp_path):
@@ -104,15 +106,18 @@ def test_cli_rows_carry_the_guards_flags_and_the_spread(tiny_assets, test_slices
         pytest.skip("no shipped trust bank")
     rng = np.random.default_rng(0)
     (tmp_path / "noise.png").write_bytes(png_bytes(rng.integers(0, 256, (128, 128), dtype=np.uint8)))
-    out = tmp_path / "rows.json"
+    out = tmp_path / "rows.csv"
     weights = ["--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
                "--config", str(tiny_assets / "model_config.json")]
     assert main([str(tmp_path / "noise.png"), "--out", str(out), *weights]) == 0
-    row = json.loads(out.read_text())[0]
+    import csv
+
+    row = next(csv.DictReader(out.open()))
     assert row["flags"] == "out of distribution" and "unlike every training slice" in row["reasons"]
-    assert 0 <= row["spread"] <= 1 and row["nearest_subject"]
-    assert main([str(tmp_path / "noise.png"), "--out", str(out), "--no-guard", *weights]) == 0
-    assert json.loads(out.read_text())[0]["flags"] == "no guard"
+    assert 0 <= float(row["spread"]) <= 1 and row["nearest_subject"] and row["reliable"] == "False"
+    record = tmp_path / "rows.json"
+    assert main([str(tmp_path / "noise.png"), "--out", str(record), "--no-guard", *weights]) == 0
+    assert json.loads(record.read_text())[0]["flags"] == ["no guard"]
 
 
 def test_cli_reads_a_folder_a_zip_and_a_parquet_file_in_input_order(tiny_assets, test_slices, tmp_path, capsys,
@@ -142,8 +147,8 @@ def test_cli_reads_a_folder_a_zip_and_a_parquet_file_in_input_order(tiny_assets,
     assert [r["file"].replace(str(tmp_path) + "/", "") for r in rows] == [
         "scans/a.png", "scans/b.png", "cohort.zip/subj2/z.png", "cohort.zip/subj1/y.png",
         "test.parquet row 0 (Non_Demented/n1.jpg)", "test.parquet row 1", "test.parquet row 2"]
-    assert code == 1 and "no image bytes" in rows[5]["error"]
-    assert all(r["prediction"] and r["flags"] == "no guard" for i, r in enumerate(rows) if i != 5)
+    assert code == 1 and "no image bytes" in rows[5]["error"]["message"]
+    assert all(r["prediction"] and r["flags"] == ["no guard"] for i, r in enumerate(rows) if i != 5)
     err = capsys.readouterr().err
     assert "7/7 [" in err and " files/s]" in err  # tqdm's bar: files done of all, and the rate
     assert "7 scans from 7 files in" in err and "files/s" in err.splitlines()[-1]
@@ -157,5 +162,5 @@ def test_cli_quiet_streams_json_lines(tiny_assets, test_slices, tmp_path, capsys
                  "--config", str(tiny_assets / "model_config.json"), "--device", "cpu"])
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and len(rows) == 2 and rows[0]["p_Non_Demented"] == rows[1]["p_Non_Demented"]
+    assert code == 0 and len(rows) == 2 and rows[0]["probabilities"] == rows[1]["probabilities"]
     assert err == ""  # no bar, no rate line

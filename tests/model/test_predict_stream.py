@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import model.serve.batch
-import model.serve.predict
+import model.serve.pipeline
 from model.serve.batch import iter_zip
 from model.core.inference import Prediction
 from model.serve.predict import FORMATS, Plan, format_rows, main
@@ -72,10 +72,12 @@ def test_grouping_pass_agrees_with_group_uploads(test_slices, tmp_path):
     planned = [" + ".join(plan.inputs[i].name for i in group) for group in plan.groups]
     files = [(str(p), p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()]
     expected = [" + ".join(name for name, _ in item) for item in group_uploads(files)]
-    # the series' files are listed in folder order by the plan and ordered along the normal when read
+    # the plan groups once, keeping folder order inside a scan; reading puts a series along its normal itself
     assert [sorted(g.split(" + ")) for g in planned] == [sorted(g.split(" + ")) for g in expected]
-    rows = [r.row["file"] for r in plan.scans()]
-    assert rows == expected and f"{folder}/series/IM1 + {folder}/series/IM2 + {folder}/series/IM0" in rows
+    read = [r.opened for r in plan.scans()]
+    assert [" + ".join(o.files) for o in read] == planned
+    series = next(o for o in read if o.scan is not None and o.scan.kind == "DICOM series")
+    assert series.scan.name == "IM1" and series.files[0] == f"{folder}/series/IM0"  # IM1 is first along the normal
 
 
 def test_parquet_and_zip_failures_are_rows_and_nothing_is_read_to_plan(test_slices, tmp_path, monkeypatch):
@@ -94,11 +96,11 @@ def test_parquet_and_zip_failures_are_rows_and_nothing_is_read_to_plan(test_slic
     plan = Plan.of([tmp_path / "many.zip", tmp_path / "no_images.parquet", tmp_path / "not.parquet",
                     tmp_path / "scan.png"])
     assert reads == [] and plan.files() == 4  # planning opened scan.png for its first bytes, never read it
-    rows = [r.row for r in plan.scans()]
-    assert reads == [str(tmp_path / "scan.png")] and "error" not in rows[3]
-    assert "3 files is over the limit of 2" in rows[0]["error"]
-    assert "no 'image' column with 'bytes'" in rows[1]["error"]
-    assert "not a readable parquet file" in rows[2]["error"]
+    opened = [r.opened for r in plan.scans()]
+    assert reads == [str(tmp_path / "scan.png")] and opened[3].error is None
+    assert "3 files is over the limit of 2" in opened[0].error.message
+    assert "no 'image' column with 'bytes'" in opened[1].error.message
+    assert "not a readable parquet file" in opened[2].error.message
 
 
 def test_iter_zip_reads_one_member_at_a_time_within_the_archive_cap(monkeypatch):
@@ -160,7 +162,7 @@ def test_decoded_slices_held_never_exceed_the_batch_size(source, tiny_assets, te
         target = hf_parquet(tmp_path / "in.parquet", blobs, [f"{i:03d}.png" for i in range(n)], row_group_size=50)
 
     live, peak, decoded, calls = [0], [0], [0], []
-    real_open = model.serve.predict.open_upload
+    real_open = model.serve.pipeline.open_upload
 
     def counting_open(item, **kw):  # every decoded slice counted from its decoding until it is freed
         scan = real_open(item, **kw)
@@ -170,8 +172,8 @@ def test_decoded_slices_held_never_exceed_the_batch_size(source, tiny_assets, te
         weakref.finalize(scan.image, lambda: live.__setitem__(0, live[0] - 1))
         return scan
 
-    monkeypatch.setattr(model.serve.predict, "open_upload", counting_open)
-    monkeypatch.setattr(model.serve.predict, "assess", fake_assess(calls, live))
+    monkeypatch.setattr(model.serve.pipeline, "open_upload", counting_open)
+    monkeypatch.setattr(model.serve.pipeline, "assess", fake_assess(calls, live))
     out = tmp_path / "rows.jsonl"
     code = main([str(target), "--out", str(out), "--batch-size", str(batch), "--no-guard", "--quiet",
                  *model_args(tiny_assets)])

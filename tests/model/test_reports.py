@@ -25,7 +25,7 @@ from model.core.constants import (
     STD,
 )
 from model.qualify.explain import explain, overlay
-from model.reports.record import png_bytes, result_record
+from model.reports.record import Result, page_record, png_bytes
 from model.scans.scan_io import open_scan
 from model.qualify.trust import TrustBank, assess
 
@@ -59,9 +59,10 @@ def scan_result(tiny_predictor, test_slices):
 
 def scan_record(predictor, result, name: str = "slice.png") -> dict:
     _, _, assessment, explanation, scan = result
-    return result_record(name, assessment.prediction, model_sha256=predictor.sha256,
-                         temperature=predictor.temperature, explanation=explanation,
-                         cam_settings={"opacity": 0.45, "colormap": "jet"}, assessment=assessment, scan=scan)
+    result = Result.of(assessment, files=[name], scan=scan, model_sha256=predictor.sha256,
+                       temperature=predictor.temperature)
+    return page_record(result, explanation=explanation, cam_settings={"opacity": 0.45, "colormap": "jet"},
+                       created_utc="2026-12-02T12:00:00+00:00")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,8 @@ def test_scan_report_shows_result_guard_method_and_stamp(scan_pdf, tiny_predicto
     assert tiny_predictor.sha256 in text and stamp["model"]["weights_sha256"] == tiny_predictor.sha256
     for name, version in stamp["software"].items():
         assert f"{name} {version}" in words
-    for step in record["scan"]["steps"]:
+    assert record["schema_version"] == "1" and record["kind"] == "PNG image"
+    for step in record["steps"]:
         assert flat(step) in words
 
 

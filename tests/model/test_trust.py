@@ -110,7 +110,12 @@ def test_tta_views_are_small_changes():
 def test_uncertainty_and_assess_with_a_tiny_network(tiny_predictor, bank):
     images = heads(3, 4)[0]
     spread, agreement = uncertainty(tiny_predictor, images)
-    assert spread.shape == (3,) and (spread >= 0).all() and ((agreement > 0) & (agreement <= 1)).all()
+    views = tiny_predictor.probabilities(tta_views(images[1])).numpy()  # (8, C): the 8 variants of one slice
+    label = views[0].argmax()
+    assert spread.shape == (3,) and spread[1] == pytest.approx(views[:, label].std(), abs=1e-6)
+    assert agreement[1] == pytest.approx((views.argmax(1) == label).mean())
+    still, same = uncertainty(tiny_predictor, np.zeros((1, 64, 64), np.uint8))  # every variant of black is black
+    assert still[0] == pytest.approx(0.0, abs=1e-6) and same[0] == 1.0
     results = assess(tiny_predictor, images, bank)
     assert [r.prediction.label for r in results] == tiny_predictor.probabilities(images).argmax(1).tolist()
     record = results[0].as_dict()
