@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field, PrivateAttr
 
-from model.core.constants import CLASS_NAMES
+from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
 
 SCHEMA_VERSION = "1"
 PROBABILITY_DECIMALS = 6
@@ -187,3 +187,61 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+class Slab(BaseModel):
+    start: int = Field(description="first axial slice of the slab, 1-based, bottom of the head first")
+    stop: int = Field(description="last axial slice of the slab, 1-based (start + 31)")
+    score: float = Field(description="how well the slab fits the training slices' 32 positions (lower is better; "
+                                     "grey levels RMS at 64 px)")
+    typical: float = Field(description="99th percentile of that score for the training subjects' own slabs")
+    aligned: bool = Field(description="score <= typical: the volume lines up with the training slices")
+
+
+class SubjectResult(ResultBase):
+    """A volume staged as a subject: the slab of 32 axial slices matching the training slices' positions, each
+    slice's result, and the subject's stage, the mean of their calibrated probabilities."""
+
+    kind: str = Field(description="the volume's format, e.g. NIfTI-1 or Analyze 7.5")
+    n_slices: int = Field(description="axial slices in the volume")
+    slab: Slab
+    prediction: str = Field(description="class name of the subject's stage")
+    display_name: str = Field(description="the subject's stage in words")
+    label: int = Field(description="label index of the subject's stage")
+    confidence: float = Field(description="the subject's mean calibrated probability of that stage")
+    probabilities: dict[str, float] = Field(description="mean calibrated probabilities of the slab's slices")
+    flags: list[str] = Field(description="'slab not aligned', and how many slab slices the guard flagged")
+    reliable: bool = Field(description="false when the slab is not aligned or most of its slices are flagged")
+    slices: list[Result] = Field(description="the 32 slab slices' own results, in order")
+    steps: list[str] = Field(description="what was done to the volume to bring it to the training slices' look")
+    model_sha256: str
+    calibration_temperature: float
+
+    @classmethod
+    def of(cls, staged, slice_results: list[Result], volume, *, files: list[str], model_sha256: str,
+           temperature: float) -> SubjectResult:
+        """From a model.core.slab.SubjectStage, the slab slices' results and the scan_io.Volume read."""
+        m, p = staged.match, staged.probabilities
+        flagged = sum(not r.reliable for r in slice_results)
+        flags = ([] if m.aligned else ["slab not aligned"]) + \
+            ([f"{flagged} of {len(slice_results)} slab slices flagged by the guard"] if flagged else [])
+        return cls(file=files[0], files=files, kind=volume.kind, n_slices=len(volume.slices),
+                   slab=Slab(start=m.start + 1, stop=m.stop, score=round(m.score, 3), typical=round(m.typical, 3),
+                             aligned=m.aligned),
+                   prediction=CLASS_NAMES[staged.label], display_name=DISPLAY_NAMES[staged.label], label=staged.label,
+                   confidence=round(float(p[staged.label]), PROBABILITY_DECIMALS),
+                   probabilities={n: round(float(v), PROBABILITY_DECIMALS) for n, v in zip(CLASS_NAMES, p)},
+                   flags=flags, reliable=m.aligned and flagged <= len(slice_results) // 2, slices=slice_results,
+                   steps=list(volume.steps), model_sha256=model_sha256,
+                   calibration_temperature=round(temperature, TEMPERATURE_DECIMALS))
+
+    def rows(self) -> list[dict]:
+        """CSV rows: the subject's own row (slice empty, kind 'subject') then one row per slab slice."""
+        head = dict.fromkeys(ROW_COLUMNS, "") | {
+            "schema_version": self.schema_version, "file": self.file, "files": " + ".join(self.files),
+            "kind": f"{self.kind} as subject (slices {self.slab.start}-{self.slab.stop})", "n_slices": self.n_slices,
+            "prediction": self.prediction, "display_name": self.display_name, "label": self.label,
+            "confidence": self.confidence, **{f"p_{n}": self.probabilities[n] for n in CLASS_NAMES},
+            "flags": "; ".join(self.flags), "reliable": self.reliable, "model_sha256": self.model_sha256,
+            "calibration_temperature": self.calibration_temperature}
+        return [head] + [r.row() for r in self.slices]

@@ -24,9 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from model.core.constants import CLASS_NAMES
+from model.core.slab import SlabError, SlabTemplate, SubjectStage
 from model.qualify.trust import assess
-from model.reports.record import ErrorDetail, Failed, Result
-from model.scans.scan_io import ACCEPTED, SCAN_SUFFIXES, Scan, ScanError, group_uploads, open_upload, printable
+from model.reports.record import ErrorDetail, Failed, Result, SubjectResult
+from model.scans.scan_io import (ACCEPTED, SCAN_SUFFIXES, Scan, ScanError, group_uploads, open_upload, open_volume,
+                                 printable)
 
 CHUNK = 64  # slices assessed per forward pass: bounds the decoded slices held at once
 NEIGHBOURS = 3  # nearest training slices the guard reports for each scan
@@ -109,3 +112,26 @@ def classify_slices(images, names: Sequence[str], *, predictor, bank=None, colou
     colours = list(colours) if colours is not None else [0.0] * len(images)
     return [Result.of(a, files=[name], kind=kind, model_sha256=predictor.sha256, temperature=predictor.temperature)
             for a, name in zip(assess(predictor, images, bank, colours, k=NEIGHBOURS), names)]
+
+
+def stage_volume(item: Sequence[tuple[str, bytes]], *, predictor, bank=None, template=None) -> SubjectResult | Failed:
+    """A NIfTI file or Analyze pair staged as a subject: every axial slice read in the training look, the slab of
+    32 matching the training slices' positions found (`model.core.slab`), each slab slice assessed like any
+    scan, and the subject's stage the mean of their calibrated probabilities. template: a SlabTemplate (default:
+    the shipped one). A file that is no usable volume, or too short, becomes a `Failed` with the reason."""
+    files = [printable(name) for name, _ in item]
+    try:
+        volume = open_volume(item)
+        template = template if template is not None else SlabTemplate.load()
+        match = template.locate(volume.slices)
+    except (ScanError, SlabError) as exc:
+        return Failed(file=files[0], files=files, error=ErrorDetail(code="not_a_subject_volume", message=str(exc)))
+    slab = volume.slices[match.start:match.stop]
+    names = [f"{files[0]} slice {z + 1}" for z in range(match.start, match.stop)]
+    results = classify_slices(slab, names, predictor=predictor, bank=bank, kind=volume.kind)
+    for r, z in zip(results, range(match.start, match.stop)):
+        r.slice, r.n_slices = z + 1, len(volume.slices)
+    probs = np.array([[r.assessment.prediction.probabilities[c] for c in range(len(CLASS_NAMES))] for r in results])
+    staged = SubjectStage(match, probs, probs.mean(0))
+    return SubjectResult.of(staged, results, volume, files=files, model_sha256=predictor.sha256,
+                            temperature=predictor.temperature)

@@ -142,3 +142,27 @@ def test_a_real_subjects_slab_is_found_between_other_slices(data_dir):
         read = scan_io.open_volume([("subject.nii", nifti_bytes(volume))])
         match = template.locate(read.slices)
         assert (match.start, match.aligned) == (5, True), subject
+
+
+def test_the_pipeline_stages_a_volume_as_a_subject_with_one_record(synthetic_template, tiny_predictor):
+    """model.serve.pipeline.stage_volume: the slab, 32 slice results and the subject's mean, in one schema."""
+    from model.reports.record import Failed, SubjectResult
+    from model.serve.pipeline import stage_volume
+
+    subject = synthetic_stack(32, seed=7)
+    volume = as_volume(subject, below=4, above=6, filler=lambda i: np.zeros((W, H)))
+    result = stage_volume([("brain.nii", nifti_bytes(volume))], predictor=tiny_predictor,
+                          template=synthetic_template[0])
+    assert isinstance(result, SubjectResult)
+    assert (result.slab.start, result.slab.stop, result.n_slices, len(result.slices)) == (5, 36, 42, 32)
+    assert [r.slice for r in result.slices] == list(range(5, 37))
+    mean = np.mean([[r.probabilities[c] for c in result.probabilities] for r in result.slices], axis=0)
+    assert np.allclose(list(result.probabilities.values()), mean, atol=1e-6)
+    assert result.prediction == list(result.probabilities)[int(mean.argmax())]
+    record = result.record()
+    assert record["schema_version"] and record["slab"]["start"] == 5 and len(record["slices"]) == 32
+    rows = result.rows()
+    assert len(rows) == 33 and rows[0]["kind"].startswith("NIfTI-1 as subject (slices 5-36)")
+    short = stage_volume([("short.nii", nifti_bytes(volume[:, :, :20]))], predictor=tiny_predictor,
+                         template=synthetic_template[0])
+    assert isinstance(short, Failed) and "has 20 axial slices" in short.error.message
