@@ -73,10 +73,10 @@ from model.core.constants import MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.core.distributed import init_distributed
 from model.core.inference import Predictor
 from model.qualify.trust import TrustBank, TrustBankError
-from model.reports.record import ROW_COLUMNS, ErrorDetail, Failed, Result
+from model.reports.record import ROW_COLUMNS, ErrorDetail, Failed, Result, SubjectResult
 from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, scan_groups
 from model.serve.batch import LazyFile, iter_zip
-from model.serve.pipeline import Opened, assess_opened, open_item
+from model.serve.pipeline import Opened, assess_opened, open_item, stage_volume
 
 BATCH_SIZE = 64  # slices classified together, and the most decoded slices held at once
 FORMATS = ("csv", "json", "jsonl")
@@ -397,6 +397,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-guard", action="store_true",
                         help="skip the out-of-distribution guard and near-copy flag (default: checked)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar nor rate line (default: shown)")
+    parser.add_argument("--volume-as-subject", action="store_true",
+                        help="stage each NIfTI file or Analyze pair as a subject: the 32-slice slab matching the "
+                             "training slices' positions, a row per slab slice and the subject's row (the mean of "
+                             "their probabilities) first (default: a volume is read at its middle slice)")
     return parser
 
 
@@ -418,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     say = _stderr if rank == 0 else (lambda message: None)
     bank = None if args.no_guard else _load_bank(say)
     started = time.perf_counter()
+    if args.volume_as_subject:
+        if world > 1:
+            parser.exit(2, "error: --volume-as-subject runs in one process; drop torchrun\n")
+        return _run_subjects(args, predictor, bank, fmt, parser)
     plan = Plan.of(args.paths, say)
     if world == 1:
         rows, files, failed = _run_single(plan, predictor, bank, args, fmt, parser)
@@ -427,6 +435,35 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         say(f"{rows:,} scans from {files:,} files in {seconds:.1f} s: {files / max(seconds, 1e-9):.1f} files/s"
             + (f" over {world} processes" if world > 1 else ""))
+    return 1 if failed else 0
+
+
+def subject_volumes(paths: list[Path], predictor, bank=None, template=None) -> list[SubjectResult | Failed]:
+    """Each NIfTI file or Analyze pair among `paths` (folders searched) staged as a subject
+    (`model.serve.pipeline.stage_volume`), in input order; anything else gets a Failed record saying why."""
+    files = collect_files(paths)
+    named = [(clean_name(str(f)), f) for f in files]
+    out = []
+    for group in scan_groups([name for name, _ in named], lambda i: ""):
+        item = [(named[i][0], named[i][1].read_bytes()) for i in group]
+        out.append(stage_volume(item, predictor=predictor, bank=bank, template=template))
+    return out
+
+
+def _run_subjects(args, predictor, bank, fmt: str, parser: argparse.ArgumentParser) -> int:
+    results = subject_volumes(args.paths, predictor, bank)
+    stream = _open_out(parser, args.out)
+    writer = RowWriter(stream, fmt)
+    for result in results:
+        rows = result.rows() if isinstance(result, SubjectResult) and fmt == "csv" else [output(result, fmt)]
+        for row in rows:
+            writer.write(row)
+    writer.close()
+    if stream is not sys.stdout:
+        stream.close()
+    failed = sum(isinstance(r, Failed) for r in results)
+    if not args.quiet:
+        _stderr(f"{len(results) - failed} of {len(results)} volumes staged as subjects")
     return 1 if failed else 0
 
 

@@ -166,3 +166,24 @@ def test_the_pipeline_stages_a_volume_as_a_subject_with_one_record(synthetic_tem
     short = stage_volume([("short.nii", nifti_bytes(volume[:, :, :20]))], predictor=tiny_predictor,
                          template=synthetic_template[0])
     assert isinstance(short, Failed) and "has 20 axial slices" in short.error.message
+
+
+def test_the_cli_stages_a_volume_as_a_subject(tmp_path, monkeypatch, tiny_assets):
+    """`python -m model.predict --volume-as-subject`: the subject's row, then its 32 slab slices, in the one CSV."""
+    import csv
+
+    from model.serve import predict
+
+    volume = as_volume(synthetic_stack(32, seed=3), below=2, above=2, filler=lambda i: np.zeros((W, H)))
+    (tmp_path / "brain.nii").write_bytes(nifti_bytes(volume))
+    (tmp_path / "notes.txt").write_text("not a scan")
+    argv = [str(tmp_path / "brain.nii"), str(tmp_path / "notes.txt"), "--volume-as-subject", "--no-guard",
+            "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+            "--config", str(tiny_assets / "model_config.json"), "--device", "cpu", "--quiet",
+            "--out", str(tmp_path / "out.csv")]
+    assert predict.main(argv) == 1  # the text file fails, with its reason; the volume is staged
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert rows[0]["kind"].startswith("NIfTI-1 as subject") and rows[0]["slice"] == ""
+    first = int(rows[1]["slice"])
+    assert 1 <= first <= 5 and [r["slice"] for r in rows[1:33]] == [str(z) for z in range(first, first + 32)]
+    assert rows[-1]["file"].endswith("notes.txt") and rows[-1]["error_code"] == "not_a_subject_volume"
