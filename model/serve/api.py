@@ -65,9 +65,9 @@ from model.core.recipe import crossval_describes
 from model.core.network import CAM_LAYERS, default_cam_layer
 from model.qualify.explain import COLORMAPS, METHOD_NOTES, METHODS, explain, overlay
 from model.qualify.trust import TRUST_PATH, TrustBank, TrustBankError
-from model.reports.record import ErrorDetail, Failed, Result, png_bytes
+from model.reports.record import ErrorDetail, Failed, Result, SubjectResult, png_bytes
 from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, MAX_VOLUME_BYTES, clean_name, group_uploads
-from model.serve.pipeline import CHUNK, assess_opened, open_item
+from model.serve.pipeline import CHUNK, assess_opened, open_item, stage_volume
 
 API_KEY_ENV_VAR = "ALZ_MRI_API_KEY"  # when set, every /v1 endpoint wants it in the X-API-Key header
 MAX_IN_FLIGHT_ENV_VAR = "ALZ_MRI_API_MAX_IN_FLIGHT"  # `uvicorn model.serve.api:app` only; create_app takes an argument
@@ -392,6 +392,17 @@ class Service:
         return [result.record() for start in range(0, len(opened), CHUNK)
                 for result in assess_opened(opened[start:start + CHUNK], predictor=self.predictor, bank=self.bank)]
 
+    def predict_subject(self, files: list[tuple[str, bytes]]) -> dict:
+        """One volume staged as a subject (`model.serve.pipeline.stage_volume`), or 422 with the reason."""
+        items = group_uploads(files)
+        if len(items) != 1:
+            raise ApiError(400, "not_one_scan", f"these {len(files)} files are {len(items)} scans; send one NIfTI "
+                                                "file or one Analyze .hdr + .img pair")
+        result = stage_volume(items[0], predictor=self.predictor, bank=self.bank)
+        if isinstance(result, Failed):
+            raise ApiError(422, result.error.code, result.error.message)
+        return result.record()
+
     def explain(self, files, slice_number: int | None, target: int | None, layer: str, fmt: str, alpha: float,
                 colormap: str, method: str = "gradcam") -> Response | dict:
         scan = self.open_one(files, slice_number).scan
@@ -643,6 +654,21 @@ def _v1_router() -> APIRouter:
         async with service.slot():
             files = await read_uploads(request, service.limits)
             return await run_in_threadpool(service.predict_batch, files)
+
+    @router.post("/predict/subject", response_model=SubjectResult, tags=["predict"], responses=_ERRORS,
+                 summary="Stage a volume as a subject",
+                 openapi_extra=_upload_body("file", "one T1 volume: a NIfTI file (.nii, .nii.gz) or an Analyze .hdr "
+                                                    "with its .img, at least 32 axial slices"))
+    async def predict_subject(request: Request) -> dict:
+        """The slab of 32 consecutive axial slices that matches the training slices' positions, each slab slice's
+        result, and the subject's stage: the mean of their calibrated probabilities, the rule the subject-level
+        cross-validation figures are for. `slab.aligned` false: the volume does not line up with the training
+        slices and the stage is unreliable."""
+        service = _service(request)
+        check_declared_size(request, service.limits)
+        async with service.slot():
+            files = await read_uploads(request, service.limits)
+            return await run_in_threadpool(service.predict_subject, files)
 
     @router.get("/model", tags=["model"], summary="The model, its figures and its intended use")
     async def model_info(request: Request) -> dict:

@@ -187,3 +187,22 @@ def test_the_cli_stages_a_volume_as_a_subject(tmp_path, monkeypatch, tiny_assets
     first = int(rows[1]["slice"])
     assert 1 <= first <= 5 and [r["slice"] for r in rows[1:33]] == [str(z) for z in range(first, first + 32)]
     assert rows[-1]["file"].endswith("notes.txt") and rows[-1]["error_code"] == "not_a_subject_volume"
+
+
+def test_the_api_stages_a_volume_as_a_subject(tiny_predictor):
+    from fastapi.testclient import TestClient
+
+    from model.serve.api import create_app
+
+    volume = as_volume(synthetic_stack(32, seed=4), below=3, above=1, filler=lambda i: np.zeros((W, H)))
+    with TestClient(create_app(tiny_predictor, None)) as client:
+        ok = client.post("/v1/predict/subject", files={"file": ("brain.nii", nifti_bytes(volume))})
+        short = client.post("/v1/predict/subject", files={"file": ("short.nii", nifti_bytes(volume[:, :, :10]))})
+        pair = client.post("/v1/predict/subject", files=[("file", f) for f in analyze_pair(volume)])
+    assert ok.status_code == 200, ok.text
+    body = ok.json()
+    assert len(body["slices"]) == 32 and body["n_slices"] == 36 and body["schema_version"]
+    assert body["slab"]["stop"] - body["slab"]["start"] == 31
+    assert short.status_code == 422 and short.json()["error"]["code"] == "not_a_subject_volume"
+    assert "has 10 axial slices" in short.json()["error"]["message"]
+    assert pair.status_code == 200 and pair.json()["kind"] == "Analyze 7.5"
