@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 TARGETS = {"train_images_per_s_160px": 10_000, "recipe_seconds": 60, "crossval_seconds": 300}
 
@@ -77,47 +76,38 @@ def recipe_config(**overrides):
 # ---------------------------------------------------------------- a. training throughput
 def train_throughput(images: torch.Tensor, labels: torch.Tensor, cfg, *, size: int, batch: int, steps: int,
                      warmup: int, device: torch.device, bf16: bool = True, compile_net: bool = False) -> dict:
-    """images/s of training steps on device-resident uint8 slices: index, to_input, augment, bf16, step, EMA."""
+    """images/s of `model.training.train.train_one_epoch` itself (index, to_input, augment, bf16, step, EMA, as
+    training runs it) on `steps` batches drawn from device-resident uint8 slices."""
+    from model.core.dataset import SliceSet
     from model.core.network import build_model
-    from model.core.preprocess import augment, to_input
-    from model.training.train import class_weight_tensor, make_ema, make_optimizer
+    from model.training.train import class_weight_tensor, make_ema, make_optimizer, train_one_epoch
 
     torch.manual_seed(0)
+    cfg = dataclasses.replace(cfg, image_size=size, batch_size=batch, amp="bf16" if bf16 else "off", seed=0)
     net = build_model().to(device).to(memory_format=torch.channels_last).train()
     optimizer, scheduler = make_optimizer(net, cfg, steps_per_epoch=max(1, len(images) // batch))
     ema = make_ema(net, cfg.ema_decay)
     weight = class_weight_tensor(labels.cpu(), cfg.class_weights)
     weight = weight.to(device) if weight is not None else None
     model = torch.compile(net) if compile_net else net
-    generator = torch.Generator().manual_seed(0)  # augment draws its parameters on the CPU, then moves them
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    draw = torch.Generator().manual_seed(0)
 
-    def step():
-        idx = torch.randint(len(images), (batch,), device=device)
-        x = augment(to_input(images[idx], size), generator).contiguous(memory_format=torch.channels_last)
-        with amp:
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), labels[idx], weight=weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(net)
-        return loss
+    def epoch(n_steps: int, number: int) -> float:  # one epoch of n_steps batches: what train.main calls
+        idx = torch.randint(len(images), (n_steps * batch,), generator=draw)
+        data = SliceSet(images[idx.to(images.device)], labels[idx.to(labels.device)], ("",) * len(idx))
+        return train_one_epoch(model, optimizer, scheduler, data, cfg, number, device, weight,
+                               show_progress=False, ema=ema)
 
     t0 = time.perf_counter()
-    for _ in range(warmup):
-        step()
+    epoch(warmup, 0)
     sync(device)
     warm = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
+    loss = epoch(steps, 1)
     sync(device)
     seconds = time.perf_counter() - t0
     return {"image_size": size, "batch": batch, "steps": steps, "seconds": seconds, "warmup_seconds": warm,
-            "images_per_s": steps * batch / seconds, "final_loss": float(loss.detach()), "bf16": bf16,
+            "images_per_s": steps * batch / seconds, "final_loss": float(loss), "bf16": bf16,
             "compiled": compile_net}
 
 
@@ -176,15 +166,14 @@ def crossval_data(quick: bool, data_dir=None):
         from model.training.crossval import load_everything
 
         return load_everything(data_dir)
-    from model.core.dataset import SliceSet, load_split, slice_keys
-    from model.core.dataset import subjects_for
+    from model.core.dataset import SliceSet
+    from model.training.data import slices_with_subjects
 
     parts, groups, splits = [], [], []
     for split in ("train", "test"):
-        data = load_split(split, data_dir, limit=96)
-        keys = slice_keys(split, data_dir).iloc[:len(data)]
+        data, _, subjects = slices_with_subjects(split, data_dir, limit=96)
         parts.append(data)
-        groups.append(subjects_for(split, keys.path, keys.sha256))
+        groups.append(subjects)
         splits += [split] * len(data)
     data = SliceSet(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
                     parts[0].ids + parts[1].ids)

@@ -33,20 +33,11 @@ def held_out_and_calibration(data_dir=None, calibration: int = 300, seed: int = 
     never_trained: every slice (both splits) of the subjects in the shipped network's validation split; the
     calibration slices are drawn from the train split's other subjects. limit: first N of each (smoke runs).
     """
-    from model.core.checkpoint import read_model_config
-    from model.training.data import grouped_split
-    from model.core.dataset import load_split_with_keys
-    from model.core.dataset import subjects_for
+    from model.training.data import shipped_split, slices_with_subjects
 
-    train_cfg = read_model_config().get("train_config", {})
-    train, keys = load_split_with_keys("train", data_dir)
-    test, test_keys = load_split_with_keys("test", data_dir)
-    groups = subjects_for("train", keys.path, keys.sha256)
-    test_groups = subjects_for("test", test_keys.path, test_keys.sha256)
-    keep = np.arange(len(train))
-    if train_cfg.get("val_by_subject"):
-        keep, _ = grouped_split(train.labels.numpy(), groups, train_cfg["val_fraction"],
-                                train_cfg.get("split_seed") or train_cfg.get("seed", 0))
+    train, _, groups = slices_with_subjects("train", data_dir)
+    test, _, test_groups = slices_with_subjects("test", data_dir)
+    keep, _ = shipped_split(train.labels.numpy(), groups)
     trained = set(groups[keep])
     images = torch.cat([train.images, test.images])
     unseen = np.flatnonzero(~np.isin(np.concatenate([groups, test_groups]), list(trained)))

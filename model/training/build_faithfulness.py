@@ -15,8 +15,6 @@ import time
 import numpy as np
 import torch
 
-from model.core.checkpoint import read_model_config
-from model.core.dataset import load_split_with_keys, subjects_for
 from model.core.inference import Predictor
 from model.core.network import default_cam_layer
 from model.qualify.explain import METHODS, explain
@@ -28,18 +26,16 @@ from model.qualify.faithfulness import (
     randomised_copy,
     rank_correlation,
 )
-from model.training.data import grouped_split
+from model.training.data import shipped_split, slices_with_subjects
 
 
 def held_out_slices(data_dir=None, n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """n slices (uint8 (n, S, S)), labels and ids of the subjects the shipped network never trained on
     (the subjects its epoch was chosen on), a seeded sample spread over those subjects."""
-    tc = read_model_config().get("train_config", {})
-    if not tc.get("val_by_subject"):
+    train, _, groups = slices_with_subjects("train", data_dir)
+    _, held = shipped_split(train.labels.numpy(), groups)
+    if not len(held):
         raise SystemExit("the shipped network held out no subjects; score it with --split test instead")
-    train, keys = load_split_with_keys("train", data_dir)
-    groups = subjects_for("train", keys.path, keys.sha256)
-    _, held = grouped_split(train.labels.numpy(), groups, tc["val_fraction"], tc.get("split_seed") or tc.get("seed", 0))
     pick = np.sort(np.random.default_rng(seed).choice(held, size=min(n, len(held)), replace=False))
     return train.images[pick, 0].numpy(), train.labels.numpy()[pick], [train.ids[i] for i in pick]
 

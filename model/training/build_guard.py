@@ -17,7 +17,6 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from model.core.checkpoint import read_model_config
-from model.core.dataset import load_split_with_keys, subjects_for
 from model.core.inference import Predictor
 from model.qualify.trust import (
     NEAR_COPY_QUANTILE,
@@ -27,7 +26,7 @@ from model.qualify.trust import (
     TrustBank,
     uncertainty,
 )
-from model.training.data import grouped_split
+from model.training.data import shipped_split, slices_with_subjects
 
 
 # ---------------------------------------------------------------------- building
@@ -63,15 +62,9 @@ def _flagged(scores: np.ndarray, t: dict[str, float]) -> np.ndarray:
 
 def _build(data_dir, out: Path, record_path: Path, seed: int) -> dict:
     cfg = read_model_config()
-    train_cfg = cfg.get("train_config", {})
-    train, keys = load_split_with_keys("train", data_dir)
-    test, test_keys = load_split_with_keys("test", data_dir)
-    groups = subjects_for("train", keys.path, keys.sha256)
-    test_groups = subjects_for("test", test_keys.path, test_keys.sha256)
-    keep = np.arange(len(train))
-    if train_cfg.get("val_by_subject"):  # the shipped network trained on all but these subjects' slices
-        keep, _ = grouped_split(train.labels.numpy(), groups, train_cfg["val_fraction"],
-                                train_cfg.get("split_seed") or train_cfg.get("seed", 0))
+    train, keys, groups = slices_with_subjects("train", data_dir)
+    test, _, test_groups = slices_with_subjects("test", data_dir)
+    keep, _ = shipped_split(train.labels.numpy(), groups, cfg.get("train_config", {}))
     images = np.concatenate([train.images[:, 0].numpy(), test.images[:, 0].numpy()])
     all_groups = np.concatenate([groups, test_groups])
     is_train = np.arange(len(images)) < len(train)

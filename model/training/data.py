@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from model.core.checkpoint import sha256_file
+from model.core.checkpoint import read_model_config, sha256_file
 from model.core.constants import (
     CLASS_NAMES,
     DATASET_CARD_COUNTS,
@@ -33,7 +33,15 @@ from model.core.constants import (
     SPLIT_LIST_PATH,
     default_data_dir,
 )
-from model.core.dataset import DatasetError, decode_image, fingerprint, load_split, parquet_records
+from model.core.dataset import (
+    DatasetError,
+    decode_image,
+    fingerprint,
+    load_split,
+    load_split_with_keys,
+    parquet_records,
+    subjects_for,
+)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +86,24 @@ def grouped_split(labels, groups, fraction: float, seed: int) -> tuple[np.ndarra
         held_groups.extend(names[rng.permutation(len(names))[:n_held]].tolist())
     held = np.isin(groups, np.array(held_groups, dtype=object))
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def slices_with_subjects(split: str, data_dir=None, limit: int | None = None):
+    """(slices, their keys, their subject ids (N,)) of one split, in `load_split` order; limit: the first N."""
+    data, keys = load_split_with_keys(split, data_dir)
+    if limit is not None:
+        data, keys = data.subset(range(min(limit, len(data)))), keys.iloc[:limit]
+    return data, keys, subjects_for(split, keys.path, keys.sha256)
+
+
+def shipped_split(labels, groups, train_config: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(trained, held out): indices of the train split the shipped network trained on and of the subjects its
+    epoch was chosen on (its `--val-by-subject` split, redrawn from its recorded config); all and none when it
+    held out no subjects."""
+    tc = read_model_config().get("train_config", {}) if train_config is None else train_config
+    if not tc.get("val_by_subject"):
+        return np.arange(len(labels)), np.arange(0)
+    return grouped_split(np.asarray(labels), groups, tc["val_fraction"], tc.get("split_seed") or tc.get("seed", 0))
 
 
 def download(dest: str | Path, repo_id: str = HF_DATASET_ID) -> list[Path]:

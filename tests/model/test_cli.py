@@ -1,0 +1,69 @@
+"""`alzmri`, the one command line: declared in pyproject.toml, dispatching to each command, every default stated."""
+import argparse
+import json
+import tomllib
+
+import pytest
+
+from model import cli
+from model.qualify.evaluate import get_args_parser as evaluate_parser
+from model.serve.predict import get_args_parser as predict_parser
+from model.training.crossval import get_args_parser as crossval_parser
+from model.training.subjects import get_args_parser as subjects_parser
+from model.training.train import get_args_parser as train_parser
+from tests.conftest import ROOT, png_bytes
+
+# crossval.py belongs to the training branch for now; these two of its options do not state a default yet
+NOT_YET = {("crossval", "--only-fold"), ("crossval", "--calibrate")}
+
+
+def silent_options(name: str, parser: argparse.ArgumentParser) -> list[str]:
+    """Options whose help states no default (flags included: their default is 'off')."""
+    return [a.option_strings[-1] for a in parser._actions
+            if a.option_strings and not isinstance(a, argparse._HelpAction)
+            and "default" not in (a.help or "").lower() and (name, a.option_strings[-1]) not in NOT_YET]
+
+
+def test_the_console_script_is_declared():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"alzmri": "model.cli:main"}
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(f"{name}:" in out for name in cli.COMMANDS)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["nonsense"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, parser", [("predict", predict_parser), ("evaluate", evaluate_parser),
+                                          ("train", train_parser), ("crossval", crossval_parser),
+                                          ("subjects", subjects_parser)])
+def test_every_option_states_its_default(name, parser):
+    assert not silent_options(name, parser()), name
+
+
+def test_serve_help_states_its_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 127.0.0.1)" in out and "(default: 8000)" in out
+
+
+def test_predict_runs_through_the_dispatcher(tiny_assets, test_slices, tmp_path):
+    (tmp_path / "a.png").write_bytes(png_bytes(test_slices.images[0, 0].numpy()))
+    out = tmp_path / "rows.json"
+    code = cli.main(["predict", str(tmp_path / "a.png"), "--out", str(out), "--no-guard", "--quiet",
+                     "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+                     "--config", str(tiny_assets / "model_config.json"), "--device", "cpu"])
+    assert code == 0 and json.loads(out.read_text())[0]["schema_version"] == "1"
+
+
+def test_the_check_finds_an_option_that_hides_its_default():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=3, help="how big")
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    assert silent_options("x", parser) == ["--size"]
