@@ -6,7 +6,7 @@
     alzmri train --epochs 7                      # train (model.training.train); torchrun works as before
     alzmri crossval -- --epochs 7                # 5-fold cross-validation by subject
     alzmri data download | check | split-list    # fetch, split and check the dataset (model.training.data)
-    alzmri data subjects | build-guard | build-faithfulness   # rebuild the other shipped assets
+    alzmri data subjects | build-guard | build-faithfulness | build-slab-template   # the other shipped assets
 
 Every sub-command's `--help` states its defaults. Each sub-command's module is imported only when it runs:
 training pulls in scikit-learn and the hub client, which `alzmri predict` has no use for.
@@ -28,6 +28,7 @@ DATA_BUILDERS = {
     "subjects": "recover the 200 subjects -> assets/subjects.csv",
     "build-guard": "fit the out-of-distribution guard -> assets/trust_bank.safetensors, assets/trust.json",
     "build-faithfulness": "score the explanation methods -> assets/faithfulness.json",
+    "build-slab-template": "the per-position template that finds a volume's slab -> assets/slab_template.safetensors",
 }
 
 
@@ -51,6 +52,9 @@ def data(argv: list[str]) -> int:
     if argv and argv[0] == "build-guard":
         from model.training.build_guard import main
         return main(["build", *argv[1:]])
+    if argv and argv[0] == "build-slab-template":
+        from model.training.build_slab_template import main
+        return main(argv[1:])
     if argv and argv[0] == "build-faithfulness":
         from model.training.build_faithfulness import main
         return main(argv[1:])

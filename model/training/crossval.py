@@ -449,17 +449,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictions-out", type=Path, default=CROSSVAL_PREDICTIONS_PATH,
                         help="per-slice out-of-fold predictions (default: %(default)s)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="subject-bootstrap resamples (default: %(default)s)")
-    parser.add_argument("--only-fold", type=int, default=None, help="train just this fold and stop")
+    parser.add_argument("--only-fold", type=int, default=None, help="train just this fold and stop (default: every fold)")
     parser.add_argument("--compare-to", type=Path, default=None, metavar="PREDICTIONS_CSV",
                         help="an earlier run's per-slice out-of-fold table on the same folds (e.g. "
-                             "assets/crossval_predictions.csv): paired subject-level differences against it")
+                             "assets/crossval_predictions.csv): paired subject-level differences against it (default: none)")
     parser.add_argument("--run-name", default=None,
                         help="name of the MLflow run (default: the output folder's name)")
     parser.add_argument("--track", action=argparse.BooleanOptionalAction, default=True,
                         help="track the run in MLflow ($MLFLOW_TRACKING_URI, else runs/mlflow.db) (default: on)")
     parser.add_argument("--calibrate", type=Path, default=None, metavar="MODEL_CONFIG",
                         help="write the out-of-fold temperature into this model_config.json (a network trained "
-                             "with the same recipe), so its probabilities are calibrated for a new subject")
+                             "with the same recipe), so its probabilities are calibrated for a new subject "
+                             "(default: none)")
     return parser
 
 

@@ -13,15 +13,12 @@ from model.training.subjects import get_args_parser as subjects_parser
 from model.training.train import get_args_parser as train_parser
 from tests.conftest import ROOT, png_bytes
 
-# crossval.py belongs to the training branch for now; these two of its options do not state a default yet
-NOT_YET = {("crossval", "--only-fold"), ("crossval", "--calibrate")}
-
 
 def silent_options(name: str, parser: argparse.ArgumentParser) -> list[str]:
     """Options whose help states no default (flags included: their default is 'off')."""
     return [a.option_strings[-1] for a in parser._actions
             if a.option_strings and not isinstance(a, argparse._HelpAction)
-            and "default" not in (a.help or "").lower() and (name, a.option_strings[-1]) not in NOT_YET]
+            and "default" not in (a.help or "").lower()]
 
 
 def test_the_console_script_is_declared():
