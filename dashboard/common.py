@@ -7,6 +7,7 @@ metrics and config are plain data (`st.cache_data`). Pages call these and
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dashboard import charts
 from model.core.checkpoint import ModelLoadError
 from model.core.constants import (
     BASELINE_PATH,
+    CLASS_NAMES,
     CROSSVAL_PATH,
     CROSSVAL_PREDICTIONS_PATH,
     DATA_ENV_VAR,
@@ -36,7 +38,8 @@ from model.qualify.evaluate import subject_predictions
 from model.qualify.explain import explain
 from model.qualify.faithfulness import faithfulness, randomised_copy, rank_correlation
 from model.qualify.trust import TrustBank, TrustBankError
-from model.serve.pipeline import classify, classify_slices
+from model.reports.record import ROW_COLUMNS
+from model.serve.pipeline import classify, classify_slices, stage_volume
 
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
 
@@ -202,6 +205,58 @@ def classified(files: tuple[tuple[str, bytes], ...], slice_number: int | None = 
     so a rerun of the page does not read or assess them again."""
     bank, _ = trust_bank_or_none()
     return classify(list(files), predictor=get_predictor(), bank=bank, slice=slice_number)
+
+
+@st.cache_data(max_entries=4, show_spinner="Finding the training slab and staging the subject…")
+def staged_volume(files: tuple[tuple[str, bytes], ...]):
+    """`model.serve.pipeline.stage_volume` of one uploaded volume: a SubjectResult, or a Failed with the reason."""
+    bank, _ = trust_bank_or_none()
+    return stage_volume(list(files), predictor=get_predictor(), bank=bank)
+
+
+def volume_subject_panel(result) -> int:
+    """A volume staged as a subject (`model.reports.record.SubjectResult`): the subject's stage, where the slab lies
+    and whether it lines up with the training slices, and the slab's per-slice table. Returns the 1-based slice of the
+    volume to show below (the slab slice nearest the subject's stage)."""
+    slab = result.slab
+    left, right = st.columns([2, 3])
+    with left:
+        st.metric("Subject-level stage (32-slice slab)", result.display_name)
+        agree = sum(r.label == result.label for r in result.slices)
+        st.caption(f"Mean of the calibrated probabilities of axial slices {slab.start}–{slab.stop} of "
+                   f"{result.n_slices}: {result.confidence:.1%}. {agree} of 32 slices agree with it on their own.")
+        if slab.aligned:
+            st.success(f"The slab lines up with the training slices' 32 positions (fit {slab.score:.1f}; the training "
+                       f"subjects' own slabs fit up to {slab.typical:.1f}).")
+        else:
+            st.warning(f"No 32 slices of this volume line up with the training slices' positions (best fit "
+                       f"{slab.score:.1f}, against up to {slab.typical:.1f} for the training subjects): the subject's "
+                       "stage is unreliable. The volume may be of another protocol, not atlas-registered, or cut "
+                       "at other levels.")
+        for flag in result.flags:
+            if "guard" in flag:
+                st.warning(f"{flag}; the subject's stage includes them.")
+    right.plotly_chart(charts.probability_bars([result.probabilities[n] for n in CLASS_NAMES],
+                                               title="Subject: mean calibrated probability"),
+                       key="classify_volume_subject_probs")
+    table = pd.DataFrame({"slice": [r.slice for r in result.slices],
+                          "predicted stage": [r.display_name for r in result.slices],
+                          **{DISPLAY_NAMES[c]: [round(r.probabilities[CLASS_NAMES[c]], 3) for r in result.slices]
+                             for c in STAGE_ORDER},
+                          "flags": [", ".join(r.flags) for r in result.slices]})
+    st.dataframe(table, hide_index=True, key="classify_volume_subject_table", height=220)
+    stem = result.file.rsplit("/", 1)[-1].split(".", 1)[0] or "volume"
+    d1, d2 = st.columns(2)
+    d1.download_button("Download subject result (JSON)", json.dumps(result.record(), indent=2),
+                       f"{stem}_subject.json", "application/json", key="classify_volume_subject_json", width="stretch")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=ROW_COLUMNS)
+    writer.writeheader()
+    writer.writerows(result.rows())
+    d2.download_button("Download subject result (CSV)", buf.getvalue(), f"{stem}_subject.csv", "text/csv",
+                       key="classify_volume_subject_csv", width="stretch")
+    best = max(result.slices, key=lambda r: r.probabilities[result.prediction])
+    return best.slice
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -11,6 +11,8 @@ from dashboard.common import (
     classified,
     classified_slice,
     dataset_dir,
+    staged_volume,
+    volume_subject_panel,
     plain,
     predictor_or_none,
     subject_panel,
@@ -20,7 +22,7 @@ from dashboard.trust_views import nearest_slices, scan_details, uncertainty_capt
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, overlay
 from model.reports.documents import reproducibility_stamp, scan_report_pdf
-from model.reports.record import Result, page_record, png_bytes
+from model.reports.record import Result, SubjectResult, page_record, png_bytes
 from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES
 
 st.title("Classify a scan")
@@ -55,6 +57,18 @@ if source == "Upload a scan":
         st.stop()
     uploads = tuple((f.name, f.getvalue()) for f in files)
     results = classified(uploads)  # model.serve.pipeline: group -> open -> assess, one result per scan
+    one_volume = (len(results) == 1 and isinstance(results[0], Result) and results[0].n_slices >= 32
+                  and results[0].kind.startswith(("NIfTI", "Analyze")))
+    if one_volume and st.toggle("Stage the whole volume as a subject (the 32 slices that match the training "
+                                "slices' positions)", key="classify_volume_as_subject"):
+        staged = staged_volume(uploads)
+        if not isinstance(staged, SubjectResult):
+            st.error(f"This volume cannot be staged as a subject. {plain(staged.error.message)}")
+        else:
+            shown = volume_subject_panel(staged)
+            if st.session_state.get("classify_volume_0") is None:
+                st.session_state["classify_volume_0"] = shown  # open the slice below at the slab's surest one
+            st.caption("Below: one slice of the slab, to explain; pick another with the slider.")
     picked = st.session_state.get("classify_volume_0")
     if len(results) == 1 and picked is not None:  # one volume, read at the slice picked below
         results = classified(uploads, picked)

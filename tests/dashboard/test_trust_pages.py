@@ -185,3 +185,20 @@ def test_batch_server_folder_stays_inside_its_root(tmp_path, monkeypatch, test_s
     at.text_input(key="batch_folder").input("").run()
     at.button(key="batch_run").click().run()
     assert not at.exception and list(at.dataframe[0].value.file) == ["a.png"]
+
+
+def test_a_volume_can_be_staged_as_a_subject_on_the_classify_page():
+    """A 40-slice NIfTI: the toggle stages its 32-slice slab as a subject, with the slab's table and downloads;
+    a 9-slice volume offers no toggle."""
+    at = upload(start(), ("short.nii", nifti_volume(9)))
+    assert not [t for t in at.toggle if t.key == "classify_volume_as_subject"]
+    at = upload(start(), ("head.nii", nifti_volume(40)))
+    at.toggle(key="classify_volume_as_subject").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = [m.label for m in at.metric]
+    assert "Subject-level stage (32-slice slab)" in metrics
+    table = next(d.value for d in at.dataframe if "slice" in d.value.columns)
+    assert len(table) == 32 and table["slice"].diff().dropna().eq(1).all()
+    # a synthetic ellipse is no brain: the guard flags every slab slice, and the page says the stage includes them
+    assert any("32 of 32 slab slices flagged by the guard" in w.value for w in at.warning)
+    assert 1 <= at.slider(key="classify_volume_0").value <= 40
