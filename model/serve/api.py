@@ -46,11 +46,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
+import fastapi_offline
 import numpy as np
 import torch
 from fastapi import APIRouter, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import FormParserError
@@ -501,6 +504,28 @@ def _service(request: Request) -> Service:
 # ---------------------------------------------------------------------------------------------- the app
 
 
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc, shipped in the wheel
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files installed with the package (fastapi-offline's copies), never a
+    CDN: a server without internet, or a browser behind a hospital proxy, still gets its API documentation."""
+    app.mount("/static-docs", StaticFiles(directory=DOCS_ASSETS), name="static-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - docs",
+                                   swagger_js_url="/static-docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static-docs/swagger-ui.css",
+                                   swagger_favicon_url="/static-docs/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url="/static-docs/redoc.standalone.js",
+                              redoc_favicon_url="/static-docs/favicon.png", with_google_fonts=False)
+
+
 def create_app(predictor=None, bank: TrustBank | None = None, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                api_key: str | None = None, limits: Limits = Limits()) -> FastAPI:
     """The API around a Predictor.
@@ -542,7 +567,9 @@ def create_app(predictor=None, bank: TrustBank | None = None, *, max_in_flight: 
             "**Errors** are JSON `{\"error\": {\"code\", \"message\"}}`. Busy: 503 with Retry-After. With "
             f"`${API_KEY_ENV_VAR}` set on the server, send the key in `X-API-Key`."),
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served below from local files: no CDN, so /docs works offline
     )
+    _offline_docs(app)
     app.state.service = service
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -479,3 +479,24 @@ def test_explain_takes_any_method_of_model_explain(client, scans):
     bad = client.post("/v1/explain?method=lime", files={"file": ("s.png", png_scan, "image/png")})
     assert bad.status_code == 422 and bad.json()["error"]["code"]
     assert client.get("/v1/model").json()["explain"]["methods"] == list(METHODS)
+
+
+def test_docs_and_redoc_are_served_offline(tiny_predictor):
+    """No external host in /docs or /redoc: every script, style and icon comes from this server."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from model.serve.api import create_app
+
+    with TestClient(create_app(tiny_predictor, None, api_key="secret")) as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page)
+            assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+            links = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', html.text) + re.findall(r"url:\s*'([^']+)'",
+                                                                                        html.text)
+            assert links, page
+            assert not [u for u in links if re.match(r"(https?:)?//", u)], (page, links)
+            for url in links:
+                assert client.get(url).status_code == 200, (page, url)  # the key guards /v1 only
+        assert "openapi" in client.get("/openapi.json").json()
