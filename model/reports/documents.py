@@ -613,7 +613,7 @@ def per_class_rows(metrics: dict, unit: str) -> tuple[tuple[str, ...], tuple[tup
         exact = e.get("recall_exact_ci95")
         rows.append((display(name), str(e.get("recalled", e.get("support", ""))),
                      "{:.0%}–{:.0%}".format(*exact) if exact else "–", _ci(e, "precision"), _ci(e, "recall"),
-                     _ci(e, "f1"), _ci(e, "roc_auc"), f"{e.get('pr_auc', float('nan')):.3f}"))
+                     _ci(e, "f1"), _ci(e, "roc_auc"), _ci(e, "pr_auc")))
     return (("stage", f"recalled ({unit})", "recall, exact 95%", "precision", "recall", "F1", "ROC AUC", "PR AUC"),
             tuple(rows))
 

@@ -229,8 +229,10 @@ def _training_look(view: np.ndarray, size: int) -> tuple[np.ndarray, tuple[str, 
     rotated = np.ascontiguousarray(np.rot90(view, 2))
     height, width = rotated.shape
     out = Image.fromarray(rotated).resize((size, size), Image.Resampling.BICUBIC)
-    rotate = ("Rotated the slice 180 degrees, as the training slices were made from OASIS' images; the "
-              "subject's left is now on the image's left and the front of the head at the bottom.")
+    rotate = ("Then rotated it 180 degrees, as the training slices were made from OASIS' images: in the slice the "
+              "network reads, the front of the head is at the bottom and the subject's left on the image's left.")
+    if (width, height) == (size, size):
+        return np.asarray(out, dtype=np.uint8), (rotate,)  # already the training slices' size: nothing resized
     resize = (f"Resized {width} x {height} to {size} x {size} (bicubic) without keeping the aspect ratio, as the "
               "training slices were.")
     return np.asarray(out, dtype=np.uint8), (rotate, resize)

@@ -168,3 +168,13 @@ def test_size_is_honoured():
     assert open_scan(png_bytes(head()), "a.png", size=48).image.shape == (48, 48)
     assert open_scan(nifti_bytes(brain_volume()), "a.nii", size=64).image.shape == (64, 64)
     assert scan_io.MAX_UPLOAD_BYTES == 20 * 2**20
+
+
+def test_a_slice_already_at_the_training_size_is_not_said_to_be_resized(test_slices):
+    from model.scans.scan_io import open_scan
+    from tests.conftest import png_bytes
+
+    steps = open_scan(png_bytes(test_slices.images[0, 0].numpy()), "slice.png").steps
+    assert not [s for s in steps if "Resized 128 x 128 to 128 x 128" in s]
+    wide = open_scan(png_bytes(np.zeros((100, 160), np.uint8) + 50), "wide.png").steps
+    assert any("Resized" in s or "Padded" in s or "padded" in s for s in wide), wide
