@@ -19,6 +19,8 @@ from model.core.checkpoint import ModelLoadError
 from model.core.constants import (
     BASELINE_PATH,
     CLASS_NAMES,
+    DATASET_CARD_COUNTS,
+    HF_DATASET_ID,
     CROSSVAL_PATH,
     CROSSVAL_PREDICTIONS_PATH,
     DATA_ENV_VAR,
@@ -167,9 +169,10 @@ def render_sidebar() -> None:
         if crossval:
             net = crossval["network"]["subject"]
             c1, c2 = st.columns(2)
-            c1.metric("New subjects", f"{net['balanced_accuracy']:.0%}",
-                      help="Balanced accuracy over 200 subjects, each staged by a network that never saw that "
-                           "brain (5-fold cross-validation by subject)")
+            c1.metric("Balanced acc., new subjects", f"{net['balanced_accuracy']:.0%}",
+                      help="Balanced accuracy (the mean recall of the four stages; chance is 25%) over 200 "
+                           "subjects, each staged by a network that never saw that brain (5-fold "
+                           "cross-validation by subject)")
             c2.metric("Dementia AUC", f"{net['any_dementia_auc']:.2f}",
                       help="ROC AUC of any dementia against none, per new subject")
             if not crossval_describes_shipped_model():
@@ -179,7 +182,9 @@ def render_sidebar() -> None:
             st.caption(f"Published test split (slices of brains also in training): {metrics['accuracy']:.1%} "
                        "accuracy, which measures recognising a seen brain. See the Evaluation page.")
         data = dataset_dir()
-        st.caption(f"Dataset: `{data}`" if data else f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
+        slices = sum(sum(counts) for counts in DATASET_CARD_COUNTS.values())
+        st.caption(f"Dataset: {HF_DATASET_ID}, {slices:,} slices, found locally (${DATA_ENV_VAR} or ../shared)"
+                   if data else f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
         st.warning(RESEARCH_NOTICE, icon="⚠️")
 
 
