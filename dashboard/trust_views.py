@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import dataset_dir, plain, train_images_by_path
+from dashboard.common import crossval_describes_shipped_model, dataset_dir, plain, train_images_by_path
+from model.core.constants import DISPLAY_NAMES
 from model.qualify.trust import spread_sentence
+from model.qualify.unseen import never_seen
 
 
 def verdict(assessment) -> None:
@@ -23,10 +25,28 @@ def verdict(assessment) -> None:
         st.warning(f"**Near-copy of a training slice** (subject {plain(n.subject)}, {n.stage}, distance "
                    f"{n.distance:.1f}). The model has seen this brain, so the stage below is recognition of a "
                    "seen brain, not a reading of a new one.", icon=":material/content_copy:")
+        never_seen_answer(n.subject, n.path)
     else:
         st.success("Like the training slices, and not a near-copy of any of them: the model has not seen this "
                    "brain, so read the stage with the new-subject figures (Evaluation page).",
                    icon=":material/check_circle:")
+
+
+def never_seen_answer(subject: str, path: str | None) -> None:
+    """Beside a seen brain's answer: what the cross-validation's network that never saw this subject said of it."""
+    answer = never_seen(subject, path)
+    if answer is None:
+        return
+    whose = ("the shipped recipe's" if crossval_describes_shipped_model() else
+             "the cross-validated recipe's (not the shipped network's)")
+    slice_part = (f" Its nearest training slice, on its own: **{DISPLAY_NAMES[answer.slice_label]}** "
+                  f"({max(answer.slice_probabilities):.0%})." if answer.slice_probabilities is not None else "")
+    right = "right" if answer.label == answer.true_label else f"wrong (true stage: {DISPLAY_NAMES[answer.true_label]})"
+    st.info(f"**Read this one: the answer for a brain the model never saw.** The fold-{answer.fold + 1} network of "
+            f"{whose} 5-fold cross-validation was trained without {plain(subject)}; from all 32 of its slices it "
+            f"stages this subject **{answer.display_name}** ({max(answer.probabilities):.0%}), {right}.{slice_part} "
+            "That is what the model does on a new brain; the stage below only says which brain it recognised.",
+            icon=":material/visibility_off:")
 
 
 def uncertainty_caption(assessment) -> None:

@@ -108,6 +108,10 @@ def test_a_test_split_slice_is_flagged_as_a_near_copy():
     assert "Near-copy of a training slice" in at.warning[0].value
     assert any("Nearest training slices" in m.value for m in at.markdown)
     assert len(at.get("image")) == 2 + 3  # the slice, its overlay, three nearest training slices
+    # beside it, the answer of the cross-validation network that never saw that subject, and which one to read
+    seen = at.warning[0].value.split("subject ")[1].split(",")[0]
+    info = [i.value for i in at.info if "never saw" in i.value]
+    assert info and seen in info[0] and "Read this one" in info[0]
 
 
 @pytest.mark.data

@@ -1,0 +1,34 @@
+"""The never-seen answer: the out-of-fold prediction for a training subject, from the cross-validation table."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.core.constants import CLASS_NAMES, CROSSVAL_PREDICTIONS_PATH
+from model.qualify.unseen import never_seen
+
+
+def test_the_subject_answer_is_the_mean_of_its_out_of_fold_slices(tmp_path):
+    rows = []
+    for i, p_non in enumerate([0.9, 0.5, 0.1]):
+        rows.append({"split": "train", "id": f"Non_Demented/s{i}.jpg", "subject": "OAS1_X", "fold": 3,
+                     "true_label": "Non_Demented", "p_Mild_Demented": (1 - p_non) / 2, "p_Moderate_Demented": 0.0,
+                     "p_Non_Demented": p_non, "p_Very_Mild_Demented": (1 - p_non) / 2})
+    rows.append({**rows[0], "subject": "OAS1_Y", "id": "other.jpg"})
+    path = tmp_path / "oof.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    answer = never_seen("OAS1_X", "Non_Demented/s2.jpg", path)
+    assert answer.fold == 3 and answer.true_label == CLASS_NAMES.index("Non_Demented")
+    assert answer.probabilities[CLASS_NAMES.index("Non_Demented")] == pytest.approx(0.5)
+    assert answer.slice_probabilities[CLASS_NAMES.index("Non_Demented")] == pytest.approx(0.1)
+    assert answer.slice_label != answer.label or answer.label == CLASS_NAMES.index("Non_Demented")
+    assert never_seen("OAS1_X", "not/its/slice.jpg", path).slice_probabilities is None
+    assert never_seen("OAS1_Z", None, path) is None
+    assert never_seen("OAS1_X", None, tmp_path / "missing.csv") is None
+
+
+def test_every_shipped_subject_has_a_never_seen_answer():
+    table = pd.read_csv(CROSSVAL_PREDICTIONS_PATH)
+    subject = table.subject.iloc[0]
+    answer = never_seen(subject, table.id.iloc[0])
+    assert answer is not None and np.isclose(sum(answer.probabilities), 1, atol=1e-4)
+    assert answer.slice_probabilities is not None
