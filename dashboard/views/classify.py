@@ -136,14 +136,8 @@ if scan is not None:
     scan_details(scan)
 
 record = page_record(result, explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
-                     true_label=true_label, created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-if checked is not None:
-    record["explanation"]["faithfulness"] = checked[0].as_dict()
-    if checked[1] is not None:
-        record["explanation"]["randomisation_spearman"] = round(checked[1], 4)
-if subject is not None:  # several slices of one subject: the download carries the subject's result too
-    record["subject"] = {"files": [s.file for s in scans], **subject.as_dict(),
-                         "aggregation": "mean of calibrated probabilities"}
+                     checks=checked, true_label=true_label, subject=(scans, subject) if subject is not None else None,
+                     created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
 d1, d2, d3 = st.columns([2, 2, 3])
 d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_{explanation.method}.png", "image/png",

@@ -167,10 +167,12 @@ class Result(ResultBase):
         return near[0].subject if near else ""
 
 
-def page_record(result: Result, *, explanation=None, cam_settings: dict | None = None, true_label: int | None = None,
-                created_utc: str | None = None) -> dict:
-    """The Classify page's JSON download: `record(result)` and what the page adds (the explanation's settings, the
-    true stage of a test-split example, when it was made, the intended use)."""
+def page_record(result: Result, *, explanation=None, cam_settings: dict | None = None, checks=None,
+                true_label: int | None = None, subject=None, created_utc: str | None = None) -> dict:
+    """The Classify page's JSON download and PDF: `result.record()` and what the page adds: when it was made, the
+    intended use, the true stage of a test-split example, the explanation's settings with its checks
+    (checks: (model.qualify.faithfulness.Faithfulness, randomisation Spearman or None)), and for several slices
+    of one subject (subject: (their Results, the subject's Prediction)) the subject's stage."""
     out = result.record()
     if created_utc:
         out["created_utc"] = created_utc
@@ -179,6 +181,14 @@ def page_record(result: Result, *, explanation=None, cam_settings: dict | None =
         out["true_label"] = CLASS_NAMES[true_label]
     if explanation is not None:
         out["explanation"] = {**explanation.settings(), **(cam_settings or {})}
+        if checks is not None:
+            out["explanation"]["faithfulness"] = checks[0].as_dict()
+            if checks[1] is not None:
+                out["explanation"]["randomisation_spearman"] = round(checks[1], 4)
+    if subject is not None:
+        slices, stage = subject
+        out["subject"] = {"files": [s.file for s in slices], **stage.as_dict(),
+                          "aggregation": "mean of calibrated probabilities"}
     return out
 
 
