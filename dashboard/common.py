@@ -304,6 +304,29 @@ def cached_randomisation(image, target: int, layer: str, method: str):
     return rand, rank_correlation(real, rand)
 
 
+def mixed_subjects_warning(results: list) -> None:
+    """Warn when slices said to be one subject are recognised (near-copies) as different training subjects."""
+    seen = {}
+    for r in results:
+        trust = r.assessment.trust
+        if trust is not None and trust.near_copy and trust.neighbours:
+            seen.setdefault(trust.neighbours[0].subject, []).append(r.file)
+    if len(seen) > 1:
+        listed = "; ".join(f"{plain(s)}: {', '.join(plain(f) for f in files)}" for s, files in seen.items())
+        st.warning(f"**These slices look like {len(seen)} different people.** The guard recognises them as "
+                   f"near-copies of different training subjects ({listed}). Averaging them mixes brains: stage "
+                   "them as separate scans unless you know they are one subject.", icon=":material/group:")
+
+
+def scans_table(results: list) -> None:
+    """Separate scans: one row each (file, stage, confidence, flags); nothing is averaged."""
+    st.dataframe(pd.DataFrame({"file": [r.file for r in results],
+                               "predicted stage": [r.display_name for r in results],
+                               "confidence": [round(r.confidence, 3) for r in results],
+                               "flags": [", ".join(r.flags) for r in results]}),
+                 hide_index=True, key="classify_scans_table")
+
+
 def subject_panel(results: list):
     """Several slices of one subject (`model.reports.record.Result`s): the per-slice predictions with their flags,
     and the subject's (their mean probabilities, as the cross-validation scored subjects). Returns (index of the

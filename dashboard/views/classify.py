@@ -11,6 +11,8 @@ from dashboard.common import (
     classified,
     classified_slice,
     dataset_dir,
+    mixed_subjects_warning,
+    scans_table,
     staged_volume,
     volume_subject_panel,
     plain,
@@ -43,7 +45,7 @@ if st.session_state.get("classify_source") not in sources:
     st.session_state.pop("classify_source", None)  # e.g. "From the batch" after the batch result was replaced
 source = st.segmented_control("Source", sources, key="classify_source",
                               default=None if "classify_source" in st.session_state else sources[0]) or sources[0]
-true_label, subject = None, None
+true_label, subject, subject_name = None, None, None
 if source == "Upload a scan":
     files = st.file_uploader(f"Slices or volumes ({', '.join(SCAN_SUFFIXES)}; images up to "
                              f"{MAX_UPLOAD_BYTES // 2**20} MB): one scan, an Analyze .hdr with its .img, the files "
@@ -86,7 +88,21 @@ if source == "Upload a scan":
         if volumes:
             st.caption("Volumes among several files are read at their middle slice; upload one alone to pick "
                        "a slice, or use the Batch page.")
-        pick, subject = subject_panel(scans)
+        together = st.radio(f"These {len(scans)} scans are", ["separate scans", "slices of one subject"],
+                            horizontal=True, key="classify_together",
+                            help="Slices of one subject are staged together, as the mean of their calibrated "
+                                 "probabilities (the rule the new-subject figures are for). Nothing is averaged "
+                                 "unless you say the slices are one subject.")
+        if together == "slices of one subject":
+            subject_id = st.text_input("Subject id (goes into the downloads)", key="classify_subject_id",
+                                       max_chars=64)
+            mixed_subjects_warning(scans)
+            pick, subject = subject_panel(scans)
+            subject_name = subject_id.strip() or None
+        else:
+            pick = st.selectbox("Scan to show", range(len(scans)), format_func=lambda i: plain(scans[i].file),
+                                key="classify_scan_pick")
+            scans_table(scans)
         result = scans[pick]
     else:
         result = scans[0]
@@ -137,6 +153,7 @@ if scan is not None:
 
 record = page_record(result, explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
                      checks=checked, true_label=true_label, subject=(scans, subject) if subject is not None else None,
+                     subject_id=subject_name,
                      created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
 d1, d2, d3 = st.columns([2, 2, 3])

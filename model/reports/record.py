@@ -168,7 +168,8 @@ class Result(ResultBase):
 
 
 def page_record(result: Result, *, explanation=None, cam_settings: dict | None = None, checks=None,
-                true_label: int | None = None, subject=None, created_utc: str | None = None) -> dict:
+                true_label: int | None = None, subject=None, subject_id: str | None = None,
+                created_utc: str | None = None) -> dict:
     """The Classify page's JSON download and PDF: `result.record()` and what the page adds: when it was made, the
     intended use, the true stage of a test-split example, the explanation's settings with its checks
     (checks: (model.qualify.faithfulness.Faithfulness, randomisation Spearman or None)), and for several slices
@@ -187,7 +188,8 @@ def page_record(result: Result, *, explanation=None, cam_settings: dict | None =
                 out["explanation"]["randomisation_spearman"] = round(checks[1], 4)
     if subject is not None:
         slices, stage = subject
-        out["subject"] = {"files": [s.file for s in slices], **stage.as_dict(),
+        out["subject"] = {**({"id": subject_id} if subject_id else {}), "files": [s.file for s in slices],
+                          **stage.as_dict(),
                           "aggregation": "mean of calibrated probabilities"}
     return out
 

@@ -96,6 +96,11 @@ def test_several_slices_of_one_subject_give_a_subject_prediction(test_slices):
     at.file_uploader(key="classify_upload").set_value(
         [(f"slice{i}.png", data, "image/png") for i, data in enumerate(slices)]).run()
     assert not at.exception, [e.value for e in at.exception]
+    # nothing is averaged until the user says the slices are one subject
+    assert not [m for m in at.metric if m.label.startswith("Subject-level")]
+    assert list(frame(at, "file")["file"]) == ["slice0.png", "slice1.png", "slice2.png"]
+    at.radio(key="classify_together").set_value("slices of one subject").run()
+    at.text_input(key="classify_subject_id").input("S-017").run()
     assert at.metric[0].label == "Subject-level stage (3 slices)"
     table = frame(at, "file")
     assert list(table["file"]) == ["slice0.png", "slice1.png", "slice2.png"]
@@ -108,6 +113,27 @@ def test_several_slices_of_one_subject_give_a_subject_prediction(test_slices):
     assert any(c.value == "slice2\\.png" for c in at.caption)
 
 
+def test_slices_of_different_training_subjects_are_not_silently_one_subject(data_dir):
+    """Two near-copies of two different training brains, said to be one subject: the page warns."""
+    import numpy as np
+
+    from model.core.dataset import load_split_with_keys, subjects_for
+    from model.qualify.trust import TrustBank
+
+    test, keys = load_split_with_keys("test", data_dir)
+    groups = subjects_for("test", keys.path, keys.sha256)
+    seen = np.flatnonzero(np.isin(groups, list(set(TrustBank.load().subjects))))
+    a = seen[0]
+    b = next(i for i in seen if groups[i] != groups[a])
+    at = start()
+    at.file_uploader(key="classify_upload").set_value(
+        [("a.png", png_bytes(test.images[a, 0].numpy()), "image/png"),
+         ("b.png", png_bytes(test.images[b, 0].numpy()), "image/png")]).run()
+    at.radio(key="classify_together").set_value("slices of one subject").run()
+    assert not at.exception
+    assert any("look like 2 different people" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
 def test_a_bad_file_among_several_is_named_and_the_rest_are_classified(scan):
     at = start()
     at.file_uploader(key="classify_upload").set_value(
@@ -115,7 +141,7 @@ def test_a_bad_file_among_several_is_named_and_the_rest_are_classified(scan):
     assert not at.exception
     refused = [e.value for e in at.error if "cannot be classified" in e.value]
     assert len(refused) == 1 and "bad\\.png" in refused[0]  # named, Markdown-escaped
-    assert at.metric[0].label == "Subject-level stage (2 slices)"
+    assert list(frame(at, "file")["file"]) == ["good.png", "also.png"]
 
 
 @pytest.mark.data  # the page offers test-split examples only where the dataset is

@@ -271,3 +271,14 @@ def test_evaluation_report_refuses_unknown_options(stamp, options, message):
     kwargs = {"view": "new", "fmt": "pdf", "level": "subject", **options}
     with pytest.raises(ValueError, match=message):
         reports.evaluation_report(kwargs.pop("view"), crossval=None, metrics=None, baseline=None, stamp=stamp, **kwargs)
+
+
+def test_the_page_record_carries_the_subject_id_the_user_gave(tiny_predictor, test_slices):
+    from model.core.inference import subject_prediction
+    from model.serve.pipeline import classify_slices
+
+    results = classify_slices(test_slices.images[:2, 0].numpy(), ["a.png", "b.png"], predictor=tiny_predictor)
+    stage = subject_prediction([r.assessment.prediction for r in results])
+    record = page_record(results[0], subject=(results, stage), subject_id="S-017")
+    assert record["subject"]["id"] == "S-017" and record["subject"]["files"] == ["a.png", "b.png"]
+    assert "id" not in page_record(results[0], subject=(results, stage))["subject"]
