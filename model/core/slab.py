@@ -5,8 +5,8 @@ Every training subject is 32 consecutive axial slices of an atlas-registered OAS
 `python -m model.training.build_slab_template`, SHA-256 checked like the weights). `locate_slab` slides the template
 along a volume's axial slices and scores each start by the RMS residual after a linear grey-level fit per
 slice, the registration `model.subjects` recovers the subjects with, and returns the best start, its score
-and how it compares with the training subjects' own slabs. The subject's stage is then the mean of the 32
-slices' calibrated probabilities, the rule the subject-level cross-validation is scored with.
+and how it compares with the training subjects' own slabs. `model.serve.pipeline.stage_volume` then stages the
+32 slices as a subject (`model.core.inference.subject_level`, the rule the new-subject figures are for).
 """
 from __future__ import annotations
 
@@ -129,25 +129,3 @@ class SlabTemplate:
             raise SlabError(f"{path.name} does not match the SHA-256 in {record_path.name}: it was altered or "
                             "belongs to another build")
         return cls(load(blob)["means"], meta["typical_score"])
-
-
-@dataclass(frozen=True)
-class SubjectStage:
-    """A volume staged as a subject: the slab found, each slab slice's calibrated probabilities (32, C) in
-    label order, and their mean (C,), whose arg-max is the stage."""
-
-    match: SlabMatch
-    slice_probabilities: np.ndarray
-    probabilities: np.ndarray
-
-    @property
-    def label(self) -> int:
-        return int(self.probabilities.argmax())
-
-
-def stage_volume(slices: np.ndarray, predict_probs, template: SlabTemplate) -> SubjectStage:
-    """Locate the slab in slices uint8 (Z, S, S) and stage it: `predict_probs(uint8 (N, S, S)) -> (N, C)`
-    calibrated probabilities (the Predictor's). The stage is the mean of the 32 slices' probabilities."""
-    match = template.locate(slices)
-    probs = np.asarray(predict_probs(slices[match.start:match.stop]), dtype=np.float64)
-    return SubjectStage(match, probs, probs.mean(0))

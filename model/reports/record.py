@@ -19,6 +19,7 @@ from PIL import Image
 from pydantic import BaseModel, Field, PrivateAttr
 
 from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
+from model.core.inference import Prediction, subject_prediction
 
 SCHEMA_VERSION = "1"
 PROBABILITY_DECIMALS = 6
@@ -211,49 +212,74 @@ class Slab(BaseModel):
 
 
 class SubjectResult(ResultBase):
-    """A volume staged as a subject: the slab of 32 axial slices matching the training slices' positions, each
-    slice's result, and the subject's stage, the mean of their calibrated probabilities."""
+    """Several slices of one subject staged together: each slice's result and the subject's stage, the mean of
+    their calibrated probabilities (the rule the new-subject figures are for). From a volume, the slices are the
+    slab of 32 matching the training slices' positions (`slab`); from separate files, the files given."""
 
-    kind: str = Field(description="the volume's format, e.g. NIfTI-1 or Analyze 7.5")
-    n_slices: int = Field(description="axial slices in the volume")
-    slab: Slab
+    subject: str = Field(description="the subject's id as given (a folder, a file-name prefix, a field), or the "
+                                     "volume's name")
+    kind: str = Field(description="'slices' for separate files, else the volume's format (NIfTI-1, Analyze 7.5)")
+    n_slices: int = Field(description="axial slices in the volume, or slices given")
+    slab: Slab | None = Field(description="where the 32 slices lie in the volume; null for separate files")
     prediction: str = Field(description="class name of the subject's stage")
     display_name: str = Field(description="the subject's stage in words")
     label: int = Field(description="label index of the subject's stage")
     confidence: float = Field(description="the subject's mean calibrated probability of that stage")
-    probabilities: dict[str, float] = Field(description="mean calibrated probabilities of the slab's slices")
-    flags: list[str] = Field(description="'slab not aligned', and how many slab slices the guard flagged")
-    reliable: bool = Field(description="false when the slab is not aligned or most of its slices are flagged")
-    slices: list[Result] = Field(description="the 32 slab slices' own results, in order")
-    steps: list[str] = Field(description="what was done to the volume to bring it to the training slices' look")
+    probabilities: dict[str, float] = Field(description="mean calibrated probabilities of the subject's slices")
+    agreement: float = Field(description="share of the slices whose own stage is the subject's")
+    flags: list[str] = Field(description="'slab not aligned', 'N of M slices flagged by the guard', 'slices of "
+                                         "different training subjects', 'N files could not be read'")
+    reliable: bool = Field(description="false when the slab is not aligned, most slices are flagged, or the slices "
+                                       "are near-copies of different training subjects")
+    slices: list[Result] = Field(description="each slice's own result, in order")
+    skipped: list[Failed] = Field(default_factory=list, description="files given that could not be read")
+    steps: list[str] = Field(description="what was done to a volume to bring it to the training slices' look")
     model_sha256: str
     calibration_temperature: float
 
     @classmethod
-    def of(cls, staged, slice_results: list[Result], volume, *, files: list[str], model_sha256: str,
-           temperature: float) -> SubjectResult:
-        """From a model.core.slab.SubjectStage, the slab slices' results and the scan_io.Volume read."""
-        m, p = staged.match, staged.probabilities
+    def of(cls, slice_results: list[Result], *, subject: str, files: list[str], model_sha256: str,
+           temperature: float, match=None, volume=None, skipped: list[Failed] = ()) -> SubjectResult:
+        """The subject's record from its slices' results; match (model.core.slab.SlabMatch) and volume
+        (scan_io.Volume) when they are a volume's slab."""
+        if not slice_results:
+            raise ValueError("a subject needs at least one readable slice")
+        stage = subject_prediction([r.assessment.prediction if r.assessment is not None else
+                                    Prediction(tuple(r.probabilities[n] for n in CLASS_NAMES), r.label)
+                                    for r in slice_results])  # the one subject rule: mean, then arg-max
+        mean, label = np.array(stage.probabilities), stage.label
+        probs = np.array([[r.probabilities[n] for n in CLASS_NAMES] for r in slice_results], dtype=np.float64)
         flagged = sum(not r.reliable for r in slice_results)
-        flags = ([] if m.aligned else ["slab not aligned"]) + \
-            ([f"{flagged} of {len(slice_results)} slab slices flagged by the guard"] if flagged else [])
-        return cls(file=files[0], files=files, kind=volume.kind, n_slices=len(volume.slices),
-                   slab=Slab(start=m.start + 1, stop=m.stop, score=round(m.score, 3), typical=round(m.typical, 3),
-                             aligned=m.aligned),
-                   prediction=CLASS_NAMES[staged.label], display_name=DISPLAY_NAMES[staged.label], label=staged.label,
-                   confidence=round(float(p[staged.label]), PROBABILITY_DECIMALS),
-                   probabilities={n: round(float(v), PROBABILITY_DECIMALS) for n, v in zip(CLASS_NAMES, p)},
-                   flags=flags, reliable=m.aligned and flagged <= len(slice_results) // 2, slices=slice_results,
-                   steps=list(volume.steps), model_sha256=model_sha256,
+        recognised = {r.nearest_subject() for r in slice_results if "near-copy of a training slice" in r.flags}
+        flags = ([] if match is None or match.aligned else ["slab not aligned"])
+        flags += [f"{flagged} of {len(slice_results)} slices flagged by the guard"] if flagged else []
+        flags += [f"slices of different training subjects ({', '.join(sorted(recognised))})"] if len(recognised) > 1 \
+            else []
+        flags += [f"{len(skipped)} files could not be read"] if skipped else []
+        return cls(file=files[0], files=files, subject=subject,
+                   kind=volume.kind if volume is not None else "slices",
+                   n_slices=len(volume.slices) if volume is not None else len(slice_results),
+                   slab=None if match is None else Slab(start=match.start + 1, stop=match.stop,
+                                                        score=round(match.score, 3), typical=round(match.typical, 3),
+                                                        aligned=match.aligned),
+                   prediction=CLASS_NAMES[label], display_name=DISPLAY_NAMES[label], label=label,
+                   confidence=round(float(mean[label]), PROBABILITY_DECIMALS),
+                   probabilities={n: round(float(v), PROBABILITY_DECIMALS) for n, v in zip(CLASS_NAMES, mean)},
+                   agreement=round(float((probs.argmax(1) == label).mean()), SPREAD_DECIMALS),
+                   flags=flags, reliable=(match is None or match.aligned) and flagged <= len(slice_results) // 2
+                   and len(recognised) <= 1, slices=slice_results, skipped=list(skipped),
+                   steps=list(volume.steps) if volume is not None else [], model_sha256=model_sha256,
                    calibration_temperature=round(temperature, TEMPERATURE_DECIMALS))
 
     def rows(self) -> list[dict]:
-        """CSV rows: the subject's own row (slice empty, kind 'subject') then one row per slab slice."""
+        """CSV rows: the subject's own row (slice empty; kind says 'subject') then one row per slice, then one per
+        skipped file."""
+        where = f" (slices {self.slab.start}-{self.slab.stop})" if self.slab else ""
         head = dict.fromkeys(ROW_COLUMNS, "") | {
-            "schema_version": self.schema_version, "file": self.file, "files": " + ".join(self.files),
-            "kind": f"{self.kind} as subject (slices {self.slab.start}-{self.slab.stop})", "n_slices": self.n_slices,
+            "schema_version": self.schema_version, "file": self.subject, "files": " + ".join(self.files),
+            "kind": f"subject: {self.kind}{where}", "n_slices": self.n_slices,
             "prediction": self.prediction, "display_name": self.display_name, "label": self.label,
             "confidence": self.confidence, **{f"p_{n}": self.probabilities[n] for n in CLASS_NAMES},
-            "flags": "; ".join(self.flags), "reliable": self.reliable, "model_sha256": self.model_sha256,
-            "calibration_temperature": self.calibration_temperature}
-        return [head] + [r.row() for r in self.slices]
+            "agreement": self.agreement, "flags": "; ".join(self.flags), "reliable": self.reliable,
+            "model_sha256": self.model_sha256, "calibration_temperature": self.calibration_temperature}
+        return [head] + [r.row() for r in self.slices] + [f.row() for f in self.skipped]

@@ -70,7 +70,7 @@ from model.qualify.explain import COLORMAPS, METHOD_NOTES, METHODS, explain, ove
 from model.qualify.trust import TRUST_PATH, TrustBank, TrustBankError
 from model.reports.record import ErrorDetail, Failed, Result, SubjectResult, png_bytes
 from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, MAX_VOLUME_BYTES, clean_name, group_uploads
-from model.serve.pipeline import CHUNK, assess_opened, open_item, stage_volume
+from model.serve.pipeline import CHUNK, assess_opened, open_item, stage_subject
 
 API_KEY_ENV_VAR = "ALZ_MRI_API_KEY"  # when set, every /v1 endpoint wants it in the X-API-Key header
 MAX_IN_FLIGHT_ENV_VAR = "ALZ_MRI_API_MAX_IN_FLIGHT"  # `uvicorn model.serve.api:app` only; create_app takes an argument
@@ -395,13 +395,10 @@ class Service:
         return [result.record() for start in range(0, len(opened), CHUNK)
                 for result in assess_opened(opened[start:start + CHUNK], predictor=self.predictor, bank=self.bank)]
 
-    def predict_subject(self, files: list[tuple[str, bytes]]) -> dict:
-        """One volume staged as a subject (`model.serve.pipeline.stage_volume`), or 422 with the reason."""
-        items = group_uploads(files)
-        if len(items) != 1:
-            raise ApiError(400, "not_one_scan", f"these {len(files)} files are {len(items)} scans; send one NIfTI "
-                                                "file or one Analyze .hdr + .img pair")
-        result = stage_volume(items[0], predictor=self.predictor, bank=self.bank)
+    def predict_subject(self, files: list[tuple[str, bytes]], subject: str | None) -> dict:
+        """One subject (`model.serve.pipeline.stage_subject`): a volume's slab, or the slices sent; 422 with the
+        reason when nothing can be staged."""
+        result = stage_subject(files, predictor=self.predictor, bank=self.bank, subject=subject)
         if isinstance(result, Failed):
             raise ApiError(422, result.error.code, result.error.message)
         return result.record()
@@ -683,19 +680,26 @@ def _v1_router() -> APIRouter:
             return await run_in_threadpool(service.predict_batch, files)
 
     @router.post("/predict/subject", response_model=SubjectResult, tags=["predict"], responses=_ERRORS,
-                 summary="Stage a volume as a subject",
-                 openapi_extra=_upload_body("file", "one T1 volume: a NIfTI file (.nii, .nii.gz) or an Analyze .hdr "
-                                                    "with its .img, at least 32 axial slices"))
-    async def predict_subject(request: Request) -> dict:
-        """The slab of 32 consecutive axial slices that matches the training slices' positions, each slab slice's
-        result, and the subject's stage: the mean of their calibrated probabilities, the rule the subject-level
-        cross-validation figures are for. `slab.aligned` false: the volume does not line up with the training
-        slices and the stage is unreliable."""
+                 summary="Stage one subject: a volume, or several slices",
+                 openapi_extra=_upload_body("files", "one subject: a T1 volume (a NIfTI file, or an Analyze .hdr "
+                                                     "with its .img, of at least 32 axial slices) or several "
+                                                     "slices of that subject"))
+    async def predict_subject(
+        request: Request,
+        subject: Annotated[str | None, Query(max_length=64, description="the subject's id, echoed in the "
+                                                                        "answer (default: the first file's name)")]
+        = None,
+    ) -> dict:
+        """The subject's stage, the mean of its slices' calibrated probabilities (the rule the subject-level
+        cross-validation figures are for), with each slice's result. A volume is staged on the slab of 32
+        consecutive axial slices that matches the training slices' positions (`slab.aligned` false: it does not
+        line up, and the stage is unreliable). Several slices are taken as one subject because the caller says
+        so; `flags` says when they look like different training subjects."""
         service = _service(request)
         check_declared_size(request, service.limits)
         async with service.slot():
             files = await read_uploads(request, service.limits)
-            return await run_in_threadpool(service.predict_subject, files)
+            return await run_in_threadpool(service.predict_subject, files, subject)
 
     @router.get("/model", tags=["model"], summary="The model, its figures and its intended use")
     async def model_info(request: Request) -> dict:

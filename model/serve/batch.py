@@ -20,8 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from model.core.constants import CLASS_NAMES
-from model.core.inference import Prediction, subject_prediction
-from model.reports.record import PROBABILITY_DECIMALS, Failed, Result
+from model.reports.record import Failed, Result, SubjectResult
 from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, printable
 
 MAX_ARCHIVE_FILES = 2000  # members of one zip
@@ -172,20 +171,23 @@ def subject_key(name: str, group_by: str) -> str:
     return name
 
 
-def subject_table(results, group_by: str) -> list[dict]:
-    """One row per subject of the classified results (`model.reports.record.Result`; failed ones are left out):
-    files, the subject's stage and mean calibrated probabilities (`model.core.inference.subject_prediction`, the
-    aggregation the subject-level cross-validation was scored with), how many slices agree, how many are flagged."""
+def subject_results(results, group_by: str) -> list[SubjectResult]:
+    """The classified results (`model.reports.record.Result`; failed ones are left out) grouped into subjects by
+    `subject_key`, each a SubjectResult: the subject's stage and mean calibrated probabilities (the aggregation
+    the subject-level cross-validation was scored with) over its files, in order of first appearance."""
     groups: dict[str, list] = {}
     for r in results:
         if isinstance(r, Result):
             groups.setdefault(subject_key(r.file, group_by), []).append(r)
-    out = []
-    for subject, members in groups.items():
-        stage = subject_prediction([Prediction(tuple(m.probabilities[n] for n in CLASS_NAMES), m.label)
-                                    for m in members])
-        out.append({"subject": subject, "files": len(members), "stage": stage.display_name,
-                    **{f"p_{n}": round(p, PROBABILITY_DECIMALS) for n, p in zip(CLASS_NAMES, stage.probabilities)},
-                    "slices agreeing": sum(m.label == stage.label for m in members),
-                    "slices flagged": sum(not m.reliable for m in members)})
-    return out
+    return [SubjectResult.of(members, subject=subject, files=[m.file for m in members],
+                             model_sha256=members[0].model_sha256, temperature=members[0].calibration_temperature)
+            for subject, members in groups.items()]
+
+
+def subject_table(results, group_by: str) -> list[dict]:
+    """One row per subject (`subject_results`): files, stage, mean probabilities, how many slices agree and how
+    many are flagged."""
+    return [{"subject": s.subject, "files": len(s.slices), "stage": s.display_name,
+             **{f"p_{n}": s.probabilities[n] for n in CLASS_NAMES},
+             "slices agreeing": sum(m.label == s.label for m in s.slices),
+             "slices flagged": sum(not m.reliable for m in s.slices)} for s in subject_results(results, group_by)]

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.core.constants import CLASS_NAMES
-from model.core.slab import SlabError, SlabTemplate, SubjectStage
+from model.core.slab import SlabError, SlabTemplate
 from model.qualify.trust import assess
 from model.reports.record import ErrorDetail, Failed, Result, SubjectResult
 from model.scans.scan_io import (ACCEPTED, SCAN_SUFFIXES, Scan, ScanError, group_uploads, open_upload, open_volume,
@@ -126,12 +125,33 @@ def stage_volume(item: Sequence[tuple[str, bytes]], *, predictor, bank=None, tem
         match = template.locate(volume.slices)
     except (ScanError, SlabError) as exc:
         return Failed(file=files[0], files=files, error=ErrorDetail(code="not_a_subject_volume", message=str(exc)))
-    slab = volume.slices[match.start:match.stop]
     names = [f"{files[0]} slice {z + 1}" for z in range(match.start, match.stop)]
-    results = classify_slices(slab, names, predictor=predictor, bank=bank, kind=volume.kind)
+    results = classify_slices(volume.slices[match.start:match.stop], names, predictor=predictor, bank=bank,
+                              kind=volume.kind)
     for r, z in zip(results, range(match.start, match.stop)):
         r.slice, r.n_slices = z + 1, len(volume.slices)
-    probs = np.array([[r.assessment.prediction.probabilities[c] for c in range(len(CLASS_NAMES))] for r in results])
-    staged = SubjectStage(match, probs, probs.mean(0))
-    return SubjectResult.of(staged, results, volume, files=files, model_sha256=predictor.sha256,
-                            temperature=predictor.temperature)
+    return SubjectResult.of(results, subject=files[0], files=files, model_sha256=predictor.sha256,
+                            temperature=predictor.temperature, match=match, volume=volume)
+
+
+def stage_subject(files: Sequence[tuple[str, bytes]], *, predictor, bank=None, subject: str | None = None,
+                  template=None) -> SubjectResult | Failed:
+    """Files of one subject staged together. One NIfTI/Analyze volume: `stage_volume`. Several scans: each is
+    classified (a volume at its middle slice) and the subject's stage is the mean of their calibrated
+    probabilities; files that cannot be read are listed in `skipped`. subject: its id (default: the first file)."""
+    items = group_uploads(files)
+    if len(items) == 1 and _suffix(items[0][0][0]) in ("nii", "nii.gz", "hdr", "img"):
+        result = stage_volume(items[0], predictor=predictor, bank=bank, template=template)
+        if isinstance(result, SubjectResult) and subject:
+            result.subject = subject
+        return result
+    results = classify(files, predictor=predictor, bank=bank)
+    readable = [r for r in results if isinstance(r, Result)]
+    names = [printable(name) for name, _ in files]
+    if not readable:
+        return Failed(file=names[0], files=names, error=ErrorDetail(
+            code="unreadable_scan", message="none of these files could be read: " +
+            "; ".join(f.error.message for f in results if isinstance(f, Failed))))
+    return SubjectResult.of(readable, subject=subject or names[0], files=names, model_sha256=predictor.sha256,
+                            temperature=predictor.temperature,
+                            skipped=[r for r in results if isinstance(r, Failed)])

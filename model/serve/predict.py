@@ -75,7 +75,7 @@ from model.core.inference import Predictor
 from model.qualify.trust import TrustBank, TrustBankError
 from model.reports.record import ROW_COLUMNS, ErrorDetail, Failed, Result, SubjectResult
 from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, scan_groups
-from model.serve.batch import LazyFile, iter_zip
+from model.serve.batch import LazyFile, iter_zip, subject_results
 from model.serve.pipeline import Opened, assess_opened, open_item, stage_volume
 
 BATCH_SIZE = 64  # slices classified together, and the most decoded slices held at once
@@ -397,6 +397,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-guard", action="store_true",
                         help="skip the out-of-distribution guard and near-copy flag (default: checked)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar nor rate line (default: shown)")
+    parser.add_argument("--subject-by", choices=("folder", "prefix"), default=None,
+                        help="also stage subjects: the files of one folder, or of one file-name prefix (the part "
+                             "before the last '_' or '-'), as one subject, the mean of their probabilities; each "
+                             "subject's row comes before its files' rows (default: no subjects, a row per scan)")
     parser.add_argument("--volume-as-subject", action="store_true",
                         help="stage each NIfTI file or Analyze pair as a subject: the 32-slice slab matching the "
                              "training slices' positions, a row per slab slice and the subject's row (the mean of "
@@ -422,9 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     say = _stderr if rank == 0 else (lambda message: None)
     bank = None if args.no_guard else _load_bank(say)
     started = time.perf_counter()
-    if args.volume_as_subject:
+    if args.volume_as_subject or args.subject_by:
         if world > 1:
-            parser.exit(2, "error: --volume-as-subject runs in one process; drop torchrun\n")
+            parser.exit(2, "error: --volume-as-subject and --subject-by run in one process; drop torchrun\n")
+        if args.volume_as_subject and args.subject_by:
+            parser.exit(2, "error: choose --volume-as-subject (a volume is a subject) or --subject-by (files are)\n")
         return _run_subjects(args, predictor, bank, fmt, parser)
     plan = Plan.of(args.paths, say)
     if world == 1:
@@ -451,7 +457,12 @@ def subject_volumes(paths: list[Path], predictor, bank=None, template=None) -> l
 
 
 def _run_subjects(args, predictor, bank, fmt: str, parser: argparse.ArgumentParser) -> int:
-    results = subject_volumes(args.paths, predictor, bank)
+    if args.subject_by:
+        scans = predict_files(predictor, args.paths, args.batch_size, bank)
+        results = subject_results(scans, {"prefix": "name prefix"}.get(args.subject_by, args.subject_by))
+        results += [r for r in scans if isinstance(r, Failed)]
+    else:
+        results = subject_volumes(args.paths, predictor, bank)
     stream = _open_out(parser, args.out)
     writer = RowWriter(stream, fmt)
     for result in results:
@@ -463,7 +474,7 @@ def _run_subjects(args, predictor, bank, fmt: str, parser: argparse.ArgumentPars
         stream.close()
     failed = sum(isinstance(r, Failed) for r in results)
     if not args.quiet:
-        _stderr(f"{len(results) - failed} of {len(results)} volumes staged as subjects")
+        _stderr(f"{len(results) - failed} subjects staged" + (f"; {failed} could not be" if failed else ""))
     return 1 if failed else 0
 
 

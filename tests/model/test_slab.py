@@ -79,22 +79,6 @@ def test_the_slab_of_a_synthetic_subject_is_found_in_a_nifti_and_an_analyze_volu
         assert np.corrcoef(read.slices[7:39].ravel(), subject.ravel())[0, 1] > 0.98
 
 
-def test_the_stage_is_the_mean_of_the_slab_slices_predictions(synthetic_template):
-    template, _ = synthetic_template
-    subject = synthetic_stack(32, seed=42)
-    volume = as_volume(subject, below=3, above=4, filler=lambda i: np.zeros((W, H)))
-    read = scan_io.open_volume([("head.nii.gz", __import__("gzip").compress(nifti_bytes(volume)))])
-
-    def fake_probs(batch):  # a stand-in network: brighter slices look more demented
-        m = batch.reshape(len(batch), -1).mean(1) / 255
-        return np.stack([m, 0.1 * np.ones_like(m), 1 - m - 0.2, 0.1 * np.ones_like(m)], 1)
-
-    staged = slab.stage_volume(read.slices, fake_probs, template)
-    assert (staged.match.start, staged.slice_probabilities.shape) == (3, (32, 4))
-    assert np.allclose(staged.probabilities, fake_probs(read.slices[3:35]).mean(0))
-    assert staged.label == int(staged.probabilities.argmax())
-
-
 def test_short_volumes_and_non_volumes_get_a_clear_message(synthetic_template):
     template, _ = synthetic_template
     with pytest.raises(slab.SlabError, match="has 20 axial slices"):
@@ -155,6 +139,7 @@ def test_the_pipeline_stages_a_volume_as_a_subject_with_one_record(synthetic_tem
                           template=synthetic_template[0])
     assert isinstance(result, SubjectResult)
     assert (result.slab.start, result.slab.stop, result.n_slices, len(result.slices)) == (5, 36, 42, 32)
+    assert result.subject == "brain.nii" and result.kind == "NIfTI-1"
     assert [r.slice for r in result.slices] == list(range(5, 37))
     mean = np.mean([[r.probabilities[c] for c in result.probabilities] for r in result.slices], axis=0)
     assert np.allclose(list(result.probabilities.values()), mean, atol=1e-6)
@@ -162,7 +147,7 @@ def test_the_pipeline_stages_a_volume_as_a_subject_with_one_record(synthetic_tem
     record = result.record()
     assert record["schema_version"] and record["slab"]["start"] == 5 and len(record["slices"]) == 32
     rows = result.rows()
-    assert len(rows) == 33 and rows[0]["kind"].startswith("NIfTI-1 as subject (slices 5-36)")
+    assert len(rows) == 33 and rows[0]["kind"] == "subject: NIfTI-1 (slices 5-36)"
     short = stage_volume([("short.nii", nifti_bytes(volume[:, :, :20]))], predictor=tiny_predictor,
                          template=synthetic_template[0])
     assert isinstance(short, Failed) and "has 20 axial slices" in short.error.message
@@ -183,7 +168,7 @@ def test_the_cli_stages_a_volume_as_a_subject(tmp_path, monkeypatch, tiny_assets
             "--out", str(tmp_path / "out.csv")]
     assert predict.main(argv) == 1  # the text file fails, with its reason; the volume is staged
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
-    assert rows[0]["kind"].startswith("NIfTI-1 as subject") and rows[0]["slice"] == ""
+    assert rows[0]["kind"].startswith("subject: NIfTI-1") and rows[0]["slice"] == ""
     first = int(rows[1]["slice"])
     assert 1 <= first <= 5 and [r["slice"] for r in rows[1:33]] == [str(z) for z in range(first, first + 32)]
     assert rows[-1]["file"].endswith("notes.txt") and rows[-1]["error_code"] == "not_a_subject_volume"
@@ -206,3 +191,44 @@ def test_the_api_stages_a_volume_as_a_subject(tiny_predictor):
     assert short.status_code == 422 and short.json()["error"]["code"] == "not_a_subject_volume"
     assert "has 10 axial slices" in short.json()["error"]["message"]
     assert pair.status_code == 200 and pair.json()["kind"] == "Analyze 7.5"
+
+
+def test_the_api_stages_several_slices_as_one_subject_when_asked(tiny_predictor, test_slices):
+    from fastapi.testclient import TestClient
+
+    from model.serve.api import create_app
+    from tests.conftest import png_bytes
+
+    files = [("files", (f"s{i}.png", png_bytes(test_slices.images[i, 0].numpy()))) for i in range(3)]
+    with TestClient(create_app(tiny_predictor, None)) as client:
+        body = client.post("/v1/predict/subject?subject=S-9", files=files + [("files", ("x.png", b"junk"))]).json()
+        none = client.post("/v1/predict/subject", files=[("files", ("x.png", b"junk"))])
+    assert body["subject"] == "S-9" and body["kind"] == "slices" and body["slab"] is None
+    assert [s["file"] for s in body["slices"]] == ["s0.png", "s1.png", "s2.png"]
+    assert [f["file"] for f in body["skipped"]] == ["x.png"] and "1 files could not be read" in body["flags"]
+    mean = np.mean([[s["probabilities"][c] for c in body["probabilities"]] for s in body["slices"]], axis=0)
+    assert np.allclose(list(body["probabilities"].values()), mean, atol=1e-5)
+    assert none.status_code == 422
+
+
+def test_the_cli_stages_subjects_by_folder(tmp_path, tiny_assets, test_slices):
+    import csv
+
+    from model.serve import predict
+    from tests.conftest import png_bytes
+
+    for subject, rows in (("S1", (0, 1)), ("S2", (2, 3, 4))):
+        (tmp_path / "cohort" / subject).mkdir(parents=True)
+        for i in rows:
+            (tmp_path / "cohort" / subject / f"slice_{i}.png").write_bytes(png_bytes(test_slices.images[i, 0].numpy()))
+    argv = [str(tmp_path / "cohort"), "--subject-by", "folder", "--no-guard", "--quiet", "--device", "cpu",
+            "--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+            "--config", str(tiny_assets / "model_config.json"), "--out", str(tmp_path / "subjects.csv")]
+    assert predict.main(argv) == 0
+    rows = list(csv.DictReader((tmp_path / "subjects.csv").open()))
+    heads = [r for r in rows if r["kind"].startswith("subject")]
+    assert [h["file"].rsplit("/", 1)[-1] for h in heads] == ["S1", "S2"] and [h["n_slices"] for h in heads] == ["2", "3"]
+    assert len(rows) == 2 + 5
+    s2 = [r for r in rows[rows.index(heads[1]) + 1:]]
+    mean = np.mean([float(r["p_Non_Demented"]) for r in s2])
+    assert float(heads[1]["p_Non_Demented"]) == pytest.approx(mean, abs=1e-5)
