@@ -20,6 +20,7 @@ from model.core.constants import (
     CROSSVAL_PATH,
     CROSSVAL_PREDICTIONS_PATH,
     DATA_ENV_VAR,
+    HF_DATASET_ID,
     DISPLAY_NAMES,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
@@ -29,7 +30,7 @@ from model.core.constants import (
     TRAIN_LOG_PATH,
     default_data_dir,
 )
-from model.core.dataset import load_split, read_subjects
+from model.core.dataset import load_split, read_subjects, slice_count
 from model.core.inference import Predictor, subject_prediction
 from model.core.recipe import crossval_describes
 from model.qualify.evaluate import subject_predictions
@@ -131,6 +132,11 @@ def training_log(path: str = str(TRAIN_LOG_PATH)) -> list[dict]:
         return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
+@st.cache_data(max_entries=2)
+def local_slices(path: str) -> int:
+    return slice_count(path)
+
+
 def dataset_dir() -> Path | None:
     """The configured dataset folder ($ALZ_MRI_DATA or ../shared/data/alzheimer_mri), if it holds the test split."""
     path = default_data_dir()
@@ -175,8 +181,9 @@ def render_sidebar() -> None:
         if metrics:
             st.caption(f"Published test split (slices of brains also in training): {metrics['accuracy']:.1%} "
                        "accuracy, which measures recognising a seen brain. See the Evaluation page.")
-        data = dataset_dir()
-        st.caption(f"Dataset: `{data}`" if data else f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
+        data = dataset_dir()  # named, not shown by its path: a screenshot says nothing of the machine it was taken on
+        st.caption(f"Dataset: {HF_DATASET_ID}, {local_slices(str(data)):,} slices here" if data else
+                   f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
         st.warning(RESEARCH_NOTICE, icon="⚠️")
 
 
