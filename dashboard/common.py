@@ -19,11 +19,10 @@ from model.core.checkpoint import ModelLoadError
 from model.core.constants import (
     BASELINE_PATH,
     CLASS_NAMES,
-    DATASET_CARD_COUNTS,
-    HF_DATASET_ID,
     CROSSVAL_PATH,
     CROSSVAL_PREDICTIONS_PATH,
     DATA_ENV_VAR,
+    HF_DATASET_ID,
     DISPLAY_NAMES,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
@@ -33,7 +32,7 @@ from model.core.constants import (
     TRAIN_LOG_PATH,
     default_data_dir,
 )
-from model.core.dataset import load_split, read_subjects
+from model.core.dataset import load_split, read_subjects, slice_count
 from model.core.inference import Predictor, subject_prediction
 from model.core.recipe import crossval_describes
 from model.qualify.evaluate import subject_predictions
@@ -136,6 +135,11 @@ def training_log(path: str = str(TRAIN_LOG_PATH)) -> list[dict]:
         return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
+@st.cache_data(max_entries=2)
+def local_slices(path: str) -> int:
+    return slice_count(path)
+
+
 def dataset_dir() -> Path | None:
     """The configured dataset folder ($ALZ_MRI_DATA or ../shared/data/alzheimer_mri), if it holds the test split."""
     path = default_data_dir()
@@ -181,10 +185,9 @@ def render_sidebar() -> None:
         if metrics:
             st.caption(f"Published test split (slices of brains also in training): {metrics['accuracy']:.1%} "
                        "accuracy, which measures recognising a seen brain. See the Evaluation page.")
-        data = dataset_dir()
-        slices = sum(sum(counts) for counts in DATASET_CARD_COUNTS.values())
-        st.caption(f"Dataset: {HF_DATASET_ID}, {slices:,} slices, found locally (${DATA_ENV_VAR} or ../shared)"
-                   if data else f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
+        data = dataset_dir()  # named, not shown by its path: a screenshot says nothing of the machine it was taken on
+        st.caption(f"Dataset: {HF_DATASET_ID}, {local_slices(str(data)):,} slices here" if data else
+                   f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
         st.warning(RESEARCH_NOTICE, icon="⚠️")
 
 

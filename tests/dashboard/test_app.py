@@ -280,3 +280,13 @@ def test_recompute_without_the_train_split_is_a_message(tmp_path, monkeypatch, d
     assert not at.exception, [e.value for e in at.exception]
     assert any("Could not recompute" in e.value and "train-00000-of-00001.parquet" in e.value for e in at.error)
     assert any("shipped with the model" in c.value for c in at.caption)
+
+
+def test_the_sidebar_names_the_dataset_not_the_machines_path():
+    from model.core.constants import HF_DATASET_ID, default_data_dir
+
+    at = start()
+    captions = [c.value for c in at.sidebar.caption]
+    assert not any(str(default_data_dir()) in c for c in captions)
+    if (default_data_dir() / "test-00000-of-00001.parquet").is_file():
+        assert any(c.startswith(f"Dataset: {HF_DATASET_ID}, 6,400 slices") for c in captions), captions
