@@ -44,9 +44,17 @@ test: setup-test
 
 # MLflow's UI over the local tracking store of every training and cross-validation run (runs/mlflow.db);
 # set MLFLOW_TRACKING_URI to browse a team's server instead. RUNS_PORT=5001 make runs picks another port.
+# The UI comes with the full mlflow package, which pins pyarrow below the release the dataset's parquet files
+# were written with, so it gets a small venv of its own; the project's venv tracks runs with mlflow-skinny.
 RUNS_PORT ?= 5000
-runs: setup
-	$(PY) -m mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/runs/mlflow.db} --port $(RUNS_PORT)
+RUNS_VENV ?= .venv-runs
+$(RUNS_VENV)/.installed:
+	$(PYTHON) -m venv $(RUNS_VENV)
+	$(RUNS_VENV)/bin/python -m pip install --quiet "mlflow>=3.0"
+	touch $@
+
+runs: $(RUNS_VENV)/.installed
+	$(RUNS_VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/runs/mlflow.db} --port $(RUNS_PORT)
 
 data: setup
 	$(VENV)/bin/alzmri data download --skip-existing
@@ -56,4 +64,4 @@ benchmark: setup
 	$(PY) -m benchmarks.bench_input_channels
 
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts
+	rm -rf $(VENV) $(RUNS_VENV) .pytest_cache artifacts
