@@ -41,7 +41,8 @@ else:
     except (ScanError, OSError) as exc:
         st.error(plain(exc))
         files = []
-group_by = st.radio("Group files into subjects by", GROUPINGS, horizontal=True, key="batch_group",
+group_by = st.radio("Group files into subjects by", GROUPINGS, index=GROUPINGS.index("folder"), horizontal=True,
+                    key="batch_group",
                     help="folder: files in one folder (or one folder of a zip) are one subject; name prefix: the "
                          "part of the name before the last '_' or '-' (OAS1_0001_s12.png -> OAS1_0001)")
 if not files and not failed:

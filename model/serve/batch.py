@@ -163,7 +163,10 @@ def subject_key(name: str, group_by: str) -> str:
         raise ValueError(f"unknown grouping {group_by!r}; choose one of {', '.join(GROUPINGS)}")
     path = PurePosixPath(name)
     if group_by == "folder":
-        return str(path.parent) if str(path.parent) != "." else "(no folder)"
+        folder = path.parent
+        if len(folder.parts) > 1 and folder.parts[0].lower().endswith(".zip"):  # 'batch.zip/OAS1_0001' -> 'OAS1_0001'
+            folder = PurePosixPath(*folder.parts[1:])
+        return str(folder) if str(folder) != "." else "(no folder)"
     if group_by == "name prefix":
         stem = path.name.split(".")[0]
         head = re.split(r"[_-](?=[^_-]*$)", stem)[0]

@@ -47,7 +47,9 @@ def test_expand_uploads_keeps_failures_as_rows():
 
 
 def test_subject_keys():
-    assert subject_key("cohort.zip/OAS1_0001/s3.png", "folder") == "cohort.zip/OAS1_0001"
+    assert subject_key("cohort.zip/OAS1_0001/s3.png", "folder") == "OAS1_0001"  # not 'cohort.zip/...'
+    assert subject_key("cohort.zip/s3.png", "folder") == "cohort.zip"  # the archive itself is the folder
+    assert subject_key("scans/OAS1_0001/s3.png", "folder") == "scans/OAS1_0001"
     assert subject_key("s3.png", "folder") == "(no folder)"
     assert subject_key("dir/OAS1_0001_s12.png", "name prefix") == "OAS1_0001"
     assert subject_key("sub-01-slice-4.nii.gz", "name prefix") == "sub-01-slice"
