@@ -191,7 +191,9 @@ def page_record(result: Result, *, explanation=None, cam_settings: dict | None =
         slices, stage = subject
         out["subject"] = {**({"id": subject_id} if subject_id else {}), "files": [s.file for s in slices],
                           **stage.as_dict(),
-                          "aggregation": "mean of calibrated probabilities"}
+                          "aggregation": "mean of calibrated probabilities",
+                          "slices": [{"file": s.file, "prediction": s.prediction, "confidence": s.confidence,
+                                      "flags": s.flags} for s in slices]}
     return out
 
 

@@ -282,3 +282,23 @@ def test_the_page_record_carries_the_subject_id_the_user_gave(tiny_predictor, te
     record = page_record(results[0], subject=(results, stage), subject_id="S-017")
     assert record["subject"]["id"] == "S-017" and record["subject"]["files"] == ["a.png", "b.png"]
     assert "id" not in page_record(results[0], subject=(results, stage))["subject"]
+
+
+def test_a_subject_report_leads_with_the_subject_and_lists_its_slices(tiny_predictor, test_slices, stamp):
+    from model.core.inference import subject_prediction
+    from model.qualify.explain import explain, overlay
+    from model.serve.pipeline import classify_slices
+
+    images = test_slices.images[:3, 0].numpy()
+    results = classify_slices(images, ["a.png", "b.png", "c.png"], predictor=tiny_predictor)
+    stage = subject_prediction([r.assessment.prediction for r in results])
+    explanation = explain(tiny_predictor, images[0])
+    record = page_record(results[0], explanation=explanation, subject=(results, stage), subject_id="S-3")
+    reader, text = pdf_text(reports.scan_report_pdf(record, images[0], overlay(images[0], explanation.heatmap),
+                                                    stamp))
+    words = flat(text)
+    assert "Subject report: Alzheimer's disease stage of one subject from 3 slices" in words
+    assert "one MRI slice" not in words and "Subject S-3" in words
+    assert all(name in words for name in ("a.png", "b.png", "c.png"))  # the per-slice table
+    assert words.index("Subject S-3") < words.index("One of its slices")
+    assert "a brain the model never saw was told apart from a healthy one with ROC AUC" in words
