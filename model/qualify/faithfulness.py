@@ -13,7 +13,7 @@ the randomisation sanity check.
 * **Outside the brain**: the share of a map's mass on the black background (`model.qualify.explain.outside_share`).
 
 `default_method` reads the held-out table and picks the method the page shows first: one that beats both
-baselines with the least of its map off the brain, Grad-CAM only when none does.
+baselines and passes the randomisation check, with the least of its map off the brain; Grad-CAM only when none does.
 
 `alzmri data build-faithfulness` (`model.training.build_faithfulness`) scores every method on slices of the
 subjects the shipped network never trained on and writes assets/faithfulness.json, which the model card shows.
@@ -174,15 +174,20 @@ def default_method(record: dict | None) -> tuple[str, str]:
     """(method, one line saying why) for the page to show first, from a held-out table (`read_table`).
 
     Among the methods whose verdict is 'beats' against both the random and the edge map (deletion and insertion,
-    95% intervals), the one with the lowest mean share of its map outside the brain (table order breaks ties and
-    stands in for a missing share). FALLBACK_METHOD when the table is missing or no method beats both."""
+    95% intervals) and whose mean randomisation rho is below RANDOMISATION_LIMIT (the page calls a map above it one
+    that says little about the network, so it should not be the first one shown), the one with the lowest mean
+    share of its map outside the brain (table order breaks ties and stands in for a missing share).
+    FALLBACK_METHOD when the table is missing or no method passes."""
     methods = (record or {}).get("methods", {})
-    good = [m for m, r in methods.items()
-            if m in METHOD_NAMES and r.get("verdict", {}).get("random") == "beats"
-            and r.get("verdict", {}).get("edges") == "beats"]
+    beats = [m for m, r in methods.items()
+             if m in METHOD_NAMES and r.get("verdict", {}).get("random") == "beats"
+             and r.get("verdict", {}).get("edges") == "beats"]
+    good = [m for m in beats if methods[m].get("randomisation_spearman", {}).get("mean", 0.0) < RANDOMISATION_LIMIT]
     if not good:
         why = ("no held-out faithfulness table is shipped" if not methods else
-               "no method beats both a random and an edge map on the held-out faithfulness table")
+               "no method beats both a random and an edge map on the held-out faithfulness table" if not beats else
+               f"the methods that beat both a random and an edge map on the held-out faithfulness table "
+               f"({', '.join(METHOD_NAMES[m] for m in beats)}) barely change when the weights are randomised")
         return FALLBACK_METHOD, f"{METHOD_NAMES[FALLBACK_METHOD]} by default: {why}."
 
     def outside(m):
@@ -195,7 +200,13 @@ def default_method(record: dict | None) -> tuple[str, str]:
     if outside(best) != float("inf"):
         rest = "".join(f"; {METHOD_NAMES[m]}, which also does, " + (
             f"{outside(m):.0%}" if outside(m) != float("inf") else "not measured") for m in others)
-        why += f", with {'the least' if others else 'a share'} of its map outside the brain ({outside(best):.0%}{rest})"
+        why += (f", with the least of its map outside the brain ({outside(best):.0%}{rest})" if others else
+                f", with {outside(best):.0%} of its map outside the brain")
     elif others:
         why += f", as {' and '.join(METHOD_NAMES[m] for m in others)} also does"
+    insensitive = [METHOD_NAMES[m] for m in beats if m not in good]
+    if insensitive:
+        one = len(insensitive) == 1
+        why += (f"; {' and '.join(insensitive)} also beat{'s' * one} both but barely change{'s' * one} when the "
+                "weights are randomised")
     return best, why + "."

@@ -13,6 +13,7 @@ from model.qualify.faithfulness import (
     randomisation_verdict,
     randomised_copy,
     rank_correlation,
+    read_table,
     sobel_map,
 )
 from model.training.build_faithfulness import score_methods, verdict
@@ -186,8 +187,21 @@ def test_the_default_method_falls_back_to_gradcam_only_when_none_beats_both():
                                        occlusion=("beats", "no clear difference", 0.1)))
     assert method == "gradcam" and "no method beats both" in why
     assert default_method(None)[0] == "gradcam" and "no held-out" in default_method(None)[1]
+    insensitive = table(occlusion=("beats", "beats", 0.1))
+    insensitive["methods"]["occlusion"]["randomisation_spearman"] = {"mean": RANDOMISATION_LIMIT + 0.03}
+    method, why = default_method(insensitive)  # beats both, but the map ignores the weights
+    assert method == "gradcam" and "(Occlusion) barely change when the weights are randomised" in why
     assert default_method(table(guided_gradcam=("beats", "beats", None)))[0] == "guided_gradcam"  # no share: still
     assert default_method(table(unknown=("beats", "beats", 0.0)))[0] == "gradcam"  # not a method the app has
+
+
+def test_the_shipped_table_picks_a_method_that_beats_both_baselines():
+    record = read_table()
+    method, _ = default_method(record)
+    r = record["methods"][method]
+    assert r["verdict"] == {"random": "beats", "edges": "beats"}
+    assert all(r["map_outside_brain"]["mean"] <= o["map_outside_brain"]["mean"] for o in record["methods"].values()
+               if o["verdict"] == {"random": "beats", "edges": "beats"})
 
 
 def test_randomisation_verdict_reads_rho_against_the_limit():
