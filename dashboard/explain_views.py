@@ -60,11 +60,11 @@ def checks(image, result, *, alpha: float | None = None, colormap: str | None = 
                           "deletion (lower is better)": [s.deletion for s in rows],
                           "insertion (higher is better)": [s.insertion for s in rows],
                           "outside the brain": [s.outside_brain for s in rows]})
-    left, middle, right = st.columns([3, 1, 2])
+    left, right = st.columns([3, 2])
     left.dataframe(table.round(3), hide_index=True, key="classify_faithfulness", column_config={
         "outside the brain": st.column_config.NumberColumn(format="percent", help="share of the map's mass on the "
                                                            "black background around the head")})
-    middle.metric("Map outside the brain", f"{f.map.outside_brain:.0%}",
+    right.metric("Map outside the brain", f"{f.map.outside_brain:.0%}",
                   help="Share of the map's mass on the black background around the head (a brain mask of the "
                        "slice: its non-black pixels, holes filled). Evidence there is not evidence in the brain.")
     random, edges = f.beats("random"), f.beats("edges")
