@@ -179,7 +179,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, colo
     return (blended.clip(0, 1) * 255).round().astype(np.uint8)
 
 
-MASK_LEVEL = 12  # grey level (of 255) above which a smoothed pixel is head, not the black background
+MASK_LEVEL = 12  # grey level (of 255) above which a median-filtered pixel is head, not the black background
 MASK_MEDIAN = 3  # px, median filter before thresholding: isolated noisy pixels stay background, edges stay put
 MASK_CLOSING = 2  # px: closes sulci open to the background, so dark CSF at the brain's edge counts as brain
 
@@ -192,11 +192,10 @@ def brain_mask(image: np.ndarray) -> np.ndarray:
     (ventricles, dark CSF) filled, so noise on the background and dark tissue inside do not change the answer.
     An all-black slice gives an all-False mask.
     """
-    x = np.asarray(image, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"a slice must be 2-D (H, W), got shape {x.shape}")
-    if image.dtype != np.uint8:
-        x = x * 255.0
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"a slice must be 2-D (H, W), got shape {image.shape}")
+    x = image.astype(np.float32) * (1.0 if image.dtype == np.uint8 else 255.0)  # grey levels 0-255
     head = ndimage.median_filter(x, MASK_MEDIAN) > MASK_LEVEL
     head = ndimage.binary_closing(head, iterations=MASK_CLOSING, border_value=0)
     parts, n = ndimage.label(head)
