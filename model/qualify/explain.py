@@ -16,7 +16,9 @@ measured by `model.qualify.faithfulness`, not assumed.
 
 Captum places hooks on the shared network while it works, so every call holds
 the predictor's lock: concurrent sessions each get the map they would get alone.
-`overlay` blends a map over the slice as an RGB image.
+`overlay` blends a map over the slice as an RGB image. `brain_mask` finds the head on a slice (the training
+slices' background is black) and `outside_share` says how much of a map lies off it: evidence on the black
+background says more about the network's shortcuts than about the brain.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 import torch
+from scipy import ndimage
 from captum.attr import GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
 
 from model.core.constants import CLASS_NAMES, MEAN, STD
@@ -174,3 +177,43 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, colo
     colored = matplotlib.colormaps[colormap](heat)[..., :3]  # (H, W, 3) in [0, 1]
     blended = (1 - alpha) * base[..., None] + alpha * colored
     return (blended.clip(0, 1) * 255).round().astype(np.uint8)
+
+
+MASK_LEVEL = 12  # grey level (of 255) above which a median-filtered pixel is head, not the black background
+MASK_MEDIAN = 3  # px, median filter before thresholding: isolated noisy pixels stay background, edges stay put
+MASK_CLOSING = 2  # px: closes sulci open to the background, so dark CSF at the brain's edge counts as brain
+
+
+def brain_mask(image: np.ndarray) -> np.ndarray:
+    """The head on a slice: bool (H, W), True on the brain (and skull, where there is one), False on the background.
+
+    image: uint8 (H, W), or float (H, W) in [0, 1], with a black background as in the training slices. The slice
+    is median-filtered, thresholded at MASK_LEVEL, closed, reduced to its largest connected component and its holes
+    (ventricles, dark CSF) filled, so noise on the background and dark tissue inside do not change the answer.
+    An all-black slice gives an all-False mask.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"a slice must be 2-D (H, W), got shape {image.shape}")
+    x = image.astype(np.float32) * (1.0 if image.dtype == np.uint8 else 255.0)  # grey levels 0-255
+    head = ndimage.median_filter(x, MASK_MEDIAN) > MASK_LEVEL
+    head = ndimage.binary_closing(head, iterations=MASK_CLOSING, border_value=0)
+    parts, n = ndimage.label(head)
+    if n == 0:
+        return np.zeros(x.shape, dtype=bool)
+    largest = 1 + int(np.argmax(ndimage.sum_labels(head, parts, index=range(1, n + 1))))
+    return ndimage.binary_fill_holes(parts == largest)
+
+
+def outside_share(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction (0-1) of a map's positive mass that lies outside the brain mask.
+
+    heatmap: (H, W) real values (negative values count as 0); mask: bool (H, W) from `brain_mask`. 0 when the
+    map is empty (no positive mass, hence none outside).
+    """
+    heat = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
+    mask = np.asarray(mask, dtype=bool)
+    if heat.shape != mask.shape:
+        raise ValueError(f"map {heat.shape} and mask {mask.shape} differ in shape")
+    total = heat.sum()
+    return float(heat[~mask].sum() / total) if total > 0 else 0.0

@@ -9,7 +9,11 @@ the randomisation sanity check.
   magnitude of the slice): a map that does no better than those says nothing about the network.
 * **Randomisation check** (Adebayo et al. 2018): the same method on a copy of the network whose last
   blocks (layer4 and the classifier) have random weights. A map that stays the same (high Spearman rank
-  correlation with the real one) reflects the image, not what the network learned.
+  correlation with the real one, above RANDOMISATION_LIMIT) reflects the image, not what the network learned.
+* **Outside the brain**: the share of a map's mass on the black background (`model.qualify.explain.outside_share`).
+
+`default_method` reads the held-out table and picks the method the page shows first: one that beats both
+baselines and passes the randomisation check, with the least of its map off the brain; Grad-CAM only when none does.
 
 `alzmri data build-faithfulness` (`model.training.build_faithfulness`) scores every method on slices of the
 subjects the shipped network never trained on and writes assets/faithfulness.json, which the model card shows.
@@ -17,7 +21,8 @@ subjects the shipped network never trained on and writes assets/faithfulness.jso
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -26,19 +31,23 @@ from scipy.stats import spearmanr
 
 from model.core.constants import ASSETS_DIR
 from model.core.inference import Predictor
-from model.qualify.explain import explain
+from model.qualify.explain import METHOD_NAMES, brain_mask, explain, outside_share
 
 FAITHFULNESS_PATH = ASSETS_DIR / "faithfulness.json"
 STEPS = 20  # deletion / insertion curve points after the start
 RANDOMISED_BLOCKS = ("layer4", "fc")
+RANDOMISATION_LIMIT = 0.5  # rank correlation with the randomised network's map above this: the map ignores the weights
+FALLBACK_METHOD = "gradcam"  # shown first only when the held-out table names no method that beats both baselines
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Deletion and insertion areas (0-1, of the target's calibrated probability) for one map."""
+    """Deletion and insertion areas (0-1, of the target's calibrated probability) for one map, and the share
+    (0-1) of the map's mass outside the brain (`model.qualify.explain.outside_share`; None when not measured)."""
 
     deletion: float
     insertion: float
+    outside_brain: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,8 @@ class Faithfulness:
         return self.map.deletion < other.deletion and self.map.insertion > other.insertion
 
     def as_dict(self) -> dict:
-        return {k: {m: round(v, 4) for m, v in asdict(getattr(self, k)).items()} for k in ("map", "random", "edges")}
+        return {k: {m: round(v, 4) for m, v in asdict(getattr(self, k)).items() if v is not None}
+                for k in ("map", "random", "edges")}
 
 
 def _perturbed(image: np.ndarray, saliency: np.ndarray, steps: int) -> np.ndarray:
@@ -108,9 +118,12 @@ def random_map(shape, seed: int = 0) -> np.ndarray:
 
 def faithfulness(predictor, image: np.ndarray, saliency: np.ndarray, target: int, seed: int = 0,
                  steps: int = STEPS) -> Faithfulness:
-    """The map's deletion and insertion scores next to a random map's and the Sobel map's."""
-    return Faithfulness(*_scores(predictor, image, [saliency, random_map(image.shape, seed), sobel_map(image)],
-                                 target, steps))
+    """The map's deletion and insertion scores and share outside the brain, next to a random map's and the
+    Sobel map's."""
+    maps = [saliency, random_map(np.shape(image), seed), sobel_map(image)]
+    mask = brain_mask(np.asarray(image, dtype=np.uint8))
+    return Faithfulness(*(replace(s, outside_brain=outside_share(m, mask))
+                          for s, m in zip(_scores(predictor, image, maps, target, steps), maps)))
 
 
 def randomised_copy(predictor, blocks=RANDOMISED_BLOCKS, seed: int = 0):
@@ -137,3 +150,63 @@ def randomisation_check(predictor, randomised, image: np.ndarray, target: int, m
     real = explain(predictor, image, target=target, method=method, layer=layer).heatmap
     rand = explain(randomised, image, target=target, method=method, layer=layer).heatmap
     return rank_correlation(real, rand)
+
+
+def randomisation_verdict(rho: float) -> str:
+    """One sentence on a randomisation check's rank correlation, read against RANDOMISATION_LIMIT."""
+    if rho < RANDOMISATION_LIMIT:
+        return (f"ρ {rho:.2f} is below {RANDOMISATION_LIMIT}: the map depends on the learned weights, as a faithful "
+                "map should.")
+    return (f"ρ {rho:.2f} is at or above {RANDOMISATION_LIMIT}: the map barely changes when the weights are "
+            "randomised, so it says little about what the network learned.")
+
+
+def read_table(path=FAITHFULNESS_PATH) -> dict | None:
+    """The held-out faithfulness table (assets/faithfulness.json), or None when it is not shipped."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+def default_method(record: dict | None) -> tuple[str, str]:
+    """(method, one line saying why) for the page to show first, from a held-out table (`read_table`).
+
+    Among the methods whose verdict is 'beats' against both the random and the edge map (deletion and insertion,
+    95% intervals) and whose mean randomisation rho is below RANDOMISATION_LIMIT (the page calls a map above it one
+    that says little about the network, so it should not be the first one shown), the one with the lowest mean
+    share of its map outside the brain (table order breaks ties and stands in for a missing share).
+    FALLBACK_METHOD when the table is missing or no method passes."""
+    methods = (record or {}).get("methods", {})
+    beats = [m for m, r in methods.items()
+             if m in METHOD_NAMES and r.get("verdict", {}).get("random") == "beats"
+             and r.get("verdict", {}).get("edges") == "beats"]
+    good = [m for m in beats if methods[m].get("randomisation_spearman", {}).get("mean", 0.0) < RANDOMISATION_LIMIT]
+    if not good:
+        why = ("no held-out faithfulness table is shipped" if not methods else
+               "no method beats both a random and an edge map on the held-out faithfulness table" if not beats else
+               f"the methods that beat both a random and an edge map on the held-out faithfulness table "
+               f"({', '.join(METHOD_NAMES[m] for m in beats)}) barely change when the weights are randomised")
+        return FALLBACK_METHOD, f"{METHOD_NAMES[FALLBACK_METHOD]} by default: {why}."
+
+    def outside(m):
+        return methods[m].get("map_outside_brain", {}).get("mean", float("inf"))
+
+    best = min(good, key=lambda m: (outside(m), list(methods).index(m)))
+    why = f"{METHOD_NAMES[best]} is shown first: on {record.get('slices', 'the')} held-out slices it beats both a " \
+          "random and an edge map"
+    others = [m for m in good if m != best]
+    if outside(best) != float("inf"):
+        rest = "".join(f"; {METHOD_NAMES[m]}, which also does, " + (
+            f"{outside(m):.0%}" if outside(m) != float("inf") else "not measured") for m in others)
+        why += (f", with the least of its map outside the brain ({outside(best):.0%}{rest})" if others else
+                f", with {outside(best):.0%} of its map outside the brain")
+    elif others:
+        why += f", as {' and '.join(METHOD_NAMES[m] for m in others)} also does"
+    insensitive = [METHOD_NAMES[m] for m in beats if m not in good]
+    if insensitive:
+        one = len(insensitive) == 1
+        why += (f"; {' and '.join(insensitive)} also beat{'s' * one} both but barely change{'s' * one} when the "
+                "weights are randomised")
+    return best, why + "."

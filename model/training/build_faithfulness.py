@@ -2,8 +2,9 @@
 
     alzmri data build-faithfulness --slices 64      # the model card's faithfulness table
 
-The scores themselves (deletion, insertion, baselines, the randomisation check) are `model.qualify.faithfulness`;
-this module picks the slices of the subjects the shipped network never trained on and summarises.
+The scores themselves (deletion, insertion, baselines, the randomisation check, the share of the map outside the
+brain) are `model.qualify.faithfulness` and `model.qualify.explain`; this module picks the slices of the subjects
+the shipped network never trained on and summarises.
 """
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def held_out_slices(data_dir=None, n: int = 64, seed: int = 0) -> tuple[np.ndarr
 
 def score_methods(predictor, images: np.ndarray, methods, layer: str, seed: int = 0,
                   progress=None) -> dict:
-    """Every method's faithfulness and randomisation check on each slice, summarised (means, 95% bootstrap
-    intervals over slices, share of slices where the map beats each baseline, time per map)."""
+    """Every method's faithfulness, randomisation check and share outside the brain on each slice, summarised
+    (means, 95% bootstrap intervals over slices, share of slices where the map beats each baseline, time per map)."""
     randomised = randomised_copy(predictor, seed=seed)
     rng = np.random.default_rng(seed)
     out = {}
@@ -92,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", default=None, help="Grad-CAM layer (default: the shipped network's default)")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("--out", default=str(FAITHFULNESS_PATH), help="default: %(default)s")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="CPU threads for torch (default: %(default)s; 1 is fastest on a busy machine, "
+                             "where threads fight over the cores)")
     args = parser.parse_args(argv)
     methods = args.methods or list(METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(max(1, args.threads))
     predictor = Predictor.from_assets(device="cpu")
     layer = args.layer or default_cam_layer(predictor.image_size)
     images, labels, ids = held_out_slices(args.data_dir, args.slices, args.seed)

@@ -14,6 +14,8 @@ from model.core.constants import (
     MODEL_CONFIG_PATH,
     PROJECT_ROOT,
 )
+from model.qualify.explain import METHOD_NAMES
+from model.qualify.faithfulness import default_method, read_table
 from model.reports.record import png_bytes
 
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
@@ -59,7 +61,8 @@ def test_upload_shows_prediction_and_overlay(scan):
     assert at.metric[0].label == "Predicted stage (unreliable)" and at.metric[0].value in DISPLAY_NAMES
     assert any(e.value.startswith("**Unreliable") and "unlike every training slice" in e.value for e in at.error)
     images = at.get("image")
-    assert len(images) >= 2 and images[1].proto.imgs[0].caption.startswith("Grad-CAM for")  # then nearest slices
+    shown_first = METHOD_NAMES[default_method(read_table())[0]]  # the held-out faithfulness table's choice
+    assert len(images) >= 2 and images[1].proto.imgs[0].caption.startswith(f"{shown_first} for")  # then nearest slices
     assert [b.label for b in at.get("download_button")] == ["Download overlay (PNG)", "Download result (JSON)",
                                                             "Download report (PDF)"]
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from model.core.constants import CONFIG_FILES_PRESENT, PROJECT_ROOT
+from model.qualify.explain import METHOD_NAMES
+from model.qualify.faithfulness import default_method, read_table
 from model.reports.record import png_bytes
 from tests.dashboard.live import CHROMIUM, browser_page, streamlit_server, upload_through_chooser, wait_idle
 
@@ -42,7 +44,7 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         images = page.locator("[data-testid='stImage'] img")
         images.nth(1).wait_for(timeout=30_000)
         assert images.count() == 2
-        assert page.get_by_text("Grad-CAM for").is_visible()
+        assert page.get_by_text(f"{METHOD_NAMES[default_method(read_table())[0]]} for").is_visible()
         page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first.wait_for(timeout=30_000)
         assert page.locator("[data-testid='stPlotlyChart']").count() == 1
         page.wait_for_timeout(500)  # let Plotly finish its transition before the picture

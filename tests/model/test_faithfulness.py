@@ -4,8 +4,18 @@ import pytest
 import torch
 from torch import nn
 
-from model.qualify.explain import METHODS, explain
-from model.qualify.faithfulness import deletion_insertion, faithfulness, randomised_copy, rank_correlation, sobel_map
+from model.qualify.explain import METHODS, brain_mask, explain, outside_share
+from model.qualify.faithfulness import (
+    RANDOMISATION_LIMIT,
+    default_method,
+    deletion_insertion,
+    faithfulness,
+    randomisation_verdict,
+    randomised_copy,
+    rank_correlation,
+    read_table,
+    sobel_map,
+)
 from model.training.build_faithfulness import score_methods, verdict
 from model.core.inference import Predictor
 
@@ -102,6 +112,99 @@ def test_score_methods_summarises_with_intervals(tiny_predictor, test_slices):
     out = score_methods(tiny_predictor, images, ["gradcam"], "layer3")
     r = out["gradcam"]
     assert {"map_deletion", "random_insertion", "edges_deletion", "beats_random", "randomisation_spearman",
-            "deletion_minus_random", "seconds_per_map", "verdict"} <= set(r)
+            "deletion_minus_random", "seconds_per_map", "verdict", "map_outside_brain",
+            "random_outside_brain"} <= set(r)
+    assert 0 <= r["map_outside_brain"]["mean"] <= 1
     assert r["map_deletion"]["ci95"][0] <= r["map_deletion"]["mean"] <= r["map_deletion"]["ci95"][1]
     assert r["verdict"]["random"] in ("beats", "loses", "no clear difference")
+
+
+def head_of(image: np.ndarray) -> np.ndarray:
+    """The synthetic slice's true head (conftest.test_slices draws it as an ellipse): its non-black part, holes
+    (the ventricles, grey level 15) filled."""
+    from scipy import ndimage
+
+    return ndimage.binary_fill_holes(ndimage.median_filter(image, 5) > 40)
+
+
+def test_brain_mask_finds_the_head_and_fills_the_ventricles(test_slices):
+    for image in test_slices.images[:, 0].numpy():
+        mask = brain_mask(image)
+        truth = head_of(image)
+        assert mask.shape == image.shape and mask.dtype == bool
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.95  # the ellipse, not the noisy background
+        assert mask[64, 64 - 15] and mask[64, 64 + 15]  # inside a ventricle, dark but brain
+        assert not mask[:4].any() and not mask[:, :4].any()  # the black border
+
+
+def test_brain_mask_ignores_specks_on_the_background_and_an_empty_slice(test_slices):
+    image = test_slices.images[0, 0].numpy().copy()
+    image[2:5, 2:5] = 255  # a bright speck, e.g. a label burnt into the corner
+    assert not brain_mask(image)[:8, :8].any()
+    assert not brain_mask(np.zeros((32, 32), np.uint8)).any()
+    assert brain_mask(image.astype(np.float32) / 255).sum() == brain_mask(image).sum()  # [0, 1] floats too
+
+
+def test_outside_share_of_maps_on_and_off_the_brain(test_slices):
+    image = test_slices.images[0, 0].numpy()
+    mask = brain_mask(image)
+    assert outside_share((~mask).astype(float), mask) == pytest.approx(1.0)  # all on the background
+    assert outside_share(mask.astype(float), mask) == pytest.approx(0.0)  # all on the brain
+    half = np.where(mask, 1.0, 0.0) + np.where(~mask, mask.sum() / (~mask).sum(), 0.0)  # equal mass each side
+    assert outside_share(half, mask) == pytest.approx(0.5)
+    assert outside_share(np.where(mask, -5.0, 1.0), mask) == pytest.approx(1.0)  # negative evidence counts as 0
+    assert outside_share(np.zeros(image.shape), mask) == 0.0
+
+
+def test_faithfulness_reports_each_maps_share_outside_the_brain(quadrant, test_slices):
+    image = test_slices.images[0, 0].numpy()
+    mask = brain_mask(image)
+    off = np.where(mask, 0.0, 1.0) + np.random.default_rng(1).random(image.shape) * 1e-3
+    f = faithfulness(quadrant, image, off, target=0)
+    assert f.map.outside_brain > 0.99
+    assert f.random.outside_brain == pytest.approx((~mask).mean(), abs=0.02)  # a random map: the background's area
+    assert set(f.as_dict()["edges"]) == {"deletion", "insertion", "outside_brain"}
+
+
+def table(**methods):
+    """A hand-made faithfulness table: method -> (verdict against random, against edges, share outside)."""
+    return {"slices": 12, "methods": {m: {"verdict": {"random": r, "edges": e},
+                                          **({} if out is None else {"map_outside_brain": {"mean": out}})}
+                                      for m, (r, e, out) in methods.items()}}
+
+
+def test_the_default_method_beats_both_baselines_with_least_off_the_brain():
+    record = table(gradcam=("beats", "no clear difference", 0.05), integrated_gradients=("beats", "beats", 0.30),
+                   occlusion=("beats", "beats", 0.12))
+    method, why = default_method(record)
+    assert method == "occlusion"
+    assert why == ("Occlusion is shown first: on 12 held-out slices it beats both a random and an edge map, with the "
+                   "least of its map outside the brain (12%; Integrated Gradients, which also does, 30%).")
+
+
+def test_the_default_method_falls_back_to_gradcam_only_when_none_beats_both():
+    method, why = default_method(table(gradcam=("loses", "loses", 0.5),
+                                       occlusion=("beats", "no clear difference", 0.1)))
+    assert method == "gradcam" and "no method beats both" in why
+    assert default_method(None)[0] == "gradcam" and "no held-out" in default_method(None)[1]
+    insensitive = table(occlusion=("beats", "beats", 0.1))
+    insensitive["methods"]["occlusion"]["randomisation_spearman"] = {"mean": RANDOMISATION_LIMIT + 0.03}
+    method, why = default_method(insensitive)  # beats both, but the map ignores the weights
+    assert method == "gradcam" and "(Occlusion) barely change when the weights are randomised" in why
+    assert default_method(table(guided_gradcam=("beats", "beats", None)))[0] == "guided_gradcam"  # no share: still
+    assert default_method(table(unknown=("beats", "beats", 0.0)))[0] == "gradcam"  # not a method the app has
+
+
+def test_the_shipped_table_picks_a_method_that_beats_both_baselines():
+    record = read_table()
+    method, _ = default_method(record)
+    r = record["methods"][method]
+    assert r["verdict"] == {"random": "beats", "edges": "beats"}
+    assert all(r["map_outside_brain"]["mean"] <= o["map_outside_brain"]["mean"] for o in record["methods"].values()
+               if o["verdict"] == {"random": "beats", "edges": "beats"})
+
+
+def test_randomisation_verdict_reads_rho_against_the_limit():
+    assert "depends on the learned weights" in randomisation_verdict(0.08)
+    assert "says little about what the network learned" in randomisation_verdict(RANDOMISATION_LIMIT)
+    assert "says little" in randomisation_verdict(0.9) and "0.90" in randomisation_verdict(0.9)
