@@ -22,7 +22,7 @@ from dashboard.common import (
 )
 from dashboard.trust_views import nearest_slices, scan_details, uncertainty_caption, verdict
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
-from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, overlay
+from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, brain_mask, outside_share, overlay
 from model.reports.documents import reproducibility_stamp, scan_report_pdf
 from model.reports.record import Result, SubjectResult, page_record, png_bytes
 from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES
@@ -131,8 +131,8 @@ left, middle, right = st.columns([2, 2, 3])
 left.image(image, width="stretch", clamp=True)
 left.caption(plain(name))
 where = f" at {explanation.layer}" if explanation.method in LAYER_METHODS else ""
-middle.image(blended, caption=f"{METHOD_NAMES[explanation.method]} for '{DISPLAY_NAMES[explanation.target]}'{where}",
-             width="stretch")
+middle.image(blended, caption=f"{METHOD_NAMES[explanation.method]} for '{DISPLAY_NAMES[explanation.target]}'{where}"
+             f" · {outside_share(explanation.heatmap, brain_mask(image)):.0%} of it outside the brain", width="stretch")
 with right:
     trust = assessment.trust
     note = (" (unreliable)" if trust and trust.out_of_distribution else " (a seen brain)" if trust and trust.near_copy

@@ -8,6 +8,7 @@ from __future__ import annotations
 from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, HF_DATASET_ID
 from model.core.recipe import recipe_differences, temperature_from_crossval
 from model.qualify.explain import METHOD_NAMES as EXPLAIN_NAMES
+from model.qualify.faithfulness import RANDOMISATION_LIMIT
 from model.qualify.neighbours import distance_summary
 
 INTENDED_USE = """\
@@ -180,9 +181,6 @@ def trust_section(trust: dict, rates: dict | None = None) -> list[str]:
     return lines
 
 
-RANDOMISATION_LIMIT = 0.5  # a mean rank correlation above this with the randomised network's map: insensitive
-
-
 def faithfulness_section(record: dict) -> list[str]:
     """'Are the saliency maps faithful?': every method against a random and an edge map, and the randomisation
     check, from assets/faithfulness.json (alzmri data build-faithfulness)."""
@@ -192,9 +190,10 @@ def faithfulness_section(record: dict) -> list[str]:
              f"black slice (insertion, higher is better), beside a random map's and an edge (Sobel) map's on the "
              f"same slices; and the rank correlation between each map and the same method's map with "
              f"{' and '.join(record['randomised_blocks'])} randomised (near 0 is right). Means with 95% bootstrap "
-             "intervals over slices.", "",
+             "intervals over slices; outside the brain is the share of the map's mass on the black background around "
+             "the head.", "",
              "| method | deletion | random | edges | insertion | random | edges | against random | against edges "
-             "| randomisation ρ |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| randomisation ρ | outside the brain |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(r, key):
         return f"{r[key]['mean']:.3f}"
@@ -203,7 +202,8 @@ def faithfulness_section(record: dict) -> list[str]:
         lines.append(f"| {EXPLAIN_NAMES.get(method, method)} | {cell(r, 'map_deletion')} | {cell(r, 'random_deletion')} "
                      f"| {cell(r, 'edges_deletion')} | {cell(r, 'map_insertion')} | {cell(r, 'random_insertion')} | "
                      f"{cell(r, 'edges_insertion')} | {r['verdict']['random']} | {r['verdict']['edges']} | "
-                     f"{r['randomisation_spearman']['mean']:.2f} |")
+                     f"{r['randomisation_spearman']['mean']:.2f} | "
+                     + (f"{r['map_outside_brain']['mean']:.0%} |" if "map_outside_brain" in r else "– |"))
     insensitive = [EXPLAIN_NAMES.get(m, m) for m, r in record["methods"].items()
                    if r["randomisation_spearman"]["mean"] > RANDOMISATION_LIMIT]
     if insensitive:

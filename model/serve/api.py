@@ -67,6 +67,7 @@ from model.core.inference import Predictor
 from model.core.recipe import crossval_describes
 from model.core.network import CAM_LAYERS, default_cam_layer
 from model.qualify.explain import COLORMAPS, METHOD_NOTES, METHODS, explain, overlay
+from model.qualify.faithfulness import default_method, read_table
 from model.qualify.trust import TRUST_PATH, TrustBank, TrustBankError
 from model.reports.record import ErrorDetail, Failed, Result, SubjectResult, png_bytes
 from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, MAX_VOLUME_BYTES, clean_name, group_uploads
@@ -619,6 +620,9 @@ def _target(target: str | None) -> int | None:
                                           "out for the predicted stage")
 
 
+DEFAULT_EXPLAIN_METHOD = default_method(read_table())[0]  # as the Classify page: beats both baselines, least off-brain
+
+
 def _v1_router() -> APIRouter:
     router = APIRouter(dependencies=[Security(_require_key)], responses={401: {"model": ErrorResponse}})
 
@@ -635,7 +639,7 @@ def _v1_router() -> APIRouter:
             files = await read_uploads(request, service.limits)
             return await run_in_threadpool(service.predict, files, slice_number)
 
-    @router.post("/explain", tags=["predict"], summary="A saliency map for one scan (Grad-CAM by default)",
+    @router.post("/explain", tags=["predict"], summary="A saliency map for one scan (by default the method the faithfulness table picks)",
                  responses={**_ERRORS, 200: {"content": {"image/png": {}}, "model": ExplainMap,
                                              "description": "the overlay (format=png) or the map (format=json)"}},
                  openapi_extra=_upload_body("file", "one scan, as for /v1/predict"))
@@ -651,11 +655,13 @@ def _v1_router() -> APIRouter:
             "png: the overlay on the slice; json: the map as numbers"))] = "png",
         alpha: Annotated[float, Query(ge=0.0, le=1.0, description="opacity of the overlay")] = 0.45,
         colormap: Annotated[Colormap, Query(description="colour map of the overlay")] = "jet",
-        method: Annotated[Method, Query(description="; ".join(f"{k}: {v}" for k, v in METHOD_NOTES.items()))] =
-        "gradcam",
+        method: Annotated[Method | None, Query(description="; ".join(f"{k}: {v}" for k, v in METHOD_NOTES.items())
+                                                  + "; default: the method the held-out faithfulness table picks "
+                                                    "(GET /v1/model)")] = None,
     ):
         """Where the network found evidence for a class. Not a lesion map. Integrated gradients and occlusion take
         seconds on a CPU."""
+        method = method or DEFAULT_EXPLAIN_METHOD
         service = _service(request)
         target_index = _target(target)
         layer = layer or default_cam_layer(service.predictor.image_size)

@@ -177,14 +177,18 @@ def test_explain_gives_the_overlay_and_the_map(client, tiny_predictor, scans):
     assert picture.shape == (128, 128, 3)
     predicted = expected(tiny_predictor, scans[0]).class_name
     assert r.headers["x-target"] == predicted and r.headers["x-layer"] == "layer2"  # the default at 64 px
+    from model.qualify.faithfulness import default_method, read_table
+    assert r.headers["x-method"] == default_method(read_table())[0]  # the page's default: the table's pick
 
-    r = client.post("/v1/explain?format=json&target=Non_Demented&layer=layer3", files={"file": ("h.png", scans[0])})
+    r = client.post("/v1/explain?format=json&target=Non_Demented&layer=layer3&method=gradcam",
+                    files={"file": ("h.png", scans[0])})
     body = r.json()
     assert (body["target"], body["target_display_name"], body["layer"], body["shape"]) == \
            ("Non_Demented", DISPLAY_NAMES[2], "layer3", [128, 128])
     mine = explain(tiny_predictor, open_upload([("h.png", scans[0])]).image, target=2, layer="layer3").heatmap
     assert np.allclose(body["map"], mine, atol=6e-4) and 0 <= np.min(body["map"]) <= np.max(body["map"]) <= 1
-    by_index = client.post("/v1/explain?format=json&target=2&layer=layer3", files={"file": ("h.png", scans[0])})
+    by_index = client.post("/v1/explain?format=json&target=2&layer=layer3&method=gradcam",
+                           files={"file": ("h.png", scans[0])})
     assert by_index.json()["map"] == body["map"]
 
 
