@@ -172,8 +172,9 @@ def render_sidebar() -> None:
         crossval, metrics = shipped_crossval(), shipped_metrics()
         if crossval:
             net = crossval["network"]["subject"]
+            st.caption("On new subjects (cross-validated):")
             c1, c2 = st.columns(2)
-            c1.metric("Balanced acc., new subjects", f"{net['balanced_accuracy']:.0%}",
+            c1.metric("Balanced acc.", f"{net['balanced_accuracy']:.0%}",
                       help="Balanced accuracy (the mean recall of the four stages; chance is 25%) over 200 "
                            "subjects, each staged by a network that never saw that brain (5-fold "
                            "cross-validation by subject)")
