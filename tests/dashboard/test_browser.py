@@ -56,9 +56,10 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         with page.expect_file_chooser() as chooser:  # several slices of one subject at once
             page.get_by_role("button", name="Add files").first.click()
         chooser.value.set_files([str(p) for p in others])
-        page.get_by_text("slices of one subject").wait_for(timeout=60_000)
+        choice = page.get_by_text("slices of one subject", exact=True)  # the radio option, not the captions
+        choice.wait_for(timeout=60_000)
         wait_idle(page)
-        page.get_by_text("slices of one subject").click()  # nothing is averaged until the user says so
+        choice.click()  # nothing is averaged until the user says so
         page.get_by_text("Subject-level stage (4 slices)").wait_for(timeout=60_000)
         wait_idle(page)
         page.wait_for_timeout(500)

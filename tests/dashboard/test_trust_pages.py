@@ -204,5 +204,5 @@ def test_a_volume_can_be_staged_as_a_subject_on_the_classify_page():
     table = next(d.value for d in at.dataframe if "slice" in d.value.columns)
     assert len(table) == 32 and table["slice"].diff().dropna().eq(1).all()
     # a synthetic ellipse is no brain: the guard flags every slab slice, and the page says the stage includes them
-    assert any("32 of 32 slab slices flagged by the guard" in w.value for w in at.warning)
+    assert any("32 of 32 slices flagged by the guard" in w.value for w in at.warning), [w.value for w in at.warning]
     assert 1 <= at.slider(key="classify_volume_0").value <= 40
