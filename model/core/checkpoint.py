@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
+from safetensors.numpy import load as load_numpy  # the guard bank and slab template: numpy arrays
+from safetensors.numpy import save as save_numpy
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
@@ -206,3 +208,36 @@ def read_model_config(path: Path = MODEL_CONFIG_PATH) -> dict:
     if cfg.get("in_channels", 1) not in (1, 3):
         raise ModelLoadError(f"{path}: in_channels must be 1 or 3, got {cfg.get('in_channels')!r}")
     return cfg
+
+
+# ---------------------------------------------------------------- shipped array assets with a SHA-256 record
+def save_checked_arrays(arrays: dict, path: Path, record_path: Path, sha_key: str, record: dict) -> str:
+    """Numpy arrays as one safetensors file at `path`, and `record` with the file's name and SHA-256 (under
+    `sha_key`) as JSON at `record_path`. The guard's bank and the slab template are shipped this way. Returns the
+    hash."""
+    blob = save_numpy(arrays)
+    Path(path).write_bytes(blob)
+    sha = hashlib.sha256(blob).hexdigest()
+    Path(record_path).write_text(json.dumps({sha_key.replace("_sha256", "_file"): Path(path).name, sha_key: sha,
+                                             **record}, indent=1) + "\n")
+    return sha
+
+
+def load_checked_arrays(path: Path, record_path: Path, sha_key: str, error: type[Exception],
+                        build_hint: str) -> tuple[dict, dict]:
+    """(arrays, record) of a `save_checked_arrays` asset, refused with `error` unless both files are there, the
+    record is readable and the file's bytes hash to the SHA-256 it records. build_hint: the command that rebuilds
+    them, for the message."""
+    path, record_path = Path(path), Path(record_path)
+    if not path.is_file() or not record_path.is_file():
+        raise error(f"{path.name} or {record_path.name} is missing; build them with `{build_hint}`")
+    blob = path.read_bytes()
+    try:
+        record = json.loads(record_path.read_text())
+        expected = record[sha_key]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise error(f"{record_path.name} is not the record of {path.name} ({exc})") from exc
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise error(f"{path.name} does not match the SHA-256 in {record_path.name}: it was altered or belongs to "
+                    "another build")
+    return load_numpy(blob), record

@@ -10,8 +10,6 @@ and how it compares with the training subjects' own slabs. `model.serve.pipeline
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.core.checkpoint import load_checked_arrays, save_checked_arrays
 from model.core.constants import ASSETS_DIR
 
 SLAB_TEMPLATE_PATH = ASSETS_DIR / "slab_template.safetensors"
@@ -104,28 +103,13 @@ class SlabTemplate:
     # ------------------------------------------------------------------ files
     def save(self, path: Path = SLAB_TEMPLATE_PATH, record_path: Path = SLAB_RECORD_PATH,
              record: dict | None = None) -> str:
-        from safetensors.numpy import save
-
-        blob = save({"means": self.means.astype(np.float32)})
-        Path(path).write_bytes(blob)
-        sha = hashlib.sha256(blob).hexdigest()
-        meta = {"template_file": Path(path).name, "template_sha256": sha, "slices": SLAB_SLICES,
-                "size": TEMPLATE_SIZE, "typical_score": self.typical, **(record or {})}
-        Path(record_path).write_text(json.dumps(meta, indent=1) + "\n")
-        return sha
+        return save_checked_arrays({"means": self.means.astype(np.float32)}, path, record_path, "template_sha256",
+                                   {"slices": SLAB_SLICES, "size": TEMPLATE_SIZE, "typical_score": self.typical,
+                                    **(record or {})})
 
     @classmethod
     def load(cls, path: Path = SLAB_TEMPLATE_PATH, record_path: Path = SLAB_RECORD_PATH) -> "SlabTemplate":
         """The shipped template, refused unless its bytes hash to the SHA-256 recorded beside it."""
-        from safetensors.numpy import load
-
-        path, record_path = Path(path), Path(record_path)
-        if not path.is_file() or not record_path.is_file():
-            raise SlabError(f"{path.name} or {record_path.name} is missing; build them with "
-                            "`python -m model.training.build_slab_template`")
-        blob = path.read_bytes()
-        meta = json.loads(record_path.read_text())
-        if hashlib.sha256(blob).hexdigest() != meta.get("template_sha256"):
-            raise SlabError(f"{path.name} does not match the SHA-256 in {record_path.name}: it was altered or "
-                            "belongs to another build")
-        return cls(load(blob)["means"], meta["typical_score"])
+        arrays, meta = load_checked_arrays(path, record_path, "template_sha256", SlabError,
+                                           "alzmri data build-slab-template")
+        return cls(arrays["means"], meta["typical_score"])

@@ -30,16 +30,14 @@ Built by `alzmri data build-guard` (`model.training.build_guard`; needs the data
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load, save
 
+from model.core.checkpoint import load_checked_arrays, save_checked_arrays
 from model.core.constants import ASSETS_DIR, CLASS_NAMES, DISPLAY_NAMES
 from model.core.inference import Prediction
 
@@ -185,34 +183,18 @@ class TrustBank:
     # ------------------------------------------------------------------ files
     def save(self, path: Path = TRUST_BANK_PATH, record: dict | None = None, record_path: Path = TRUST_PATH) -> str:
         """Write the arrays (float16 coefficients) and trust.json with their SHA-256; returns the hash."""
-        blob = save({"mean": self.mean, "components": self.components.astype(np.float16),
-                     "coefficients": self.coefficients.numpy().astype(np.float16),
-                     "hist_mean": self.hist_mean.astype(np.float32), "labels": self.labels.astype(np.int8)})
-        Path(path).write_bytes(blob)
-        sha = hashlib.sha256(blob).hexdigest()
-        meta = {"bank_file": Path(path).name, "bank_sha256": sha, "signature_size": SIGNATURE_SIZE,
-                "n_components": int(self.components.shape[0]), "thresholds": self.thresholds,
-                "subjects": self.subjects, "paths": self.paths, **(record or {})}
-        Path(record_path).write_text(json.dumps(meta, indent=1) + "\n")
-        return sha
+        arrays = {"mean": self.mean, "components": self.components.astype(np.float16),
+                  "coefficients": self.coefficients.numpy().astype(np.float16),
+                  "hist_mean": self.hist_mean.astype(np.float32), "labels": self.labels.astype(np.int8)}
+        return save_checked_arrays(arrays, path, record_path, "bank_sha256", {
+            "signature_size": SIGNATURE_SIZE, "n_components": int(self.components.shape[0]),
+            "thresholds": self.thresholds, "subjects": self.subjects, "paths": self.paths, **(record or {})})
 
     @classmethod
     def load(cls, path: Path = TRUST_BANK_PATH, record_path: Path = TRUST_PATH) -> "TrustBank":
         """The shipped bank, refused unless its bytes hash to the SHA-256 recorded beside it."""
-        path, record_path = Path(path), Path(record_path)
-        if not path.is_file() or not record_path.is_file():
-            raise TrustBankError(f"{path.name} or {record_path.name} is missing; build them with "
-                                 "`alzmri data build-guard`")
-        blob = path.read_bytes()
-        try:
-            meta = json.loads(record_path.read_text())
-            expected = meta["bank_sha256"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise TrustBankError(f"{record_path.name} is not a trust record ({exc})") from exc
-        if hashlib.sha256(blob).hexdigest() != expected:
-            raise TrustBankError(f"{path.name} does not match the SHA-256 in {record_path.name}: it was altered or "
-                                 "belongs to another build")
-        arrays = load(blob)
+        arrays, meta = load_checked_arrays(path, record_path, "bank_sha256", TrustBankError,
+                                           "alzmri data build-guard")
         return cls(arrays["mean"], arrays["components"], arrays["coefficients"], arrays["hist_mean"],
                    meta["subjects"], arrays["labels"], meta["paths"], meta["thresholds"])
 
