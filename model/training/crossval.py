@@ -362,7 +362,8 @@ def cross_validate(data: SliceSet, groups: np.ndarray, cfg, n_folds: int, seed: 
         on_epoch = tracker.epoch_logger(f"fold{k}") if tracker is not None else None
         out = run_fold(k, data, groups, fold, cfg, inner_fraction, out_dir, on_epoch)
         if tracker is not None:
-            tracker.log_metrics({f"fold{k}_{key}": v for key, v in out.items()
+            tracker.log_metrics({f"fold{k}_{'total_seconds' if key == 'seconds' else key}": v  # per-epoch rows log
+                                 for key, v in out.items()                              # fold<k>_seconds already
                                  if key in ("selected_epoch", "inner_val_macro_f1", "seconds")})
         logits[out["index"]] = out["logits"]
         infos.append({key: v for key, v in out.items() if key not in ("index", "logits")})

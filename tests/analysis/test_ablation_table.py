@@ -12,11 +12,12 @@ def test_the_table_reads_finished_runs_and_marks_intervals_that_exclude_zero(tmp
                      "paired_reference_auc_diff": 0.07, "paired_reference_auc_lo": 0.02,
                      "paired_reference_auc_hi": 0.12, "paired_pca_auc_diff": 0.04, "paired_pca_auc_lo": -0.01,
                      "paired_pca_auc_hi": 0.09, "pca_subject_any_dementia_auc": 0.77,
-                     "lookup_subject_any_dementia_auc": 0.74, "fold0_seconds": 600, "fold1_seconds": 600})
+                     "lookup_subject_any_dementia_auc": 0.74, "fold0_total_seconds": 600, "fold1_total_seconds": 600,
+                     "fold0_seconds": 31.0})  # an epoch's seconds: not the fold's
     run.finish()
     unfinished = Tracker("crashed", {"folds": 5}, experiment="t", tags={"kind": "crossval"})
     unfinished.finish(ok=False)
-    markdown = ablation_table.table(ablation_table.runs_table("t"))
+    markdown = ablation_table.table(ablation_table.runs_table("t"), shipped={"mixup": 0.0, "augment": False})
     rows = markdown.splitlines()[2:]
     assert len(rows) == 1 and "crashed" not in markdown
     assert "0.810 [0.750, 0.860]" in rows[0]
