@@ -145,3 +145,21 @@ def test_requirements_txt_is_pyprojects_dependency_list():
     listed = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
               if line.split("#")[0].strip()]
     assert listed == declared
+
+
+def test_serving_a_user_loads_no_training_code():
+    """`alzmri predict` and `alzmri serve` through the one dispatcher, and the API app, in a fresh interpreter:
+    not one model.training module is imported (the dispatcher reaches training only for train/crossval/data)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "from model.cli import main\n"
+            "for cmd in (['predict', '--help'], ['evaluate', '--help']):\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "        main(cmd)\n"
+            "import model.serve.api, model.serve.pipeline, dashboard.common\n"
+            "print(sorted(m for m in sys.modules if m.startswith('model.training')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
