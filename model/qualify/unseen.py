@@ -7,6 +7,7 @@ beside the shipped network's answer, it is the one to read: it is what the model
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.core.constants import CLASS_NAMES, CROSSVAL_PREDICTIONS_PATH, DISPLAY_NAMES
+from model.core.constants import (CLASS_NAMES, CROSSVAL_PATH, CROSSVAL_PREDICTIONS_PATH, DISPLAY_NAMES,
+                                  MODEL_CONFIG_PATH)
+from model.core.recipe import crossval_describes
 
 PROBABILITY_COLUMNS = [f"p_{name}" for name in CLASS_NAMES]
 
@@ -66,3 +69,12 @@ def never_seen(subject: str, slice_path: str | None = None,
                      slice_path=slice_path if not one.empty else None,
                      slice_probabilities=tuple(float(v) for v in one[PROBABILITY_COLUMNS].iloc[0]) if not one.empty
                      else None)
+
+
+@lru_cache(maxsize=1)
+def shipped_recipe_crossvalidated(config_path: Path = MODEL_CONFIG_PATH, crossval_path: Path = CROSSVAL_PATH) -> bool:
+    """Whether the shipped network was trained with the cross-validated recipe (and carries its temperature), so the
+    never-seen answers are those of the shipped recipe rather than of an earlier one."""
+    def read(path: Path) -> dict | None:
+        return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+    return crossval_describes(read(config_path), read(crossval_path))

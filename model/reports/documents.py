@@ -455,6 +455,16 @@ def _guard_blocks(record: dict) -> list:
         if guard.get("near_copy"):
             blocks.append(Paragraph("A near-copy of a training slice: the answer recognises a brain seen in "
                                     "training; it is not a reading of a new one."))
+            seen = record.get("never_seen")
+            if seen:
+                whose = "the shipped recipe's" if seen.get("shipped_recipe") else "an earlier recipe's"
+                right = ("right" if seen["prediction"] == seen["true_stage"]
+                         else f"wrong (true stage: {display(seen['true_stage'])})")
+                blocks.append(Paragraph(
+                    f"Read this one: the fold-{seen['fold']} network of {whose} 5-fold cross-validation was trained "
+                    f"without {seen['subject']}; from all 32 of its slices it stages this subject "
+                    f"{seen['display_name']} ({seen['confidence']:.0%}), {right}. That is what the model does on a "
+                    "new brain; the stage above only says which brain it recognised."))
         near = guard.get("nearest_training_slices") or []
         if near:
             blocks.append(Table(("nearest training slice", "subject", "stage", "distance (grey levels RMS)"),

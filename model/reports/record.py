@@ -28,8 +28,8 @@ TEMPERATURE_DECIMALS = 4
 INTENDED_USE = "research only; not for the diagnosis of any patient"
 ROW_COLUMNS = ("schema_version", "file", "files", "kind", "slice", "n_slices", "prediction", "display_name",
                "label", "confidence", *(f"p_{n}" for n in CLASS_NAMES), "spread", "agreement", "uncertainty_level",
-               "flags", "reliable", "reasons", "nearest_subject", "model_sha256", "calibration_temperature",
-               "error_code", "error")
+               "flags", "reliable", "reasons", "nearest_subject", "never_seen_prediction", "never_seen_confidence",
+               "model_sha256", "calibration_temperature", "error_code", "error")
 
 
 
@@ -53,6 +53,34 @@ class Guard(BaseModel):
     residual: float = Field(description="grey levels RMS outside the training slices' basis")
     histogram: float = Field(description="L1 distance of the grey-level histogram from the training slices'")
     nearest_training_slices: list[NearestSlice]
+
+
+class NeverSeenAnswer(BaseModel):
+    """For a near-copy of a training slice: what the cross-validation's network that never saw that subject said of
+    it. This is the answer to read; the shipped network's only says which brain it recognised."""
+
+    subject: str = Field(description="the recognised training subject")
+    fold: int = Field(description="the cross-validation fold (1-5) whose network was trained without it")
+    prediction: str = Field(description="class name of the subject's stage from all 32 of its slices")
+    display_name: str = Field(description="that stage in words")
+    confidence: float = Field(description="its mean calibrated probability")
+    probabilities: dict[str, float] = Field(description="the subject's mean out-of-fold calibrated probabilities")
+    true_stage: str = Field(description="the subject's true stage (class name) in the dataset")
+    slice_prediction: str | None = Field(description="class name of the out-of-fold stage of the nearest training "
+                                                     "slice alone; null when the table lacks it")
+    shipped_recipe: bool = Field(description="true when the cross-validated recipe is the shipped network's; false "
+                                             "when the answer comes from an earlier recipe's cross-validation")
+
+    @classmethod
+    def of(cls, answer, *, shipped_recipe: bool) -> NeverSeenAnswer:
+        """From a model.qualify.unseen.NeverSeen."""
+        return cls(subject=answer.subject, fold=answer.fold + 1, prediction=CLASS_NAMES[answer.label],
+                   display_name=answer.display_name,
+                   confidence=round(max(answer.probabilities), PROBABILITY_DECIMALS),
+                   probabilities={n: round(v, PROBABILITY_DECIMALS) for n, v in zip(CLASS_NAMES, answer.probabilities)},
+                   true_stage=CLASS_NAMES[answer.true_label],
+                   slice_prediction=None if answer.slice_label is None else CLASS_NAMES[answer.slice_label],
+                   shipped_recipe=shipped_recipe)
 
 
 class Uncertainty(BaseModel):
@@ -86,7 +114,10 @@ class ResultBase(BaseModel):
             "spread": u.spread, "agreement": u.agreement, "uncertainty_level": u.level or "",
             "flags": "; ".join(self.flags), "reliable": self.reliable,
             "reasons": "; ".join(self.guard.reasons) if self.guard else "",
-            "nearest_subject": self.nearest_subject(), "model_sha256": self.model_sha256,
+            "nearest_subject": self.nearest_subject(),
+            "never_seen_prediction": self.never_seen.prediction if self.never_seen else "",
+            "never_seen_confidence": self.never_seen.confidence if self.never_seen else "",
+            "model_sha256": self.model_sha256,
             "calibration_temperature": self.calibration_temperature}
 
 
@@ -115,6 +146,9 @@ class Result(ResultBase):
     flags: list[str] = Field(description="'out of distribution', 'near-copy of a training slice', 'no guard'")
     reliable: bool = Field(description="false when out of distribution or a near-copy of a training slice")
     guard: Guard | None = Field(description="the out-of-distribution guard's report; null without the guard")
+    never_seen: NeverSeenAnswer | None = Field(
+        None, description="for a near-copy of a training slice: the stage from the cross-validation's network that "
+                          "never saw that subject, the answer to read; null otherwise")
     steps: list[str] = Field(description="what was done to the file to bring it to the training slices' look")
     header: dict[str, str] = Field(description="technical header fields read (never patient identifiers)")
     model_sha256: str

@@ -26,7 +26,8 @@ import numpy as np
 
 from model.core.slab import SlabError, SlabTemplate
 from model.qualify.trust import assess
-from model.reports.record import ErrorDetail, Failed, Result, SubjectResult
+from model.qualify.unseen import never_seen, shipped_recipe_crossvalidated
+from model.reports.record import ErrorDetail, Failed, NeverSeenAnswer, Result, SubjectResult
 from model.scans.scan_io import (ACCEPTED, SCAN_SUFFIXES, Scan, ScanError, group_uploads, open_upload, open_volume,
                                  printable)
 
@@ -73,9 +74,21 @@ def assess_opened(opened: Sequence[Opened], *, predictor, bank=None) -> list[Res
     readable = [o for o in opened if o.scan is not None]
     assessments = iter(assess(predictor, np.stack([o.scan.image for o in readable]), bank,
                               [o.scan.colour for o in readable], k=NEIGHBOURS) if readable else [])
-    return [Result.of(next(assessments), files=o.files, scan=o.scan, model_sha256=predictor.sha256,
-                      temperature=predictor.temperature) if o.scan is not None
+    return [with_never_seen(Result.of(next(assessments), files=o.files, scan=o.scan, model_sha256=predictor.sha256,
+                                      temperature=predictor.temperature)) if o.scan is not None
             else Failed(file=o.files[0], files=o.files, error=o.error) for o in opened]
+
+
+def with_never_seen(result: Result) -> Result:
+    """`result`, with the never-seen answer filled in when the guard calls it a near-copy of a training slice:
+    the stage that the cross-validation's network trained without that subject gave it (model.qualify.unseen)."""
+    guard = result.guard
+    if guard is not None and guard.near_copy and guard.nearest_training_slices:
+        nearest = guard.nearest_training_slices[0]
+        answer = never_seen(nearest.subject, nearest.path)
+        if answer is not None:
+            result.never_seen = NeverSeenAnswer.of(answer, shipped_recipe=shipped_recipe_crossvalidated())
+    return result
 
 
 def assess_stream(opened: Iterable[Opened], *, predictor, bank=None, chunk: int = CHUNK
@@ -109,7 +122,8 @@ def classify_slices(images, names: Sequence[str], *, predictor, bank=None, colou
     """Results of slices already decoded to the training look (uint8 (N, S, S)), e.g. test-split examples."""
     images = np.asarray(images, dtype=np.uint8).reshape(-1, *np.shape(images)[-2:])
     colours = list(colours) if colours is not None else [0.0] * len(images)
-    return [Result.of(a, files=[name], kind=kind, model_sha256=predictor.sha256, temperature=predictor.temperature)
+    return [with_never_seen(Result.of(a, files=[name], kind=kind, model_sha256=predictor.sha256,
+                                      temperature=predictor.temperature))
             for a, name in zip(assess(predictor, images, bank, colours, k=NEIGHBOURS), names)]
 
 

@@ -302,3 +302,17 @@ def test_a_subject_report_leads_with_the_subject_and_lists_its_slices(tiny_predi
     assert all(name in words for name in ("a.png", "b.png", "c.png"))  # the per-slice table
     assert words.index("Subject S-3") < words.index("One of its slices")
     assert "a brain the model never saw was told apart from a healthy one with ROC AUC" in words
+
+
+def test_scan_report_of_a_near_copy_says_which_answer_to_read(tiny_predictor, scan_result, stamp):
+    image, blended = scan_result[:2]
+    record = scan_record(tiny_predictor, scan_result)
+    record["guard"] = {"reasons": [], "near_copy": True, "residual": 1.0, "histogram": 0.1,
+                       "nearest_training_slices": [{"path": "train/x.jpg", "subject": "OAS1_0001_MR1",
+                                                    "stage": "Non_Demented", "distance": 3.0}]}
+    record["never_seen"] = {"subject": "OAS1_0001_MR1", "fold": 4, "prediction": "Very_Mild_Demented",
+                            "display_name": "Very mild dementia", "confidence": 0.52, "probabilities": {},
+                            "true_stage": "Non_Demented", "slice_prediction": None, "shipped_recipe": True}
+    words = flat(pdf_text(reports.scan_report_pdf(record, image, blended, stamp))[1])
+    assert "Read this one: the fold-4 network of the shipped recipe's 5-fold cross-validation" in words
+    assert "stages this subject Very mild dementia (52%), wrong (true stage: No dementia)" in words

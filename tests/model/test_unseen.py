@@ -32,3 +32,32 @@ def test_every_shipped_subject_has_a_never_seen_answer():
     answer = never_seen(subject, table.id.iloc[0])
     assert answer is not None and np.isclose(sum(answer.probabilities), 1, atol=1e-4)
     assert answer.slice_probabilities is not None
+
+
+def test_a_near_copy_carries_the_never_seen_answer_in_its_record(tiny_predictor, test_slices):
+    """Every output of a near-copy (the API, the CLI, the pages' downloads) carries what the fold network that never
+    saw the recognised subject said of it; a slice that is no near-copy carries none."""
+    from model.qualify.trust import TrustBank
+    from model.serve.pipeline import classify_slices
+
+    table = pd.read_csv(CROSSVAL_PREDICTIONS_PATH)
+    firsts = table.groupby("subject").head(1).iloc[:8]  # one real slice id of 8 shipped subjects
+    images = test_slices.images[:, 0].numpy()
+    everything_near = {"residual": 1e9, "histogram": 1e9, "near_copy": 1e9, "spread_low": 0.01, "spread_high": 0.05}
+    bank = TrustBank.fit(images, test_slices.labels.numpy(), list(firsts.subject), list(firsts.id), n_components=4,
+                         thresholds=everything_near)
+    result = classify_slices(images[:2], ["a.png", "b.png"], predictor=tiny_predictor, bank=bank)[1]
+    nearest = result.guard.nearest_training_slices[0]
+    assert result.guard.near_copy and nearest.subject == firsts.subject.iloc[1]
+    expected = never_seen(nearest.subject, nearest.path)
+    record = result.record()["never_seen"]
+    assert record["subject"] == nearest.subject and record["fold"] == expected.fold + 1
+    assert record["prediction"] == CLASS_NAMES[expected.label] == result.row()["never_seen_prediction"]
+    assert record["probabilities"][record["prediction"]] == pytest.approx(max(expected.probabilities), abs=1e-6)
+    assert record["true_stage"] == CLASS_NAMES[expected.true_label]
+    assert record["slice_prediction"] == CLASS_NAMES[expected.slice_label]
+
+    not_near = TrustBank.fit(images, test_slices.labels.numpy(), list(firsts.subject), list(firsts.id),
+                             n_components=4, thresholds={**everything_near, "near_copy": 0.0})
+    alone = classify_slices(images[:1], ["a.png"], predictor=tiny_predictor, bank=not_near)[0]
+    assert not alone.guard.near_copy and alone.never_seen is None and alone.row()["never_seen_prediction"] == ""
