@@ -135,3 +135,24 @@ def test_a_subject_with_two_stages_or_nothing_labelled_is_refused():
         evaluate_cohort(results, truth_from_folders([r.file for r in results]), n_bootstrap=5)
     with pytest.raises(TruthError, match="None of the classified files has a true stage"):
         evaluate_cohort([results[0]], truth_from_csv("file,stage\nb.png,0\n", ["c.zip/Mild_Demented/S1/b.png"]))
+
+
+def test_the_cohort_report_states_figures_flags_and_choices_in_pdf_and_html():
+    import io
+
+    from pypdf import PdfReader
+
+    from model.reports.documents import cohort_report
+
+    results = cohort()
+    evaluation = evaluate_cohort(results, truth_from_folders([r.file for r in results]), n_bootstrap=10)
+    choices = {"referral": {"share": 20, "threshold": 0.512, "kept": 29, "of": 36, "unit": "slices",
+                            "accuracy": 0.9, "balanced_accuracy": 0.8}}
+    pdf = cohort_report(evaluation, stamp={}, fmt="pdf", choices=choices)
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).replace("\n", " ")
+    for wanted in ("Evaluation on your cohort", "36 labelled slices of 12 subjects", "per subject", "per slice",
+                   "flagged out of distribution", "least confident 20%", "at least 0.512",
+                   "not for the diagnosis of any patient", "cohort.zip/unsorted/extra.png"):
+        assert wanted in text, wanted
+    page = cohort_report(evaluation, stamp={}, fmt="html").decode()
+    assert page.startswith("<!doctype html>") and "Calibration (subjects)" in page and "least confident" not in page
