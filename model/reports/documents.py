@@ -814,7 +814,8 @@ COHORT_CAVEATS = (
 )
 
 
-def _flag_rows(flags: dict) -> tuple[tuple[str, str], ...]:
+def flag_rows(flags: dict) -> tuple[tuple[str, str], ...]:
+    """The guard's flag summary (`model.qualify.evaluate.flag_summary`) as (what, how many) rows, page and report."""
     def pct(v):
         return "–" if v is None else f"{v:.1%}"
 
@@ -861,7 +862,7 @@ def cohort_report(evaluation: dict, *, stamp: dict, fmt: str = "pdf", choices: d
                    Figures(((figure_reliability(cal.get("reliability_before", []), cal.get("reliability_after", []),
                                                 title=f"Reliability on your cohort ({unit})"),
                              f"ECE {cal.get('ece_after', metrics['ece']):.3f}"),), width=0.5))
-    report.add(Heading("The guard's flags"), KeyValues(_flag_rows(evaluation["flags"])))
+    report.add(Heading("The guard's flags"), KeyValues(flag_rows(evaluation["flags"])))
     report.add(*choice_blocks(choices))
     report.add(Heading("Caveats"), Bullets(COHORT_CAVEATS), Heading("Reproducibility"),
                KeyValues(tuple(stamp_rows(stamp))))
