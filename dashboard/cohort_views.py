@@ -73,7 +73,7 @@ def export(evaluation: dict) -> None:
     st.subheader("Export the evaluation")
     fmt = st.segmented_control("Format", ["PDF", "HTML"], default="PDF", key=f"{KEY}_format") or "PDF"
     choices = views.view_choices(KEY)
-    wanted = (id(evaluation), fmt, repr(sorted(choices.items())))
+    wanted = (id(evaluation), fmt, views.choice_signature(KEY))
     if st.button("Build the report", key=f"{KEY}_build"):
         with st.spinner("Drawing the figures…"):
             predictor, _ = predictor_or_none()

@@ -667,6 +667,13 @@ def view_choices(key: str) -> dict:
     return {name: st.session_state[k] for name, k in parts.items() if st.session_state.get(k)}
 
 
+def choice_signature(key: str) -> str:
+    """The widgets behind `view_choices` as they stand at the start of this run: a report built with other choices
+    is not offered (on the Evaluation page the export is drawn before the view updates its choices)."""
+    names = ["level", "mix_preset", "refer", "cell_true", "cell_pred", *(f"mix_{n}" for n in CLASS_NAMES)]
+    return repr([st.session_state.get(f"{key}_{name}") for name in names])
+
+
 # ---------------------------------------------------------------- the user's own cohort (Batch page)
 def own_cohort(evaluation: dict, key: str) -> None:
     """The Evaluation views on a cohort the user brought (`model.serve.cohort.evaluate_cohort`): the metric panel

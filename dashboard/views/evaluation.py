@@ -19,8 +19,9 @@ with st.expander("Export this view as a report"):
     new = view == views.NEW
     level = "slice" if new and st.session_state.get("evaluation_level") == "per slice" else "subject"
     live = st.session_state.get("evaluation_live")  # the published view shows recomputed figures when there are
-    choices = views.view_choices("evaluation_new" if new else "evaluation_test")  # class mix, referral, cell
-    wanted = (view, level, fmt, live is not None, repr(sorted(choices.items())))
+    key = "evaluation_new" if new else "evaluation_test"
+    choices = views.view_choices(key)  # the class mix, referral and cell chosen in the view below
+    wanted = (view, level, fmt, live is not None, views.choice_signature(key))
     if st.button("Build the report", key="evaluation_export_build"):
         with st.spinner("Drawing the figures…"):
             predictor, _ = predictor_or_none()
