@@ -688,7 +688,8 @@ def own_cohort(evaluation: dict, key: str) -> None:
     c4.metric("Flagged by the guard", f"{flags['flagged']:,}", help="Out of distribution or a near-copy of a "
               "training slice")
     if evaluation["unlabelled_files"]:
-        with st.expander(f"{evaluation['unlabelled']:,} files without a true stage (left out)"):
+        n = evaluation["unlabelled"]
+        with st.expander(f"{n:,} file{'s' if n != 1 else ''} without a true stage (left out)"):
             st.dataframe(pd.DataFrame({"file": evaluation["unlabelled_files"]}), hide_index=True,
                          key=f"{key}_unlabelled")
     for note in evaluation["notes"]:
