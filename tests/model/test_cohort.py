@@ -26,7 +26,8 @@ def cohort(seed: int = 0, per_subject: int = 3):
     of a zip, with noisy probabilities leaning to the truth; plus one file in no stage folder."""
     rng = np.random.default_rng(seed)
     stages = [NON] * 4 + [VERY_MILD] * 4 + [MILD] * 3 + [MODERATE]
-    folders = {NON: "Non_Demented", VERY_MILD: "very mild demented", MILD: "Mild-Demented", MODERATE: "MODERATE_DEMENTED"}
+    folders = {NON: "Non_Demented", VERY_MILD: "very mild demented", MILD: "Mild-Demented",
+               MODERATE: "MODERATE_DEMENTED"}
     results = []
     for s, stage in enumerate(stages):
         for k in range(per_subject):
