@@ -39,7 +39,7 @@ from model.qualify.evaluate import run
 from model.qualify.explain import explain, overlay
 from model.qualify.neighbours import distance_summary
 from model.reports.card import confound_sentence
-from model.reports.documents import baseline_rows, display, headline_rows, per_class_rows
+from model.reports.documents import baseline_rows, display, flag_rows, headline_rows, per_class_rows
 
 NEW, PUBLISHED = "New subjects (cross-validated)", "Published test split (slice-level)"
 
@@ -80,7 +80,9 @@ def metric_panel(metrics: dict, counts: dict, unit: str, key: str) -> tuple[int,
     cols = st.columns(5)
     for col, (name, label) in zip(cols, [("balanced_accuracy", "Balanced accuracy"), ("accuracy", "Accuracy"),
                                          ("any_dementia_auc", "Any-dementia AUC"), ("macro_f1", "Macro-F1")]):
-        if name in metrics:
+        if name in metrics and not np.isfinite(metrics[name]):  # a small cohort: one side of the split absent
+            col.metric(label, "undefined", help="Needs cases of more than one stage (for an AUC: demented and not)")
+        elif name in metrics:
             col.metric(label, f"{metrics[name]:.1%}" if "accuracy" in name else f"{metrics[name]:.3f}",
                        help=f"95% bootstrap interval {ci[name][0]:.3f}–{ci[name][1]:.3f}" if name in ci else None)
     cols[4].metric("Calibration error", f"{metrics['ece']:.3f}", help=f"Expected calibration error over {unit}, "
@@ -397,18 +399,25 @@ def show_more(key: str) -> None:
     st.session_state[f"{key}_cell_shown"] = st.session_state.get(f"{key}_cell_shown", GALLERY_STEP) + GALLERY_STEP
 
 
-def cell_gallery(rows: Rows, click, key: str, *, slices: Rows, note: str = "") -> None:
-    """The rows of one confusion-matrix cell, chosen by a click or two selectboxes, with their Grad-CAM maps."""
+def cell_gallery(rows: Rows, click, key: str, *, slices: Rows, note: str = "", maps: bool = True) -> None:
+    """The rows of one confusion-matrix cell, chosen by a click or two selectboxes, with their Grad-CAM maps (not
+    with maps=False: a user's own files are not kept to draw them). The cell opened is kept in the session state
+    (`{key}_cell_result`) for the report."""
     st.subheader("Look inside a cell")
     apply_click(click, key)
     left, right = st.columns(2)
     true = left.selectbox("True stage", [None, *STAGE_ORDER], format_func=stage_format, key=f"{key}_cell_true")
     pred = right.selectbox("Predicted stage", [None, *STAGE_ORDER], format_func=stage_format, key=f"{key}_cell_pred")
     if true is None or pred is None:
+        st.session_state.pop(f"{key}_cell_result", None)
         st.caption("Click a cell of the confusion matrix above, or choose a true and a predicted stage, to see the "
-                   f"{rows.unit} in it with their probabilities and Grad-CAM maps.")
+                   f"{rows.unit} in it with their probabilities" + (" and Grad-CAM maps." if maps else "."))
         return
     index = interrogate.cell_indices(rows.y, rows.probs, true, pred)
+    name = next((c for c in ("file", "subject", "id") if c in rows.table), None)
+    st.session_state[f"{key}_cell_result"] = {
+        "true": DISPLAY_NAMES[true], "predicted": DISPLAY_NAMES[pred], "count": int(len(index)), "unit": rows.unit,
+        "items": [str(v) for v in rows.table.iloc[index][name]] if name else []}
     if st.session_state.get(f"{key}_cell_now") != (true, pred, rows.unit):  # another cell: back to one page
         st.session_state[f"{key}_cell_now"] = (true, pred, rows.unit)
         st.session_state[f"{key}_cell_shown"] = GALLERY_STEP
@@ -417,9 +426,11 @@ def cell_gallery(rows: Rows, click, key: str, *, slices: Rows, note: str = "") -
     if not len(index):
         return
     cells = rows.table.iloc[index]
-    columns = [c for c in ("subject", "split", "id", "slices") if c in cells]
+    columns = [c for c in ("file", "subject", "split", "id", "slices", "flags") if c in cells]
     view = cells[columns].assign(**{DISPLAY_NAMES[c]: cells[f"p_{CLASS_NAMES[c]}"].round(3) for c in STAGE_ORDER})
     st.dataframe(view, hide_index=True, key=f"{key}_cell_table", height=min(250, 38 + 35 * len(view)))
+    if not maps:
+        return
     missing = local_maps_unavailable()
     if missing:
         st.info(missing)
@@ -572,7 +583,12 @@ def prevalence_section(rows: Rows, metrics: dict, key: str) -> None:
         st.caption(f"The shares add up to {shares.sum():.1f}%; they are rescaled to 100%.")
     confusion = np.asarray(metrics["confusion_matrix"])
     clinic, here = interrogate.prevalence_ppv_npv(confusion, shares), interrogate.prevalence_ppv_npv(confusion)
-    st.dataframe(prevalence_table(clinic, here), hide_index=True, key=f"{key}_mix_table")
+    table = prevalence_table(clinic, here)
+    st.dataframe(table, hide_index=True, key=f"{key}_mix_table")
+    st.session_state[f"{key}_mix_result"] = {  # for the report: the mix chosen and what it gives
+        "preset": preset if preset != "custom" else "custom (" + ", ".join(
+            f"{DISPLAY_NAMES[c].lower()} {shares[c] / shares.sum():.1%}" for c in STAGE_ORDER) + ")",
+        "unit": rows.unit, "table": (list(table.columns), table.astype(str).values.tolist())}
     st.caption("Memory-clinic and screening mixes are illustrative, not figures from a study. Each true stage is "
                f"taken to be called as it is in this data ({rows.unit}): sensitivity carries over, specificity "
                "against the rest is re-weighted by the rest's mix, and Bayes' rule gives the predictive values. "
@@ -599,6 +615,10 @@ def referral_section(rows: Rows, key: str) -> None:
     curve = cached_risk_coverage(rows.y, rows.probs)
     chosen = interrogate.referral(rows.y, rows.probs, refer / 100)
     every = interrogate.referral(rows.y, rows.probs, 0.0)
+    st.session_state[f"{key}_refer_result"] = {  # for the report
+        "share": int(refer), "threshold": float(chosen["threshold"]), "kept": int(chosen["kept"]),
+        "of": int(len(rows.y)), "unit": rows.unit, "accuracy": float(chosen["accuracy"]),
+        "balanced_accuracy": float(chosen["balanced_accuracy"])}
     left, right = st.columns([5, 4])
     left.plotly_chart(charts.risk_coverage(curve, chosen, unit=rows.unit), key=f"{key}_risk")
     with right:
@@ -638,3 +658,62 @@ def published_calibration(rows: Rows, temperature: float | None, key: str) -> No
                    "meant for a brain the network has not seen, and the brains of this split are also in training.")
     right.caption("The probabilities before scaling are recovered from the shipped calibrated ones as "
                   "softmax(T · log p), exact up to their rounding to 6 decimals.")
+
+
+def view_choices(key: str) -> dict:
+    """What the user set in the view drawn under `key` (class mix, referral, opened cell), as the report states it
+    (`model.reports.documents.choice_blocks`); empty where a section was not drawn."""
+    parts = {"class_mix": f"{key}_mix_result", "referral": f"{key}_refer_result", "cell": f"{key}_cell_result"}
+    return {name: st.session_state[k] for name, k in parts.items() if st.session_state.get(k)}
+
+
+def choice_signature(key: str) -> str:
+    """The widgets behind `view_choices` as they stand at the start of this run: a report built with other choices
+    is not offered (on the Evaluation page the export is drawn before the view updates its choices)."""
+    names = ["level", "mix_preset", "refer", "cell_true", "cell_pred", *(f"mix_{n}" for n in CLASS_NAMES)]
+    return repr([st.session_state.get(f"{key}_{name}") for name in names])
+
+
+# ---------------------------------------------------------------- the user's own cohort (Batch page)
+def own_cohort(evaluation: dict, key: str) -> None:
+    """The Evaluation views on a cohort the user brought (`model.serve.cohort.evaluate_cohort`): the metric panel
+    per subject or per slice, the opened cell's files, stage distance, class mix, referral, calibration and the
+    guard's flags."""
+    flags = evaluation["flags"]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Labelled slices", f"{evaluation['labelled']:,}")
+    c2.metric("Subjects", f"{evaluation['subjects']:,}", help="From the CSV's subject column, a folder inside a "
+              "stage folder, or the grouping above; a file with none is a subject of its own")
+    c3.metric("Without a true stage", f"{evaluation['unlabelled']:,}", help="Classified above, left out here")
+    c4.metric("Flagged by the guard", f"{flags['flagged']:,}", help="Out of distribution or a near-copy of a "
+              "training slice")
+    if evaluation["unlabelled_files"]:
+        n = evaluation["unlabelled"]
+        with st.expander(f"{n:,} file{'s' if n != 1 else ''} without a true stage (left out)"):
+            st.dataframe(pd.DataFrame({"file": evaluation["unlabelled_files"]}), hide_index=True,
+                         key=f"{key}_unlabelled")
+    for note in evaluation["notes"]:
+        st.info(note)
+    levels = ["per subject", "per slice"] if evaluation["subject"] else ["per slice"]
+    level = st.segmented_control("Count", levels, default=levels[0], key=f"{key}_level") or levels[0]
+    unit = "subjects" if level == "per subject" else "slices"
+    metrics = evaluation["subject" if unit == "subjects" else "slice"]
+    counts = {f"{k}s": metrics_counts(evaluation[k]) for k in ("subject", "slice") if evaluation.get(k)}
+    click = metric_panel(metrics, counts, unit, key)
+    slices = rows_from(pd.DataFrame(evaluation["rows"]), "slices", "subject")
+    rows = slices if unit == "slices" else rows_from(pd.DataFrame(evaluation["subject_rows"]), "subjects")
+    cell_gallery(rows, click, key, slices=slices, maps=False)
+    ordinal_section(rows, key)
+    prevalence_section(rows, metrics, key)
+    referral_section(rows, key)
+    st.subheader("Calibration")
+    cal = metrics["calibration"]
+    left, right = st.columns([3, 2])
+    left.plotly_chart(charts.reliability_figure(cal.get("reliability_before", []), cal["reliability_after"],
+                                                title=f"Reliability on your cohort ({unit})", unit=unit),
+                      key=f"{key}_reliability")
+    right.markdown(f"Expected calibration error over your {unit}: **{cal['ece_after']:.3f}**"
+                   + (f" (before temperature scaling, {cal['ece_before']:.3f})" if "ece_before" in cal else "")
+                   + ". With few cases per confidence bin this is a rough figure.")
+    st.subheader("The guard's flags")
+    st.dataframe(pd.DataFrame(flag_rows(flags), columns=["", "slices"]), hide_index=True, key=f"{key}_flags")

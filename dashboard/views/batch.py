@@ -1,6 +1,6 @@
 """Batch page: many scans at once (uploads, zip archives, or a configured server folder); a sortable table
-with predictions, uncertainty and flags, a chart of the stages, a CSV, subjects, and any row opened on the
-Classify page."""
+with predictions, uncertainty and flags, a chart of the stages, a CSV, subjects, any row opened on the
+Classify page, and, given true stages, the Evaluation views on the user's own cohort."""
 import json
 import os
 
@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
+from dashboard.cohort_views import cohort_section
 from dashboard.common import plain, predictor_or_none, trust_bank_or_none
 from model.core.constants import BATCH_DIR_ENV_VAR
 from model.reports.record import Result
@@ -86,3 +87,5 @@ st.download_button("Download the table (CSV)", table.to_csv(index=False), "batch
                    key="batch_download")
 st.download_button("Download the results (JSON)", json.dumps([r.record() for r in results], indent=1),
                    "batch_predictions.json", "application/json", key="batch_download_json")
+if ok:
+    cohort_section(results, group_by)

@@ -12,20 +12,23 @@ view = st.segmented_control("View", [views.NEW, views.PUBLISHED], default=views.
                             key="evaluation_view") or views.NEW
 
 with st.expander("Export this view as a report"):
-    st.caption("The figures and tables of this view, their caveats, and a stamp to reproduce them (model checksum, "
-               "data fingerprint, preprocessing, software versions, commit).")
+    st.caption("The figures and tables of this view, the class mix, referral share and confusion-matrix cell you "
+               "chose below, their caveats, and a stamp to reproduce them (model checksum, data fingerprint, "
+               "preprocessing, software versions, commit).")
     fmt = st.segmented_control("Format", ["PDF", "HTML"], default="PDF", key="evaluation_export_format") or "PDF"
     new = view == views.NEW
     level = "slice" if new and st.session_state.get("evaluation_level") == "per slice" else "subject"
     live = st.session_state.get("evaluation_live")  # the published view shows recomputed figures when there are
-    wanted = (view, level, fmt, live is not None)
+    key = "evaluation_new" if new else "evaluation_test"
+    choices = views.view_choices(key)  # the class mix, referral and cell chosen in the view below
+    wanted = (view, level, fmt, live is not None, views.choice_signature(key))
     if st.button("Build the report", key="evaluation_export_build"):
         with st.spinner("Drawing the figures…"):
             predictor, _ = predictor_or_none()
             st.session_state["evaluation_export_report"] = (wanted, reports.evaluation_report(
                 "new" if new else "published", crossval=crossval, metrics=live or metrics,
                 baseline=shipped_baseline(), stamp=reports.reproducibility_stamp(predictor or shipped_config()),
-                fmt=fmt.lower(), level=level))
+                fmt=fmt.lower(), level=level, choices=choices))
     built = st.session_state.get("evaluation_export_report")
     if built and built[0] == wanted:  # a report of another view or format is not offered for this one
         name = f"evaluation_{'new_subjects' if new else 'published_split'}.{fmt.lower()}"

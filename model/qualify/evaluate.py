@@ -20,10 +20,11 @@ import pandas as pd
 from scipy.stats import beta
 from sklearn import metrics as skm
 
-from model.core.calibration import expected_calibration_error
+from model.core.calibration import expected_calibration_error, reliability
 from model.core.checkpoint import ModelLoadError
 from model.core.constants import (
     CLASS_NAMES,
+    DISPLAY_NAMES,
     METRICS_PATH,
     MODEL_CONFIG_PATH,
     NUM_CLASSES,
@@ -33,7 +34,7 @@ from model.core.constants import (
 )
 from model.core.dataset import DatasetError, fingerprint, load_split
 from model.core.inference import Predictor, subject_level
-from model.qualify.interrogate import quadratic_weighted_kappa
+from model.qualify.interrogate import quadratic_weighted_kappa, reliability_before_after
 from model.qualify.neighbours import by_train_distance, distance_bin_label, nearest_train_slices
 
 LABELS = list(range(NUM_CLASSES))
@@ -182,6 +183,92 @@ def compute_metrics(y: np.ndarray, probs: np.ndarray, *, n_bootstrap: int = 1000
         result["bootstrap"] = {"resamples": n_bootstrap, "seed": seed, "method": "percentile",
                                "unit": "subject" if groups is not None else "row"}
     return result
+
+
+GUARD_FLAGS = ("out of distribution", "near-copy of a training slice", "no guard")  # Result.flags, as written
+LOW_AGREEMENT = 0.75  # fewer than 6 of the 8 test-time variants give the slice's stage: "low agreement"
+
+
+def undefined_notes(metrics: dict, unit: str) -> list[str]:
+    """Plain sentences for the figures a small cohort leaves undefined (a stage absent, only one stage present),
+    so a page or report says so instead of showing nan."""
+    notes = []
+    absent = [DISPLAY_NAMES[c] for c in range(NUM_CLASSES) if metrics["per_class"][CLASS_NAMES[c]]["support"] == 0]
+    if absent:
+        notes.append(f"No {unit} of {', '.join(a.lower() for a in absent)} in this cohort: recall and ROC AUC of "
+                     f"{'that stage are' if len(absent) == 1 else 'those stages are'} undefined, and the macro "
+                     "figures average over the stages present.")
+    only = [c for c in range(NUM_CLASSES) if metrics["per_class"][CLASS_NAMES[c]]["support"] == metrics["n"]]
+    if only:
+        notes.append(f"Every {unit[:-1]} is {DISPLAY_NAMES[only[0]].lower()}: no ROC or PR curve can be drawn, "
+                     "since a curve needs cases on both sides.")
+    elif not np.isfinite(metrics.get("any_dementia_auc", np.nan)):
+        notes.append(f"The any-dementia AUC is undefined: the {unit} are all demented or all not.")
+    return notes
+
+
+def flag_summary(y, pred, flags: list[list[str]], agreement) -> dict:
+    """How many slices the guard flagged, by flag, and the accuracy on flagged and unflagged slices.
+
+    flags: each slice's `Result.flags`; agreement (N,): each slice's share of test-time variants giving its stage.
+    "flagged" counts a slice out of distribution or a near-copy of a training slice (`Result.reliable` false).
+    """
+    y, pred, agreement = np.asarray(y), np.asarray(pred), np.asarray(agreement, dtype=np.float64)
+    correct = y == pred
+    flagged = np.array([any(f in ("out of distribution", "near-copy of a training slice") for f in fs)
+                        for fs in flags], dtype=bool)
+    low = agreement < LOW_AGREEMENT
+
+    def accuracy(mask):
+        return float(correct[mask].mean()) if mask.any() else None
+
+    return {"n": int(len(y)), **{f: sum(f in fs for fs in flags) for f in GUARD_FLAGS},
+            "low agreement": int(low.sum()), "low_agreement_below": LOW_AGREEMENT, "flagged": int(flagged.sum()),
+            "accuracy_flagged": accuracy(flagged), "accuracy_unflagged": accuracy(~flagged),
+            "accuracy_low_agreement": accuracy(low)}
+
+
+def cohort_metrics(y, probs, subjects, flags: list[list[str]], *, agreement, temperature: float | None = None,
+                   n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """External validation on a labelled cohort: the figures of `compute_metrics` per slice and per subject.
+
+    y (N,) true label ids; probs (N, C) calibrated probabilities; subjects (N,) subject of each slice (a slice
+    alone is its own subject); flags: each slice's guard flags (`Result.flags`); agreement (N,) in [0, 1];
+    temperature: the calibration temperature the probabilities were made with (for the reliability before it).
+
+    Returns {"slice": metrics, "subject": metrics or None (when no subject has two slices), "flags":
+    `flag_summary`, "notes": sentences on undefined figures, "subjects": how many}. Each metrics dict also has
+    "calibration" (`reliability_before_after`, or after only without a temperature). The slice-level bootstrap
+    resamples whole subjects when there are any, so one brain's slices are not counted as independent.
+    """
+    with warnings.catch_warnings():  # a stage absent from a small cohort leaves some percentiles all-nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _cohort_metrics(np.array(y), np.array(probs, dtype=np.float64), np.asarray(subjects), flags,
+                               agreement, temperature, n_bootstrap, seed)
+
+
+def _cohort_metrics(y, probs, subjects, flags, agreement, temperature, n_bootstrap, seed) -> dict:
+    ids, inverse = np.unique(subjects, return_inverse=True)
+    grouped = len(ids) < len(y)
+    levels = {"slice": compute_metrics(y, probs, n_bootstrap=n_bootstrap, seed=seed,
+                                       groups=inverse if grouped else None), "subject": None}
+    level_data = {"slice": (y, probs)}
+    if grouped:
+        _, labels, mean = subject_level(probs, y, inverse)
+        labels = np.array(labels)  # writable: torch (the calibration bins) refuses read-only arrays
+        levels["subject"] = compute_metrics(labels, mean, n_bootstrap=n_bootstrap, seed=seed)
+        level_data["subject"] = (labels, mean)
+        levels["subject"]["slices_per_subject"] = np.bincount(inverse).tolist()
+    notes = []
+    for level, (labels, p) in level_data.items():
+        if temperature:
+            levels[level]["calibration"] = reliability_before_after(p, labels, temperature)
+        else:
+            levels[level]["calibration"] = {"reliability_after": reliability(p, np.array(labels)),
+                                            "ece_after": levels[level]["ece"]}
+        notes += undefined_notes(levels[level], "slices" if level == "slice" else "subjects")
+    return {**levels, "flags": flag_summary(y, probs.argmax(1), flags, agreement),
+            "notes": list(dict.fromkeys(notes)), "subjects": int(len(ids)), "temperature": temperature}
 
 
 def predictions_table(ids, y, probs, nearest: dict | None = None) -> pd.DataFrame:

@@ -9,6 +9,8 @@ carries everything needed to reproduce it.
 * `evaluation_report(view, crossval=..., metrics=..., baseline=..., stamp=..., fmt="pdf" | "html")` -> bytes: the
   Evaluation page's figures (matplotlib PNGs drawn from the same numbers as the app's charts) and tables, with
   their caveats and the stamp. The HTML file is self-contained (figures as data URIs) and escapes every text.
+* `cohort_report(evaluation, stamp=..., fmt=...)` -> bytes: the user's own labelled cohort evaluated
+  (`model.serve.cohort.evaluate_cohort`), with the same tables and figures.
 
 A report is a list of blocks (heading, paragraph, table, figures, ...) that two small renderers turn into PDF
 (fpdf2, with matplotlib's bundled DejaVu Sans embedded so any printable name renders) or HTML. Text from a file or
@@ -374,7 +376,8 @@ def figure_pr(metrics: dict) -> bytes:
     return _png(fig)
 
 
-def figure_reliability(before: list[dict], after: list[dict]) -> bytes:
+def figure_reliability(before: list[dict], after: list[dict],
+                       title: str = "Reliability, out of fold (marker size: slices)") -> bytes:
     """Accuracy against mean confidence per bin, before and after temperature scaling; marker area ~ slices."""
     fig, ax = _new_figure(5.2, 4.0)
     ax.plot([0, 1], [0, 1], ls=":", color="#999", label="perfectly calibrated")
@@ -384,8 +387,7 @@ def figure_reliability(before: list[dict], after: list[dict]) -> bytes:
         ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], color=color, label=name)
         ax.scatter([r["confidence"] for r in rows], [r["accuracy"] for r in rows], color=color,
                    s=[10 + 90 * r["n"] / biggest for r in rows], zorder=3)
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="mean confidence", ylabel="accuracy",
-           title="Reliability, out of fold (marker size: slices)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="mean confidence", ylabel="accuracy", title=title)
     ax.legend(fontsize=8, loc="upper left")
     return _png(fig)
 
@@ -760,14 +762,43 @@ def _published_blocks(metrics: dict | None, baseline: dict | None, stamp: dict) 
     return blocks
 
 
+def choice_blocks(choices: dict | None) -> list:
+    """What the user chose on the page, stated in the report: the assumed class mix (with its predictive values),
+    the referral threshold and the opened confusion-matrix cell. choices: {"class_mix": {"preset", "unit",
+    "table": (columns, rows)}, "referral": {"share", "threshold", "kept", "of", "unit", "accuracy",
+    "balanced_accuracy"}, "cell": {"true", "predicted", "count", "unit", "items"}}, each part optional."""
+    if not choices:
+        return []
+    blocks = [Heading("Your choices in this view")]
+    mix = choices.get("class_mix")
+    if mix:
+        blocks += [Paragraph(f"Assumed class mix: {mix['preset']} (counted in {mix['unit']}). Predictive values "
+                             "for that mix, each true stage called as it is in this data:"),
+                   Table(tuple(mix["table"][0]), tuple(tuple(str(v) for v in r) for r in mix["table"][1]))]
+    ref = choices.get("referral")
+    if ref:
+        blocks.append(Paragraph(
+            f"Referral: the least confident {ref['share']}% of the {ref['unit']} are referred, so those whose largest "
+            f"probability is at least {ref['threshold']:.3f} are kept: {ref['kept']:,} of {ref['of']:,}, with "
+            f"accuracy {ref['accuracy']:.1%} and balanced accuracy {ref['balanced_accuracy']:.1%} on them."))
+    cell = choices.get("cell")
+    if cell:
+        items = list(cell.get("items") or [])
+        listed = ", ".join(items[:20]) + (f" and {len(items) - 20} more" if len(items) > 20 else "")
+        blocks.append(Paragraph(f"Opened confusion-matrix cell: truly {cell['true']}, predicted {cell['predicted']}: "
+                                f"{cell['count']:,} {cell['unit']}" + (f" ({listed})" if items else "") + "."))
+    return blocks if len(blocks) > 1 else []
+
+
 def evaluation_report(view: str, *, crossval: dict | None, metrics: dict | None, baseline: dict | None,
-                      stamp: dict, fmt: str = "pdf", level: str = "subject") -> bytes:
+                      stamp: dict, fmt: str = "pdf", level: str = "subject", choices: dict | None = None) -> bytes:
     """One view of the Evaluation page as a report file.
 
     view: "new" (new subjects, cross-validated) or "published" (the published test split); crossval, metrics,
     baseline: assets/crossval.json, metrics.json and baseline.json as dicts (None when missing); stamp:
     reproducibility_stamp(...); fmt: "pdf" or "html"; level: "subject" or "slice", the count of the new-subject
-    view's per-stage table and figures. Returns the file's bytes.
+    view's per-stage table and figures; choices: what the user set on the page (`choice_blocks`), stated in the
+    report. Returns the file's bytes.
     """
     if view not in EVALUATION_VIEWS:
         raise ValueError(f"unknown view {view!r}; choose one of {list(EVALUATION_VIEWS)}")
@@ -779,7 +810,72 @@ def evaluation_report(view: str, *, crossval: dict | None, metrics: dict | None,
     report.add(Notice(RESEARCH_NOTICE), *_headline_blocks(crossval, metrics, baseline))
     report.add(*(_new_subject_blocks(crossval, level) if view == "new" else _published_blocks(metrics, baseline,
                                                                                                  stamp)))
+    report.add(*choice_blocks(choices))
     report.add(Heading("Caveats"), Bullets(CAVEATS), Heading("Reproducibility"), KeyValues(tuple(stamp_rows(stamp))))
+    return _render_pdf(report) if fmt == "pdf" else _render_html(report)
+
+
+COHORT_CAVEATS = (
+    "This is your own external validation of a research model: it says how the model does on these scans, and it is "
+    "not a licence to use the model on patients. Not for the diagnosis of any patient.",
+    "A small cohort gives wide intervals; a stage with a handful of subjects cannot be validated.",
+    "The figures are only as good as the true stages given; the model was trained on one preprocessed collection "
+    "(OASIS-1), so scans from other scanners and protocols are likely to be flagged and to score lower.",
+)
+
+
+def flag_rows(flags: dict) -> tuple[tuple[str, str], ...]:
+    """The guard's flag summary (`model.qualify.evaluate.flag_summary`) as (what, how many) rows, page and report."""
+    def pct(v):
+        return "–" if v is None else f"{v:.1%}"
+
+    return (("labelled slices", f"{flags['n']:,}"),
+            ("flagged out of distribution", f"{flags['out of distribution']:,}"),
+            ("flagged near-copy of a training slice", f"{flags['near-copy of a training slice']:,}"),
+            (f"low agreement (under {flags['low_agreement_below']:.0%} of test-time variants agree)",
+             f"{flags['low agreement']:,}"),
+            ("without the guard (not checked)", f"{flags['no guard']:,}"),
+            ("accuracy on flagged / unflagged slices", f"{pct(flags['accuracy_flagged'])} / "
+                                                       f"{pct(flags['accuracy_unflagged'])}"))
+
+
+def cohort_report(evaluation: dict, *, stamp: dict, fmt: str = "pdf", choices: dict | None = None) -> bytes:
+    """The user's own cohort evaluated (`model.serve.cohort.evaluate_cohort`) as a PDF or HTML file: per subject and
+    per slice, the summary with intervals, per-stage table, confusion matrix, ROC and PR curves, calibration, the
+    guard's flags, what was left out, the user's choices on the page, caveats and the reproducibility stamp."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    report = Report("Evaluation on your cohort (external validation)")
+    levels = {k: evaluation[k] for k in ("subject", "slice") if evaluation.get(k)}
+    first = next(iter(levels.values()))
+    boot = first.get("bootstrap", {})
+    unlabelled = evaluation.get("unlabelled_files") or []
+    report.add(Notice(RESEARCH_NOTICE), Heading("The cohort"), Paragraph(
+        f"{evaluation['labelled']:,} labelled slices of {evaluation['subjects']:,} subjects, true stages from "
+        f"{evaluation['source']}; {evaluation['unlabelled']:,} classified files had no true stage and "
+        f"{evaluation['failed']:,} labelled files could not be read, both left out. Model "
+        f"{evaluation.get('model_sha256', 'unknown')}. Subject level: a subject's calibrated probabilities averaged "
+        f"over its slices. Intervals: {boot.get('resamples', 0):,} bootstrap resamples of "
+        f"{'subjects' if boot.get('unit') == 'subject' or 'subject' in levels else 'slices'}."))
+    if unlabelled:
+        report.add(Paragraph("Without a true stage: " + ", ".join(unlabelled[:20])
+                             + (f" and {len(unlabelled) - 20} more" if len(unlabelled) > 20 else ""), small=True))
+    if evaluation.get("notes"):
+        report.add(Bullets(tuple(evaluation["notes"])))
+    report.add(Heading("Metrics on your cohort"),
+               _summary_table({f"per {k}": m for k, m in levels.items()}))
+    counts = {f"{k}s": _counts(m) for k, m in levels.items()}
+    for level, metrics in levels.items():
+        unit = f"{level}s"
+        cal = metrics.get("calibration", {})
+        report.add(*_panel(metrics, counts, unit), Heading(f"Calibration ({unit})"),
+                   Figures(((figure_reliability(cal.get("reliability_before", []), cal.get("reliability_after", []),
+                                                title=f"Reliability on your cohort ({unit})"),
+                             f"ECE {cal.get('ece_after', metrics['ece']):.3f}"),), width=0.5))
+    report.add(Heading("The guard's flags"), KeyValues(flag_rows(evaluation["flags"])))
+    report.add(*choice_blocks(choices))
+    report.add(Heading("Caveats"), Bullets(COHORT_CAVEATS), Heading("Reproducibility"),
+               KeyValues(tuple(stamp_rows(stamp))))
     return _render_pdf(report) if fmt == "pdf" else _render_html(report)
 
 

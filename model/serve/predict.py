@@ -3,6 +3,7 @@
     python -m model.predict scans/ --out results.csv                  # a folder, searched recursively
     python -m model.predict cohort.zip test.parquet --out results.jsonl
     torchrun --nproc-per-node 4 -m model.predict scans/ --out results.csv   # 4 shards, one table
+    python -m model.predict cohort/ --truth-from-folders --evaluation-out report.pdf   # your own cohort, evaluated
 
 Inputs: scan files (PNG, JPEG, BMP, TIFF, DICOM, NIfTI, Analyze .hdr + .img), folders, zip archives (their
 members, within `model.serve.batch`'s archive limits) and parquet files in the Hugging Face schema (column `image`, a
@@ -73,9 +74,11 @@ from model.core.constants import MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.core.distributed import init_distributed
 from model.core.inference import Predictor
 from model.qualify.trust import TrustBank, TrustBankError
+from model.reports.documents import cohort_report, reproducibility_stamp
 from model.reports.record import ROW_COLUMNS, ErrorDetail, Failed, Result, SubjectResult
 from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, scan_groups
 from model.serve.batch import LazyFile, iter_zip, subject_results
+from model.serve.cohort import TruthError, evaluate_cohort, truth_from_csv, truth_from_folders
 from model.serve.pipeline import Opened, assess_opened, open_item, stage_volume
 
 BATCH_SIZE = 64  # slices classified together, and the most decoded slices held at once
@@ -401,6 +404,19 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="also stage subjects: the files of one folder, or of one file-name prefix (the part "
                              "before the last '_' or '-'), as one subject, the mean of their probabilities; each "
                              "subject's row comes before its files' rows (default: no subjects, a row per scan)")
+    parser.add_argument("--truth", type=Path, default=None, metavar="CSV",
+                        help="evaluate on your own cohort: a CSV with the columns file and stage (a class name or "
+                             "label index) and optionally subject; a file entry matches a path ending with it "
+                             "(default: none, no evaluation)")
+    parser.add_argument("--truth-from-folders", action="store_true",
+                        help="evaluate on your own cohort, reading each file's true stage from a folder named after "
+                             "it (Mild_Demented/, 'very mild demented/', ...; a folder inside it is the subject) "
+                             "(default: off)")
+    parser.add_argument("--evaluation-out", type=Path, default=None,
+                        help="write the cohort evaluation here: .pdf, .html or .json (default: a summary on "
+                             "standard error only)")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap resamples for the evaluation's 95%% intervals (default: %(default)s)")
     parser.add_argument("--volume-as-subject", action="store_true",
                         help="stage each NIfTI file or Analyze pair as a subject: the 32-slice slab matching the "
                              "training slices' positions, a row per slab slice and the subject's row (the mean of "
@@ -424,8 +440,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     say = _stderr if rank == 0 else (lambda message: None)
+    evaluating = args.truth is not None or args.truth_from_folders
+    if args.evaluation_out is not None and not evaluating:
+        parser.exit(2, "error: --evaluation-out needs true stages: add --truth CSV or --truth-from-folders\n")
+    if evaluating:
+        problem = _cohort_problem(args, world)
+        if problem:
+            parser.exit(2, f"error: {problem}\n")
     bank = None if args.no_guard else _load_bank(say)
     started = time.perf_counter()
+    if evaluating:
+        return _run_cohort(args, predictor, bank, fmt, parser)
     if args.volume_as_subject or args.subject_by:
         if world > 1:
             parser.exit(2, "error: --volume-as-subject and --subject-by run in one process; drop torchrun\n")
@@ -456,13 +481,78 @@ def subject_volumes(paths: list[Path], predictor, bank=None, template=None) -> l
     return out
 
 
-def _run_subjects(args, predictor, bank, fmt: str, parser: argparse.ArgumentParser) -> int:
-    if args.subject_by:
-        scans = predict_files(predictor, args.paths, args.batch_size, bank)
-        results = subject_results(scans, {"prefix": "name prefix"}.get(args.subject_by, args.subject_by))
-        results += [r for r in scans if isinstance(r, Failed)]
-    else:
-        results = subject_volumes(args.paths, predictor, bank)
+EVALUATION_FORMATS = (".pdf", ".html", ".json")
+
+
+def _cohort_problem(args, world: int) -> str | None:
+    """Why the options for a cohort evaluation cannot run together, or None."""
+    if args.truth is not None and args.truth_from_folders:
+        return "choose --truth CSV or --truth-from-folders, not both"
+    if args.truth is not None and not args.truth.is_file():
+        return f"--truth: no such file: {args.truth}"
+    if args.volume_as_subject:
+        return "--volume-as-subject cannot be evaluated against true stages; stage the files, or drop the truth"
+    if world > 1:
+        return "an evaluation runs in one process; drop torchrun"
+    if args.bootstrap < 0:
+        return f"--bootstrap must be 0 or more, not {args.bootstrap}"
+    suffix = args.evaluation_out.suffix.lower() if args.evaluation_out else ".json"
+    if suffix not in EVALUATION_FORMATS:
+        return f"--evaluation-out must end in {', '.join(EVALUATION_FORMATS)}, not '{suffix or args.evaluation_out}'"
+    return None
+
+
+def _json_safe(value):
+    """The evaluation as strict JSON: an undefined figure (nan) becomes null."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _run_cohort(args, predictor, bank, fmt: str, parser: argparse.ArgumentParser) -> int:
+    """Classify every file, write the rows as usual, then evaluate the labelled ones (`model.serve.cohort`)."""
+    scans = predict_files(predictor, args.paths, args.batch_size, bank)
+    group_by = {"prefix": "name prefix"}.get(args.subject_by, args.subject_by) or "none"
+    try:
+        names = [r.file for r in scans]
+        truth = (truth_from_folders(names) if args.truth_from_folders else
+                 truth_from_csv(args.truth.read_bytes(), names))
+        evaluation = evaluate_cohort(scans, truth, group_by=group_by, n_bootstrap=args.bootstrap)
+    except OSError as exc:
+        parser.exit(2, f"error: cannot read {args.truth}: {exc.strerror or exc}\n")
+    except TruthError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    results = subject_results(scans, group_by) + [r for r in scans if isinstance(r, Failed)] \
+        if args.subject_by else scans
+    _write_results(results, args, fmt, parser)
+    if args.evaluation_out:
+        suffix = args.evaluation_out.suffix.lower()
+        try:
+            args.evaluation_out.parent.mkdir(parents=True, exist_ok=True)
+            if suffix == ".json":
+                args.evaluation_out.write_text(json.dumps(_json_safe(evaluation), indent=1) + "\n")
+            else:
+                args.evaluation_out.write_bytes(cohort_report(evaluation, stamp=reproducibility_stamp(predictor),
+                                                              fmt=suffix[1:]))
+        except OSError as exc:
+            parser.exit(2, f"error: cannot write {args.evaluation_out}: {exc.strerror or exc}\n")
+    level = evaluation["subject"] or evaluation["slice"]
+    auc = level["any_dementia_auc"]
+    _stderr(f"evaluated {evaluation['labelled']} labelled slices ({evaluation['subjects']} subjects; "
+            f"{evaluation['unlabelled']} without a true stage left out): per "
+            f"{'subject' if evaluation['subject'] else 'slice'} balanced accuracy {level['balanced_accuracy']:.3f}, "
+            f"any-dementia AUC {'undefined' if auc != auc else f'{auc:.3f}'}"
+            + (f"; wrote {args.evaluation_out}" if args.evaluation_out else ""))
+    for note in evaluation["notes"]:
+        _stderr(f"note: {note}")
+    return 1 if any(isinstance(r, Failed) for r in scans) else 0
+
+
+def _write_results(results, args, fmt: str, parser: argparse.ArgumentParser) -> None:
     stream = _open_out(parser, args.out)
     writer = RowWriter(stream, fmt)
     for result in results:
@@ -472,6 +562,16 @@ def _run_subjects(args, predictor, bank, fmt: str, parser: argparse.ArgumentPars
     writer.close()
     if stream is not sys.stdout:
         stream.close()
+
+
+def _run_subjects(args, predictor, bank, fmt: str, parser: argparse.ArgumentParser) -> int:
+    if args.subject_by:
+        scans = predict_files(predictor, args.paths, args.batch_size, bank)
+        results = subject_results(scans, {"prefix": "name prefix"}.get(args.subject_by, args.subject_by))
+        results += [r for r in scans if isinstance(r, Failed)]
+    else:
+        results = subject_volumes(args.paths, predictor, bank)
+    _write_results(results, args, fmt, parser)
     failed = sum(isinstance(r, Failed) for r in results)
     if not args.quiet:
         _stderr(f"{len(results) - failed} subjects staged" + (f"; {failed} could not be" if failed else ""))

@@ -168,3 +168,33 @@ def test_trust_flags_dicom_and_the_batch_page(test_slices, tmp_path):
         wait_idle(page)
         assert page.locator("[data-testid='stImage'] img").count() >= 2
         page.screenshot(path=str(SHOTS / "classify_from_batch.png"))
+
+
+def test_own_cohort_evaluation_on_the_batch_page(data_dir, tmp_path):
+    """A zip of test-split slices in class-named folders: classified, then evaluated as the user's own cohort."""
+    from tests.dashboard.test_cohort_page import labelled_zip
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    archive = tmp_path / "my_cohort.zip"
+    archive.write_bytes(labelled_zip(data_dir))
+    with streamlit_server() as (url, _, _), browser_page(viewport=(1440, 1500)) as page:
+        page.goto(url)
+        wait_idle(page)
+        page.get_by_role("link", name="Batch").click()
+        wait_idle(page)
+        upload_through_chooser(page, archive)
+        wait_idle(page)
+        page.get_by_role("button", name="Classify 13 files").click()
+        page.get_by_text("Scans classified").wait_for(timeout=120_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Evaluate on 12 labelled files").click()
+        page.get_by_text("The guard's flags").wait_for(timeout=180_000)
+        wait_idle(page)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.get_by_text("your external validation of a research model").is_visible()
+        assert page.get_by_text("Labelled slices", exact=True).is_visible()
+        assert page.get_by_text("Without a true stage", exact=True).is_visible()
+        page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)  # counts, balance, confusion, ROC, PR
+        page.get_by_role("heading", name="Evaluate on your cohort").evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(800)  # let Plotly finish its transition before the picture
+        page.screenshot(path=str(SHOTS / "own_cohort.png"))

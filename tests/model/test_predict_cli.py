@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from model.serve.predict import main
 from tests.conftest import png_bytes
@@ -164,3 +165,65 @@ def test_cli_quiet_streams_json_lines(tiny_assets, test_slices, tmp_path, capsys
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(rows) == 2 and rows[0]["probabilities"] == rows[1]["probabilities"]
     assert err == ""  # no bar, no rate line
+
+
+def _labelled_cohort(test_slices, root):
+    """Two slices per stage in class-named folders (one subject folder each), and one file in no stage folder."""
+    folders = ["Mild_Demented", "moderate demented", "Non_Demented", "Very-Mild-Demented"]
+    for i in range(8):
+        folder = root / folders[int(test_slices.labels[i])] / f"S{i // 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"s{i}.png").write_bytes(png_bytes(test_slices.images[i, 0].numpy()))
+    (root / "loose.png").write_bytes(png_bytes(test_slices.images[0, 0].numpy()))
+    return root
+
+
+def test_cli_evaluates_a_cohort_in_class_named_folders(tiny_assets, test_slices, tmp_path, capsys):
+    from sklearn import metrics as skm
+
+    from model.core.constants import CLASS_NAMES
+
+    cohort = _labelled_cohort(test_slices, tmp_path / "cohort")
+    rows_out, report = tmp_path / "rows.json", tmp_path / "evaluation.json"
+    assets = ["--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+              "--config", str(tiny_assets / "model_config.json"), "--device", "cpu", "--no-guard"]
+    code = main([str(cohort), "--truth-from-folders", "--evaluation-out", str(report), "--bootstrap", "10",
+                 "--out", str(rows_out), *assets])
+    assert code == 0
+    rows, evaluation = json.loads(rows_out.read_text()), json.loads(report.read_text())
+    assert len(rows) == 9 and evaluation["labelled"] == 8 and evaluation["unlabelled"] == 1
+    assert evaluation["subjects"] == 4 and evaluation["subject"]["n"] == 4  # S0..S3, two slices each
+    truth = {r["file"]: CLASS_NAMES[int(test_slices.labels[int(r["file"][-5])])] for r in rows
+             if "loose" not in r["file"]}
+    y = np.array([CLASS_NAMES.index(truth[r["file"]]) for r in rows if r["file"] in truth])
+    probs = np.array([[r["probabilities"][n] for n in CLASS_NAMES] for r in rows if r["file"] in truth])
+    assert evaluation["slice"]["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, probs.argmax(1)))
+    assert evaluation["slice"]["any_dementia_auc"] == pytest.approx(skm.roc_auc_score(y != 2, 1 - probs[:, 2]),
+                                                                    abs=1e-5)
+    assert evaluation["flags"]["no guard"] == 8
+    assert "evaluated 8 labelled slices (4 subjects; 1 without a true stage left out)" in capsys.readouterr().err
+
+    html = tmp_path / "evaluation.html"
+    assert main([str(cohort), "--truth-from-folders", "--evaluation-out", str(html), "--bootstrap", "5",
+                 "--out", str(rows_out), *assets]) == 0
+    assert html.read_text().startswith("<!doctype html>") and "Evaluation on your cohort" in html.read_text()
+
+
+def test_cli_truth_problems_are_specific_errors(tiny_assets, test_slices, tmp_path, capsys):
+    cohort = _labelled_cohort(test_slices, tmp_path / "cohort")
+    assets = ["--weights", str(tiny_assets / "resnet34_alzheimer.safetensors"),
+              "--config", str(tiny_assets / "model_config.json"), "--device", "cpu", "--no-guard"]
+    bad = tmp_path / "truth.csv"
+    bad.write_text("file,stage\nS0/s0.png,Severe\nnot_here.png,0\n")
+    cases = [([str(cohort), "--truth", str(bad), "--out", str(tmp_path / "r.csv")],
+              ["unknown stages ('line 2: Severe')", "1 file named in the CSV was not given ('not_here.png')"]),
+             ([str(cohort), "--evaluation-out", str(tmp_path / "e.pdf")], ["--evaluation-out needs true stages"]),
+             ([str(cohort), "--truth-from-folders", "--evaluation-out", str(tmp_path / "e.docx")],
+              ["--evaluation-out must end in .pdf, .html, .json"]),
+             ([str(cohort), "--truth", str(tmp_path / "nope.csv")], ["--truth: no such file"])]
+    for argv, messages in cases:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv + assets)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and all(m in err for m in messages), err
+        assert "Traceback" not in err
