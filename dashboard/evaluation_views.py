@@ -692,6 +692,16 @@ def own_cohort(evaluation: dict, key: str) -> None:
         with st.expander(f"{n:,} file{'s' if n != 1 else ''} without a true stage (left out)"):
             st.dataframe(pd.DataFrame({"file": evaluation["unlabelled_files"]}), hide_index=True,
                          key=f"{key}_unlabelled")
+    near, ood = flags.get("near-copy of a training slice", 0), flags.get("out of distribution", 0)
+    if near:
+        st.warning(f"**{near:,} of {flags['n']:,} labelled slices are near-copies of training slices**: the model "
+                   "has seen those brains, so the figures below measure recognition of seen brains, not how it "
+                   "reads new ones (the published dataset's own slices are all like this). For an external "
+                   "validation, use scans of people outside Falah/Alzheimer_MRI.", icon=":material/content_copy:")
+    if ood:
+        st.warning(f"**{ood:,} labelled slices are out of distribution** (unlike the training slices): the model's "
+                   "answers on them are unreliable, and they pull the figures below toward chance.",
+                   icon=":material/block:")
     for note in evaluation["notes"]:
         st.info(note)
     levels = ["per subject", "per slice"] if evaluation["subject"] else ["per slice"]

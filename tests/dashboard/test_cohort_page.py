@@ -74,6 +74,9 @@ def test_a_labelled_zip_is_evaluated_per_subject_and_per_slice_like_scikit_learn
         flat = at.session_state["batch_cohort"][1]["subject" if level == "per subject" else "slice"]
         assert flat["confusion_matrix"] == skm.confusion_matrix(yy, pp.argmax(1), labels=range(4)).tolist()
     assert any(s.value == "The guard's flags" for s in at.subheader)
+    # the published test split's slices are near-copies of training brains: the page says what that does to them
+    near = at.session_state["batch_cohort"][1]["flags"]["near-copy of a training slice"]
+    assert near > 0 and any(f"{near} of 12 labelled slices are near-copies" in w.value for w in at.warning)
 
 
 def test_a_bad_truth_csv_is_named_on_the_page(data_dir):
