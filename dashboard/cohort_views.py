@@ -10,7 +10,8 @@ from dashboard import evaluation_views as views
 from dashboard.common import plain, predictor_or_none, shipped_config
 from model.reports import documents as reports
 from model.reports.record import Result
-from model.serve.cohort import TruthError, evaluate_cohort, stage_label, truth_from_csv, truth_from_folders
+from model.serve.batch import stage_folder
+from model.serve.cohort import TruthError, evaluate_cohort, truth_from_csv, truth_from_folders
 
 FOLDERS, CSV = "class-named folders", "a CSV of file, stage, subject"
 BOOTSTRAP = 200  # resamples for the intervals: about 10 s for a small cohort on a laptop CPU
@@ -18,7 +19,7 @@ KEY = "batch_cohort"
 
 
 def _has_stage_folders(names: list[str]) -> bool:
-    return any(stage_label(part) is not None and not part.isdigit() for n in names for part in n.split("/")[:-1])
+    return any(stage_folder(part) for n in names for part in n.split("/")[:-1])
 
 
 def cohort_section(results: list, group_by: str) -> None:

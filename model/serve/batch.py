@@ -19,7 +19,7 @@ from os import PathLike
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from model.core.constants import CLASS_NAMES
+from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
 from model.reports.record import Failed, Result, SubjectResult
 from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, printable
 
@@ -156,8 +156,30 @@ def server_files(root, folder: str = "", limit: int = MAX_ARCHIVE_FILES) -> tupl
     return out, failed
 
 
+def _normal(text: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", str(text)).strip().lower()
+
+
+# every spelling a stage is known by, normalised: class names, display names and the label index
+_STAGES = {**{_normal(n): i for i, n in enumerate(CLASS_NAMES)}, **{_normal(n): i for i, n in enumerate(DISPLAY_NAMES)},
+           **{str(i): i for i in range(len(CLASS_NAMES))}}
+STAGE_HELP = (f"a stage is one of {', '.join(CLASS_NAMES)} (any case; spaces, '_' or '-' between words) or its "
+              f"label index 0-{len(CLASS_NAMES) - 1} in that order")
+
+
+def stage_label(text) -> int | None:
+    """The label id of a stage written as a class name, display name or label index; None when it is none."""
+    return _STAGES.get(_normal(text))
+
+
+def stage_folder(part: str) -> bool:
+    """Whether a folder name is a stage (a class or display name; a bare number is a subject's, not a stage's)."""
+    return stage_label(part) is not None and not part.isdigit()
+
+
 def subject_key(name: str, group_by: str) -> str:
-    """The subject a file belongs to: its folder ('folder'), the part of its name before the last '_' or '-'
+    """The subject a file belongs to: its folder ('folder'; below a folder named after a stage, as a labelled
+    cohort is sorted, the folders inside it, or the file itself when it lies loose in the stage folder), the part of its name before the last '_' or '-'
     ('name prefix'), or itself ('none')."""
     if group_by not in GROUPINGS:
         raise ValueError(f"unknown grouping {group_by!r}; choose one of {', '.join(GROUPINGS)}")
@@ -166,6 +188,10 @@ def subject_key(name: str, group_by: str) -> str:
         folder = path.parent
         if len(folder.parts) > 1 and folder.parts[0].lower().endswith(".zip"):  # 'batch.zip/OAS1_0001' -> 'OAS1_0001'
             folder = PurePosixPath(*folder.parts[1:])
+        stages = [k for k, part in enumerate(folder.parts) if stage_folder(part)]
+        if stages:  # a cohort sorted into stage folders: 'Mild_Demented/OAS1_0001/x.png' -> 'OAS1_0001'
+            inner = folder.parts[stages[-1] + 1:]
+            return "/".join(inner) if inner else name  # a file loose in a stage folder is a subject of its own
         return str(folder) if str(folder) != "." else "(no folder)"
     if group_by == "name prefix":
         stem = path.name.split(".")[0]

@@ -14,40 +14,23 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import numpy as np
 
-from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
+from model.core.constants import CLASS_NAMES
 from model.core.inference import subject_level
 from model.qualify.evaluate import cohort_metrics
 from model.reports.record import Result
-from model.serve.batch import subject_key
+from model.serve.batch import STAGE_HELP, stage_folder, stage_label, subject_key
 
 SHOWN = 8  # names listed in one message before "and N more"
 
 
 class TruthError(ValueError):
     """True stages that cannot be used as given: the message says which and what to do."""
-
-
-def _normal(text: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", str(text)).strip().lower()
-
-
-# every spelling a stage is known by, normalised: class names, display names and the label index
-_STAGES = {**{_normal(n): i for i, n in enumerate(CLASS_NAMES)}, **{_normal(n): i for i, n in enumerate(DISPLAY_NAMES)},
-           **{str(i): i for i in range(len(CLASS_NAMES))}}
-STAGE_HELP = (f"a stage is one of {', '.join(CLASS_NAMES)} (any case; spaces, '_' or '-' between words) or its "
-              f"label index 0-{len(CLASS_NAMES) - 1} in that order")
-
-
-def stage_label(text) -> int | None:
-    """The label id of a stage written as a class name, display name or label index; None when it is none."""
-    return _STAGES.get(_normal(text))
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -76,7 +59,7 @@ def truth_from_folders(names: Sequence[str]) -> Truth:
     labels, subjects = {}, {}
     for name in names:
         parts = PurePosixPath(name).parts[:-1]
-        found = [k for k, part in enumerate(parts) if stage_label(part) is not None and not part.isdigit()]
+        found = [k for k, part in enumerate(parts) if stage_folder(part)]
         if found:
             k = found[-1]
             labels[name] = stage_label(parts[k])

@@ -51,6 +51,10 @@ def test_subject_keys():
     assert subject_key("cohort.zip/s3.png", "folder") == "cohort.zip"  # the archive itself is the folder
     assert subject_key("scans/OAS1_0001/s3.png", "folder") == "scans/OAS1_0001"
     assert subject_key("s3.png", "folder") == "(no folder)"
+    # a labelled cohort sorted into stage folders: the stage folder is no subject
+    assert subject_key("cohort.zip/Mild_Demented/OAS1_0001/s3.png", "folder") == "OAS1_0001"
+    assert subject_key("cohort.zip/very mild demented/s3.png", "folder") == "cohort.zip/very mild demented/s3.png"
+    assert subject_key("cohort.zip/2/s3.png", "folder") == "2"  # a number names a subject, not a stage
     assert subject_key("dir/OAS1_0001_s12.png", "name prefix") == "OAS1_0001"
     assert subject_key("sub-01-slice-4.nii.gz", "name prefix") == "sub-01-slice"
     assert subject_key("a/b.png", "none") == "a/b.png"
