@@ -25,6 +25,7 @@ from dashboard.common import (
     get_predictor,
     predictor_or_none,
     read_csv,
+    read_json,
     shipped_baseline,
     shipped_config,
     slice_positions,
@@ -36,7 +37,8 @@ from model.core.dataset import DatasetError, class_summary
 from model.core.network import default_cam_layer
 from model.qualify import interrogate
 from model.qualify.evaluate import run
-from model.qualify.explain import explain, overlay
+from model.qualify.explain import METHOD_NAMES, explain, overlay
+from model.qualify.faithfulness import FAITHFULNESS_PATH, default_method
 from model.qualify.neighbours import distance_summary
 from model.reports.card import confound_sentence
 from model.reports.documents import baseline_rows, display, flag_rows, headline_rows, per_class_rows
@@ -411,7 +413,7 @@ def cell_gallery(rows: Rows, click, key: str, *, slices: Rows, note: str = "", m
     if true is None or pred is None:
         st.session_state.pop(f"{key}_cell_result", None)
         st.caption("Click a cell of the confusion matrix above, or choose a true and a predicted stage, to see the "
-                   f"{rows.unit} in it with their probabilities" + (" and Grad-CAM maps." if maps else "."))
+                   f"{rows.unit} in it with their probabilities" + (", and saliency maps if you ask." if maps else "."))
         return
     index = interrogate.cell_indices(rows.y, rows.probs, true, pred)
     name = next((c for c in ("file", "subject", "id") if c in rows.table), None)
@@ -436,7 +438,8 @@ def cell_gallery(rows: Rows, click, key: str, *, slices: Rows, note: str = "", m
         st.info(missing)
         return
     shown = index[:min(GALLERY_MAX, st.session_state[f"{key}_cell_shown"])]
-    draw_gallery(gallery_items(rows, shown, pred, slices), pred)
+    method = gallery_method(key)
+    draw_gallery(gallery_items(rows, shown, pred, slices), pred, method)
     if len(shown) < min(GALLERY_MAX, len(index)):
         st.button(f"Show {min(GALLERY_STEP, len(index) - len(shown))} more of {len(index) - len(shown):,}",
                   key=f"{key}_cell_more", on_click=show_more, args=(key,))
@@ -445,8 +448,21 @@ def cell_gallery(rows: Rows, click, key: str, *, slices: Rows, note: str = "", m
     what = ("the subject, its mean probability of each stage, and the probability of the predicted stage on the "
             "slice shown, its slice most sure of that stage" if rows.unit == "subjects" else
             "the slice, then the probability of each stage")
-    st.caption(f"Grad-CAM for the predicted stage ({DISPLAY_NAMES[pred]}): where the network finds evidence for "
-               f"it. Caption: {what}. " + note)
+    st.caption((f"{METHOD_NAMES[method]} for the predicted stage ({DISPLAY_NAMES[pred]}): where the network finds "
+                "evidence for it. " if method else "") + f"Caption: {what}. " + note)
+
+
+def gallery_method(key: str) -> str | None:
+    """The maps drawn on a cell's slices: none (the default: a click answers at once), the method the held-out
+    faithfulness table puts first, or Grad-CAM (fast, coarse). Returns the method's key or None."""
+    first, _ = default_method(read_json(str(FAITHFULNESS_PATH)))
+    options = [None, *dict.fromkeys([first, "gradcam"])]
+    labels = {None: "none", first: f"{METHOD_NAMES[first]} (the most faithful here)",
+              "gradcam": "Grad-CAM (fast, coarse" + (")" if first == "gradcam" else "; much of it falls off the brain)")}
+    if first in ("integrated_gradients", "occlusion"):
+        labels[first] = f"{METHOD_NAMES[first]} (the most faithful here; about a second a slice)"
+    return st.segmented_control("Maps on these slices", options, default=None, format_func=labels.__getitem__,
+                                key=f"{key}_cell_maps")
 
 
 def gallery_items(rows: Rows, shown: np.ndarray, pred: int, slices: Rows) -> list[tuple[str, str, str]]:
@@ -465,18 +481,25 @@ def gallery_items(rows: Rows, shown: np.ndarray, pred: int, slices: Rows) -> lis
     return items
 
 
-def draw_gallery(items: list[tuple[str, str, str]], target: int) -> None:
+def draw_gallery(items: list[tuple[str, str, str]], target: int, method: str | None = "gradcam") -> None:
+    """The slices of `items` (split, id, caption), each with its `method` map for `target` (None: no map)."""
     data = str(dataset_dir())
-    cols = st.columns(6)
-    for n, (split, name, caption) in enumerate(items):
+    images = []
+    for split, name, _ in items:
         try:
-            image = slice_image(data, split, name)
+            images.append(slice_image(data, split, name))
         except (DatasetError, OSError, KeyError) as exc:
             st.info(f"The slices cannot be shown from `{data}` ({type(exc).__name__}: {exc}): it is not the copy of "
                     "the dataset these predictions were made on, or a split is missing.")
             return
-        heat = cached_explanation(image, target, default_cam_layer(get_predictor().image_size)).heatmap
-        cols[n % 6].image(overlay(image, heat), width="stretch", caption=caption)
+    layer = default_cam_layer(get_predictor().image_size)
+    shown = images
+    if method:
+        with st.spinner(f"Computing {METHOD_NAMES[method]} for {len(images)} slices…"):
+            shown = [overlay(image, cached_explanation(image, target, layer, method).heatmap) for image in images]
+    cols = st.columns(6)
+    for n, (image, (_, _, caption)) in enumerate(zip(shown, items)):
+        cols[n % 6].image(image, width="stretch", caption=caption)
 
 
 def mean_maps(slices: Rows, key: str, note: str = "") -> None:
@@ -516,7 +539,10 @@ def mean_maps(slices: Rows, key: str, note: str = "") -> None:
         else:
             cols[n].caption(caption)
     st.caption(f"Columns in pairs per true stage: the mean of up to {cap} slices (a seeded sample) staged "
-               "right, then wrong, each slice's Grad-CAM for the stage it was given, over their mean slice. " + note)
+               "right, then wrong, each slice's Grad-CAM for the stage it was given, over their mean slice. "
+               "Grad-CAM here because hundreds of maps must be cheap; it is coarse, and on held-out slices about half "
+               "of its mass lies off the brain (the Model card's faithfulness table), so read these as where the "
+               "network's layer-2 features respond, not as pixel evidence. " + note)
 
 
 def compute_mean_maps(slices: Rows, samples: dict, pred: np.ndarray) -> dict:

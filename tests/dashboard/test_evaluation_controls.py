@@ -146,6 +146,13 @@ def test_published_cell_gallery_shows_maps_and_more():
     assert len(captions) == 12 and captions[0].startswith(f"{first} · No ")
     at.button(key="evaluation_test_cell_more").click().run()
     assert len(gallery_captions(at)) == min(24, n)
+    # a click answers at once: no maps until asked for; the method the faithfulness table puts first is offered first
+    maps = at.button_group(key="evaluation_test_cell_maps")
+    assert maps.value is None and not any("for the predicted stage" in c.value for c in at.caption)
+    assert maps.options[1].startswith("Integrated Gradients (the most faithful here")
+    maps.set_value("gradcam").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(gallery_captions(at)) == min(24, n)
     assert any("Grad-CAM for the predicted stage (Very mild dementia)" in c.value for c in at.caption)
 
 
