@@ -55,6 +55,7 @@ TARGETS = {
     "sessions_p95_s": (8.0, "38 s"),
 }
 OVERLAY = "[data-testid='stImage'] img"
+CLASSES = ["Mild dementia", "Very mild dementia", "No dementia", "Moderate dementia"]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -134,14 +135,19 @@ def single_session(page, url: str, proc, t0: float, files: list[Path], out: dict
     out.update(upload_p50_s=statistics.median(latencies), upload_p90_s=pct(latencies, 0.9), uploads=len(latencies),
                server_cpu_s_per_upload=cpu, upload_stages=stages)
 
-    classes = ["Mild dementia", "Very mild dementia", "No dementia", "The predicted stage"]
-    out["change_class_p50_s"] = statistics.median(
-        timed_change(page, lambda c=classes[i % len(classes)]: pick_option(page, "Explain class", c))
-        for i in range(changes))
-    methods = ["Guided Grad-CAM", "Grad-CAM"]
-    out["change_method_p50_s"] = statistics.median(
-        timed_change(page, lambda m=methods[i % 2]: pick_option(page, "Explanation", re.compile(f"^{m}$")))
-        for i in range(changes))
+    def caption() -> str:  # "<method> for '<class>' at <layer> · ..." under the overlay
+        return page.locator("[data-testid='stImage']").nth(1).inner_text()
+
+    def other_class() -> None:  # a class other than the one explained now, so the map must change
+        shown = re.search(r"for '([^']+)'", caption()).group(1)
+        pick_option(page, "Explain class", next(c for c in CLASSES if c != shown))
+
+    def other_method() -> None:
+        shown = caption().split(" for ")[0]
+        pick_option(page, "Explanation", re.compile("^Guided Grad-CAM$" if shown == "Grad-CAM" else "^Grad-CAM$"))
+
+    out["change_class_p50_s"] = statistics.median(timed_change(page, other_class) for _ in range(changes))
+    out["change_method_p50_s"] = statistics.median(timed_change(page, other_method) for _ in range(changes))
     slider = page.get_by_role("slider", name="Overlay opacity")
 
     def nudge(key: str) -> None:
@@ -226,13 +232,14 @@ def report(out: dict) -> None:
         ratio = f"{value / target:.2f}" if target else "-"
         mark = "" if not target else (" ok" if value <= target else " MISS")
         print(f"{name:32} {value:>9.2f}s {(f'{target:g} s' if target else '-'):>8} {ratio:>7}{mark:5} {before}")
-    if "pipeline_compute_p50_s" in out:
+    if "pipeline_compute_p50_s" in out and "upload_p50_s" in out:
         print(f"\nbaseline, same run: the model's own work per upload (classify + map + faithfulness, in-process) "
               f"{out['pipeline_compute_p50_s']:.2f} s; upload p50 is {out['upload_p50_s'] / out['pipeline_compute_p50_s']:.1f}x that")
-    cpu = out["server_cpu_s_per_upload"]
+    cpu = out.get("server_cpu_s_per_upload")
     cores = os.cpu_count()
-    print(f"server CPU per upload {cpu:.2f} s -> capacity about {cores * 60 / cpu:.0f} uploads per minute on "
-          f"{cores} cores (each upload followed by nothing else)")
+    if cpu:
+        print(f"server CPU per upload {cpu:.2f} s -> capacity about {cores * 60 / cpu:.0f} uploads per minute on "
+              f"{cores} cores (each upload followed by nothing else)")
     if out.get("sessions"):
         s = out["sessions"]
         print(f"{s['sessions']} sessions at once: answered {s['answered']}, wrong {s['wrong']}, errors {s['errors']}"
@@ -271,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with streamlit_server(timeout=180) as (url, proc, healthy):
             out["healthy_s"] = healthy
-            single_session(page, url, proc, t0, single, out, args.changes)
+            try:
+                single_session(page, url, proc, t0, single, out, args.changes)
+            except Exception as exc:  # noqa: BLE001 - report the figures measured so far, and what stopped it
+                out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                print(f"stopped: {out['error']}", flush=True)
             page.close()
             if args.sessions:
                 cpu0 = cpu_seconds(proc.pid)
@@ -286,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")
     bad = out.get("sessions") and (out["sessions"]["wrong"] or out["sessions"]["errors"])
-    return 1 if bad else 0
+    return 1 if bad or "error" in out else 0
 
 
 if __name__ == "__main__":
