@@ -33,7 +33,7 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.dataset import load_split, read_subjects, slice_count
-from model.core.inference import Predictor, subject_prediction
+from model.core.inference import shipped_predictor, subject_prediction
 from model.core.recipe import crossval_describes
 from model.qualify.evaluate import subject_predictions
 from model.qualify.explain import explain
@@ -58,8 +58,10 @@ RESEARCH_NOTICE = ("**Research use only.** Not a medical device and not for the 
 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
 def get_predictor():
-    """The shared, verified Predictor (raises if the weights are missing or corrupt)."""
-    return Predictor.from_assets()
+    """The shared, verified Predictor (raises if the weights are missing or corrupt), with the API's engine
+    ($ALZ_MRI_ENGINE, OpenVINO by default on a CPU): the prediction, the guard's test-time variants and the
+    faithfulness scores run the fused exported network; Grad-CAM runs in PyTorch."""
+    return shipped_predictor()
 
 
 def predictor_or_none():
@@ -288,7 +290,7 @@ def cached_explanation(image, target: int, layer: str, method: str = "gradcam"):
     return explain(get_predictor(), image, target=target, layer=layer, method=method)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=64, show_spinner="Scoring the map against a random and an edge map…")
 def cached_faithfulness(image, heatmap, target: int):
     """Deletion and insertion scores of a map, beside a random map's and an edge map's (model.qualify.faithfulness)."""
     return faithfulness(get_predictor(), image, heatmap, target)
