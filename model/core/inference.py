@@ -34,6 +34,10 @@ from model.core.preprocess import to_input
 # stays in PyTorch.
 ENGINE_ENV_VAR = "ALZ_MRI_ENGINE"
 DEFAULT_ENGINE = "openvino"
+# Intra-op threads of a server that shares its cores (the dashboard): one. On the 2-core machine with a niced job on
+# the other core, one upload (classify, Grad-CAM, faithfulness) took 5.6 s of CPU with PyTorch's 2 OpenMP threads and
+# 0.8 s with 1 (2026-12-02): a second thread waits at every barrier for a core it does not get.
+THREADS_ENV_VAR = "ALZ_MRI_THREADS"
 log = logging.getLogger(__name__)
 
 
@@ -125,7 +129,9 @@ class Predictor:
 
     def logits(self, images, batch_size: int = 128) -> torch.Tensor:
         """Raw logits (N, C), float32 on CPU, for uint8 slices (see `prepare`)."""
-        with self.lock:
+        # An engine never touches `net`, so its predictions need not wait for another thread's Grad-CAM (the lock
+        # guards the hooks on `net`); the engines are safe to call from many threads (model.core.engine).
+        with self.lock if self.runtime is None else nullcontext():
             return predict_logits(self.net, as_batch(images), self.image_size, self.device, batch_size,
                                   channels_last=self.channels_last, engine=self.runtime)
 
@@ -207,10 +213,15 @@ def as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     return images
 
 
-def shipped_predictor() -> Predictor:
+def shipped_predictor(threads: int | None = None) -> Predictor:
     """The shipped Predictor as a server runs it: with $ALZ_MRI_ENGINE (default OpenVINO on a CPU; PyTorch on a GPU,
     or when the engine cannot be built, which is logged). Its probabilities (the guard's test-time variants and the
-    faithfulness scores included) come from the engine; Grad-CAM from the PyTorch network."""
+    faithfulness scores included) come from the engine; Grad-CAM from the PyTorch network.
+
+    threads: intra-op threads for PyTorch (process-wide: torch.set_num_threads) and the engine; None leaves
+    PyTorch's setting as it is."""
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
     engine = os.environ.get(ENGINE_ENV_VAR, DEFAULT_ENGINE if not torch.cuda.is_available() else "torch")
     if engine == "torch":
         return Predictor.from_assets()
