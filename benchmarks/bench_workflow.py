@@ -64,6 +64,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def browser_cpu_seconds() -> float:
+    """utime + stime of every Chromium process on the machine (the benchmark's own browser), in seconds."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended
+            continue
+        if "chrom" in text[text.find("(") + 1:text.rfind(")")]:
+            total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
@@ -243,7 +256,8 @@ def report(out: dict) -> None:
     if out.get("sessions"):
         s = out["sessions"]
         print(f"{s['sessions']} sessions at once: answered {s['answered']}, wrong {s['wrong']}, errors {s['errors']}"
-              f" {s['error_kinds'] or ''}; server CPU {out.get('sessions_cpu_s', 0):.1f} s for them")
+              f" {s['error_kinds'] or ''}; in {s['wall_s']:.0f} s: server CPU {out.get('sessions_cpu_s', 0):.1f} s, "
+              f"Chromium CPU at least {out.get('sessions_browser_cpu_s', 0):.1f} s (the browser shares these cores)")
     print(f"load average 1 min: before {out['load_before']:.2f}, after {out['load_after']:.2f}")
 
 
@@ -285,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"stopped: {out['error']}", flush=True)
             page.close()
             if args.sessions:
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, browser0 = cpu_seconds(proc.pid), browser_cpu_seconds()
                 s = concurrent_sessions(url, crowd, args.timeout)
                 out["sessions_cpu_s"] = cpu_seconds(proc.pid) - cpu0
+                out["sessions_browser_cpu_s"] = browser_cpu_seconds() - browser0  # ended processes not counted
                 out["sessions"] = s
                 if s["p50_ms"] is not None:
                     out["sessions_p50_s"], out["sessions_p95_s"] = s["p50_ms"] / 1000, s["p95_ms"] / 1000
