@@ -240,8 +240,9 @@ def report(out: dict) -> None:
         mark = "" if not target else (" ok" if value <= target else " MISS")
         print(f"{name:32} {value:>9.2f}s {(f'{target:g} s' if target else '-'):>8} {ratio:>7}{mark:5} {before}")
     if "pipeline_compute_p50_s" in out and "upload_p50_s" in out:
-        print(f"\nbaseline, same run: the model's own work per upload (classify + map + faithfulness, in-process) "
-              f"{out['pipeline_compute_p50_s']:.2f} s; upload p50 is {out['upload_p50_s'] / out['pipeline_compute_p50_s']:.1f}x that")
+        base = out["pipeline_compute_p50_s"]
+        print(f"\nbaseline, same run: the model's own work per upload (classify + map + faithfulness, in this "
+              f"process, PyTorch's default threads) {base:.2f} s; upload p50 is {out['upload_p50_s'] / base:.2f}x that")
     cpu = out.get("server_cpu_s_per_upload")
     cores = os.cpu_count()
     if cpu:
@@ -251,13 +252,15 @@ def report(out: dict) -> None:
         s = out["sessions"]
         print(f"{s['sessions']} sessions at once: answered {s['answered']}, wrong {s['wrong']}, errors {s['errors']}"
               f" {s['error_kinds'] or ''}; in {s['wall_s']:.0f} s: server CPU {out.get('sessions_cpu_s', 0):.1f} s, "
-              f"Chromium and its driver CPU {out.get('sessions_browser_cpu_s', 0):.1f} s (the browser shares these cores)")
+              f"Chromium and its driver CPU {out.get('sessions_browser_cpu_s', 0):.1f} s (the browser shares these "
+              "cores)")
     print(f"load average 1 min: before {out['load_before']:.2f}, after {out['load_after']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_workflow", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--uploads", type=int, default=10, help="distinct test slices uploaded one by one (default: 10)")
+    parser.add_argument("--uploads", type=int, default=10,
+                        help="distinct test slices uploaded one by one (default: 10)")
     parser.add_argument("--changes", type=int, default=4, help="changes of class, method, opacity; Evaluation "
                         "visits (default: 4)")
     parser.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions (default: 10; 0: skip)")
