@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +34,7 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.dataset import load_split, read_subjects, slice_count
-from model.core.inference import Predictor, subject_prediction
+from model.core.inference import THREADS_ENV_VAR, shipped_predictor, subject_prediction
 from model.core.recipe import crossval_describes
 from model.qualify.evaluate import subject_predictions
 from model.qualify.explain import explain
@@ -58,8 +59,11 @@ RESEARCH_NOTICE = ("**Research use only.** Not a medical device and not for the 
 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
 def get_predictor():
-    """The shared, verified Predictor (raises if the weights are missing or corrupt)."""
-    return Predictor.from_assets()
+    """The shared, verified Predictor (raises if the weights are missing or corrupt), with the API's engine
+    ($ALZ_MRI_ENGINE, OpenVINO by default on a CPU): the prediction, the guard's test-time variants and the
+    faithfulness scores run the fused exported network; Grad-CAM runs in PyTorch. One intra-op thread unless
+    $ALZ_MRI_THREADS says otherwise (model.core.inference.THREADS_ENV_VAR says why): sessions run side by side."""
+    return shipped_predictor(threads=int(os.environ.get(THREADS_ENV_VAR, "1")))
 
 
 def predictor_or_none():
@@ -288,7 +292,7 @@ def cached_explanation(image, target: int, layer: str, method: str = "gradcam"):
     return explain(get_predictor(), image, target=target, layer=layer, method=method)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=64, show_spinner="Scoring the map against a random and an edge map…")
 def cached_faithfulness(image, heatmap, target: int):
     """Deletion and insertion scores of a map, beside a random map's and an edge map's (model.qualify.faithfulness)."""
     return faithfulness(get_predictor(), image, heatmap, target)

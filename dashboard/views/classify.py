@@ -122,48 +122,62 @@ else:
 scan, assessment, name = result.scan, result.assessment, result.file
 if scan is not None:  # a slice read from a file (not a decoded test-split example)
     image = scan.image
-prediction = assessment.prediction
 verdict(assessment)
-explanation, alpha, colormap = explain_views.explanation(image, prediction, predictor.image_size)
-blended = overlay(image, explanation.heatmap, alpha=alpha, colormap=colormap)
 
-left, middle, right = st.columns([2, 2, 3])
-left.image(image, width="stretch", clamp=True)
-left.caption(plain(name))
-where = f" at {explanation.layer}" if explanation.method in LAYER_METHODS else ""
-middle.image(blended, caption=f"{METHOD_NAMES[explanation.method]} for '{DISPLAY_NAMES[explanation.target]}'{where}"
-             f" · {outside_share(explanation.heatmap, brain_mask(image)):.0%} of it outside the brain", width="stretch")
-with right:
-    trust = assessment.trust
-    note = (" (unreliable)" if trust and trust.out_of_distribution else " (a seen brain)" if trust and trust.near_copy
-            else "")
-    st.metric("Predicted stage" + note, prediction.display_name)
-    st.caption(f"Calibrated probability {prediction.confidence:.1%}"
-               + (f" · true stage {DISPLAY_NAMES[true_label]}" if true_label is not None else ""))
-    uncertainty_caption(assessment)
-    st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch", key="classify_probs")
-checked = None
-if explanation.raw_max <= 0:
-    st.info(f"{METHOD_NAMES[explanation.method]} found no positive evidence for this class: the map is empty.")
-else:
-    checked = explain_views.checks(image, explanation)
+
+@st.fragment
+def answer(image, result, scan, name, assessment, true_label, scans, subject, subject_name):
+    """The stage, its map and the map's checks, and the downloads. A fragment: changing the explained class,
+    the method, the layer, the opacity or the colormap reruns this part alone, not the page with its guard and
+    nearest slices (issue 20: a control's answer within half a second)."""
+    prediction = assessment.prediction
+    explanation, alpha, colormap = explain_views.explanation(image, prediction, predictor.image_size)
+    blended = overlay(image, explanation.heatmap, alpha=alpha, colormap=colormap)
+
+    left, middle, right = st.columns([2, 2, 3])
+    left.image(image, width="stretch", clamp=True)
+    left.caption(plain(name))
+    where = f" at {explanation.layer}" if explanation.method in LAYER_METHODS else ""
+    middle.image(blended, caption=f"{METHOD_NAMES[explanation.method]} for "
+                 f"'{DISPLAY_NAMES[explanation.target]}'{where} · "
+                 f"{outside_share(explanation.heatmap, brain_mask(image)):.0%} of it outside the brain",
+                 width="stretch")
+    with right:
+        trust = assessment.trust
+        note = (" (unreliable)" if trust and trust.out_of_distribution else
+                " (a seen brain)" if trust and trust.near_copy else "")
+        st.metric("Predicted stage" + note, prediction.display_name)
+        st.caption(f"Calibrated probability {prediction.confidence:.1%}"
+                   + (f" · true stage {DISPLAY_NAMES[true_label]}" if true_label is not None else ""))
+        uncertainty_caption(assessment)
+        st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch", key="classify_probs")
+    checked = None
+    if explanation.raw_max <= 0:
+        st.info(f"{METHOD_NAMES[explanation.method]} found no positive evidence for this class: the map is "
+                "empty.")
+    else:
+        checked = explain_views.checks(image, explanation)
+    record = page_record(result, explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
+                         checks=checked, true_label=true_label,
+                         subject=(scans, subject) if subject is not None else None, subject_id=subject_name,
+                         created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
+    d1, d2, d3 = st.columns([2, 2, 3])
+    d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_{explanation.method}.png",
+                       "image/png", key="classify_download_png", width="stretch")
+    d2.download_button("Download result (JSON)", json.dumps(record, indent=2), f"{stem}_result.json",
+                       "application/json", key="classify_download_json", width="stretch")
+    d3.download_button(  # built only when clicked
+        "Download report (PDF)", lambda: scan_report_pdf(record, image, blended, reproducibility_stamp(
+            predictor, method={**explanation.settings(), "opacity": alpha, "colormap": colormap}, scan=scan)),
+        f"{stem}_report.pdf", "application/pdf", key="classify_download_pdf", width="stretch")
+    st.caption("A saliency map highlights where the network found evidence for the chosen class. It is not a "
+               "lesion map.")
+
+
+answer(image, result, scan, name, assessment, true_label, scans if subject is not None else None, subject,
+       subject_name)
 nearest_slices(assessment)
 if scan is not None:
     scan_details(scan)
 
-record = page_record(result, explanation=explanation, cam_settings={"opacity": alpha, "colormap": colormap},
-                     checks=checked, true_label=true_label, subject=(scans, subject) if subject is not None else None,
-                     subject_id=subject_name,
-                     created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-stem = name.rsplit("/", 1)[-1].split(".", 1)[0] or "scan"
-d1, d2, d3 = st.columns([2, 2, 3])
-d1.download_button("Download overlay (PNG)", png_bytes(blended), f"{stem}_{explanation.method}.png", "image/png",
-                   key="classify_download_png", width="stretch")
-d2.download_button("Download result (JSON)", json.dumps(record, indent=2), f"{stem}_result.json",
-                   "application/json", key="classify_download_json", width="stretch")
-d3.download_button(  # built only when clicked
-    "Download report (PDF)", lambda: scan_report_pdf(record, image, blended, reproducibility_stamp(
-        predictor, method={**explanation.settings(), "opacity": alpha, "colormap": colormap}, scan=scan)),
-    f"{stem}_report.pdf", "application/pdf", key="classify_download_pdf", width="stretch")
-st.caption("A saliency map highlights where the network found evidence for the chosen class. It is not a "
-           "lesion map.")

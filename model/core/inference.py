@@ -13,13 +13,14 @@ anything else that needs gradients still uses `net`.
 """
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from model.core.checkpoint import ModelLoadError, load_verified_state_dict, read_model_config
@@ -27,6 +28,17 @@ from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, MODEL_CONFIG_PATH, 
 from model.core.engine import ENGINES, load_engine
 from model.core.network import build_model, pick_device
 from model.core.preprocess import to_input
+
+# The prediction engine of the shipped predictor that serves users (the API and the dashboard): OpenVINO by default,
+# the fastest on a CPU in benchmarks/bench_serving.py (41x the naive baseline, against 17.5x for PyTorch); Grad-CAM
+# stays in PyTorch.
+ENGINE_ENV_VAR = "ALZ_MRI_ENGINE"
+DEFAULT_ENGINE = "openvino"
+# Intra-op threads of a server that shares its cores (the dashboard): one. On the 2-core machine with a niced job on
+# the other core, one upload (classify, Grad-CAM, faithfulness) took 5.6 s of CPU with PyTorch's 2 OpenMP threads and
+# 0.8 s with 1 (2026-12-02): a second thread waits at every barrier for a core it does not get.
+THREADS_ENV_VAR = "ALZ_MRI_THREADS"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,7 +129,9 @@ class Predictor:
 
     def logits(self, images, batch_size: int = 128) -> torch.Tensor:
         """Raw logits (N, C), float32 on CPU, for uint8 slices (see `prepare`)."""
-        with self.lock:
+        # An engine never touches `net`, so its predictions need not wait for another thread's Grad-CAM (the lock
+        # guards the hooks on `net`); the engines are safe to call from many threads (model.core.engine).
+        with self.lock if self.runtime is None else nullcontext():
             return predict_logits(self.net, as_batch(images), self.image_size, self.device, batch_size,
                                   channels_last=self.channels_last, engine=self.runtime)
 
@@ -143,6 +157,8 @@ def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> 
     probs (N, C), labels (N,), groups (N,) subject ids -> (subject ids (S,) sorted, labels (S,) (each subject's
     first), mean probabilities (S, C)).
     """
+    import pandas as pd  # here, not at the top: 0.5-1.1 s of every `alzmri predict` that stages no subject
+
     frame = pd.DataFrame(probs, columns=range(probs.shape[1]))
     frame["subject"], frame["label"] = groups, labels
     grouped = frame.groupby("subject", sort=True)
@@ -195,3 +211,24 @@ def as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     elif images.dim() == 3:
         images = images[:, None]
     return images
+
+
+def shipped_predictor(threads: int | None = None) -> Predictor:
+    """The shipped Predictor as a server runs it: with $ALZ_MRI_ENGINE (default OpenVINO on a CPU; PyTorch on a GPU,
+    or when the engine cannot be built, which is logged). Its probabilities (the guard's test-time variants and the
+    faithfulness scores included) come from the engine; Grad-CAM from the PyTorch network.
+
+    threads: intra-op threads for PyTorch (process-wide: torch.set_num_threads) and the engine; None leaves
+    PyTorch's setting as it is."""
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    engine = os.environ.get(ENGINE_ENV_VAR, DEFAULT_ENGINE if not torch.cuda.is_available() else "torch")
+    if engine == "torch":
+        return Predictor.from_assets()
+    try:
+        return Predictor.from_assets(engine=engine)
+    except (ModelLoadError, FileNotFoundError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any engine failure: serve with PyTorch, say why in the log
+        log.warning("engine %s unavailable (%s); serving with PyTorch", engine, type(exc).__name__)
+        return Predictor.from_assets()

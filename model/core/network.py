@@ -1,4 +1,4 @@
-"""The classifier: torchvision ResNet-34 for one grayscale channel and four stages.
+"""The classifier: torchvision's ResNet-34, for one grayscale channel and four stages.
 
 Why one input channel: with no pretrained weights to reuse, repeating a gray
 slice into three identical channels only triples the first convolution's work;
@@ -6,12 +6,18 @@ a 1-channel `conv1` spans exactly the same functions (the three kernels of a
 3-channel conv would be summed anyway). Measured with
 `benchmarks/bench_input_channels.py`: a 3-channel training step costs 0.99x the
 1-channel one at 128 px and 1.05x at 224 px, so nothing is gained by three.
+
+Why the network is written out here rather than imported from torchvision: importing `torchvision` imports
+`torchvision.ops`, which imports `torch._dynamo`; on the 2-core machine that took 2.3 s quiet and 6.0 s loaded
+(`python -X importtime`, 2026-12-02), a third of `alzmri predict` on one file and of the dashboard's cold start.
+`ResNet34` below is torchvision's `resnet34` module for module: the same attribute names (so the same
+state-dict keys and Grad-CAM layer paths), the same forward pass, and the same initialisation in the same order,
+so one seed gives bit-identical weights (tests/model/test_preprocess_network.py checks both against torchvision).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet34
 
 from model.core.constants import NUM_CLASSES
 
@@ -37,12 +43,72 @@ def default_cam_layer(image_size: int) -> str:
     return "layer2"
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch-norm and a residual connection (torchvision's `BasicBlock`)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class ResNet34(nn.Module):
+    """torchvision's `resnet34(weights=None, num_classes=...)`: input (B, 3, H, W), logits (B, num_classes)."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(64, 3)
+        self.layer2 = self._make_layer(128, 4, stride=2)
+        self.layer3 = self._make_layer(256, 6, stride=2)
+        self.layer4 = self._make_layer(512, 3, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():  # as torchvision, in the same order: the same seed gives the same weights
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
+                                       nn.BatchNorm2d(planes))
+        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
 def build_model(in_channels: int = 1, num_classes: int = NUM_CLASSES) -> nn.Module:
     """ResNet-34 with random initialisation (no download), input (B, in_channels, H, W).
 
     Returns logits (B, num_classes).
     """
-    net = resnet34(weights=None, num_classes=num_classes)
+    net = ResNet34(num_classes=num_classes)
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")

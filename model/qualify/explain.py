@@ -29,7 +29,9 @@ import matplotlib
 import numpy as np
 import torch
 from scipy import ndimage
-from captum.attr import GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+
+# captum is imported inside the functions that attribute, not here: it imports matplotlib.pyplot, 0.5 s of every
+# start-up of the app and the API (`python -X importtime`, 2-core machine, 2026-12-02), before any map is asked for.
 
 from model.core.constants import CLASS_NAMES, MEAN, STD
 from model.core.inference import Predictor
@@ -58,6 +60,8 @@ class Explanation:
 
 def _gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
     """Grad-CAM at `layer`, upsampled to the input: (1, 1, H, W), ReLU applied."""
+    from captum.attr import LayerAttribution, LayerGradCam  # lazy: see the note at the imports
+
     cam = LayerGradCam(predictor.net, get_layer(predictor.net, layer))
     attr = cam.attribute(x, target=target, relu_attributions=True)  # (1, 1, h, w)
     return LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), interpolate_mode="bilinear")
@@ -73,11 +77,15 @@ def _guided_gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: s
     """Guided Grad-CAM: Grad-CAM at `layer`, upsampled, times guided backpropagation: (1, 1, H, W)."""
     with _no_inplace_relu(predictor.net), warnings.catch_warnings():  # guided backpropagation hooks every ReLU
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+        from captum.attr import GuidedGradCam  # lazy: see the note at the imports
+
         return GuidedGradCam(predictor.net, get_layer(predictor.net, layer)).attribute(x, target=target)
 
 
 def _integrated_gradients(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
     """Integrated gradients from a black slice in IG_STEPS steps: (1, 1, H, W)."""
+    from captum.attr import IntegratedGradients  # lazy: see the note at the imports
+
     return IntegratedGradients(predictor.net).attribute(x, baselines=torch.full_like(x, BLACK), target=target,
                                                         n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
 
@@ -87,6 +95,8 @@ def _occlusion(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -
     side = x.shape[-1]
     window, stride = max(2, round(OCCLUSION_WINDOW * side)), max(1, round(OCCLUSION_STRIDE * side))
     with torch.no_grad():
+        from captum.attr import Occlusion  # lazy: see the note at the imports
+
         return Occlusion(predictor.net).attribute(x.detach(), sliding_window_shapes=(1, window, window),
                                                   strides=(1, stride, stride), baselines=BLACK, target=target,
                                                   perturbations_per_eval=64)

@@ -57,12 +57,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
 from nibabel.orientations import apply_orientation, io_orientation, ornt2axcodes
 from PIL import Image, UnidentifiedImageError
-from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
-from pydicom.pixels.utils import get_nr_frames
 
 from model.core.constants import IMAGE_SIZE
 
@@ -365,6 +361,16 @@ def _open_image(data: bytes, name: str, slice_index: int | None, size: int) -> S
 
 
 # ---------------------------------------------------------------- DICOM (pydicom)
+# pydicom is imported when a DICOM file is read, not with this module: its import (pydicom.pixels pulls in
+# requests) took 0.5 s quiet and 1.3 s loaded on the 2-core machine (`python -X importtime`, 2026-12-02), paid by
+# every `alzmri predict` and the app's start-up though most scans are images or NIfTI.
+def _pydicom():
+    import pydicom
+    import pydicom.pixels
+    import pydicom.pixels.utils
+
+    return pydicom
+
 
 _DICOM_FIELDS = (  # an allow-list: technical fields only, nothing that identifies a patient or a site
     ("Modality", "Modality"),
@@ -400,7 +406,7 @@ def _read_dicom(data: bytes, name: str, *, pixels: bool = True):
         raise ScanError(f"{name}: not a DICOM file: it lacks the 'DICM' signature that DICOM files carry "
                         "after their 128-byte preamble; export the images again as DICOM (Part 10) files")
     with _parsing(name, "the DICOM header is damaged"):
-        ds = pydicom.dcmread(io.BytesIO(data), force=False, stop_before_pixels=not pixels)
+        ds = _pydicom().dcmread(io.BytesIO(data), force=False, stop_before_pixels=not pixels)
     if pixels and "PixelData" not in ds and any(data.find(tag, 132) >= 0 for tag in _PIXEL_DATA_TAGS):
         raise ScanError(f"{name}: the DICOM header is damaged: reading stopped before the pixel data")
     return ds
@@ -433,7 +439,7 @@ def _dicom_geometry(ds, name: str) -> tuple[int, int, int]:
     rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     if not rows or not cols:
         raise ScanError(f"{name}: the DICOM header does not give the image size (Rows and Columns)")
-    frames, samples = get_nr_frames(ds, warn=False), int(ds.get("SamplesPerPixel") or 1)
+    frames, samples = _pydicom().pixels.utils.get_nr_frames(ds, warn=False), int(ds.get("SamplesPerPixel") or 1)
     _check_shape(name, cols, rows)
     if not 1 <= frames or rows * cols * frames * samples > MAX_VOXELS:
         raise ScanError(f"{name}: {frames} frames of {cols}x{rows} pixels is more than one scan can hold "
@@ -449,7 +455,7 @@ def _decode_frame(ds, name: str, index: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pixel_array(ds, index=index)
+            return _pydicom().pixels.pixel_array(ds, index=index)
     except MemoryError as exc:
         raise ScanError(f"{name}: the image is too large to decode here") from exc
     except Exception as exc:  # the decoders and plugins raise many unrelated types on damaged data
@@ -465,7 +471,7 @@ def _window(values: np.ndarray, ds) -> tuple[np.ndarray, str] | None:
     if ds.get("VOILUTSequence"):
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         if 1 <= bits <= 16:
-            out = apply_voi_lut(values, ds).astype(np.float64) * 255.0 / (2**bits - 1)
+            out = _pydicom().pixels.apply_voi_lut(values, ds).astype(np.float64) * 255.0 / (2**bits - 1)
             return out, "Applied the header's VOI lookup table, as a DICOM viewer shows the image."
     if "WindowCenter" not in ds or "WindowWidth" not in ds:
         return None
@@ -474,19 +480,21 @@ def _window(values: np.ndarray, ds) -> tuple[np.ndarray, str] | None:
     width = float(np.ravel(np.asarray(ds.WindowWidth, dtype=np.float64))[0])
     if not (np.isfinite(center) and np.isfinite(width) and width >= 1):
         return None
-    view = Dataset()  # the window alone, on an 8-bit unsigned output range: pydicom then maps it onto 0..255
+    view = _pydicom().Dataset()
+    # the window alone, on an 8-bit unsigned output range: pydicom then maps it onto 0..255
     view.PhotometricInterpretation, view.BitsStored, view.PixelRepresentation = "MONOCHROME2", 8, 0
     view.WindowCenter, view.WindowWidth = center, width
     view.VOILUTFunction = str(ds.get("VOILUTFunction") or "LINEAR")
-    return apply_voi_lut(values, view), (f"Applied the header's window (centre {center:g}, width {width:g}), "
-                                         "as a DICOM viewer shows the image.")
+    voi = _pydicom().pixels.apply_voi_lut
+    return voi(values, view), (f"Applied the header's window (centre {center:g}, width {width:g}), "
+                               "as a DICOM viewer shows the image.")
 
 
 def _dicom_grey(frame: np.ndarray, ds, name: str) -> tuple[np.ndarray, list[str]]:
     """Modality LUT, then window or percentile stretch, then MONOCHROME1 inversion: uint8 (rows, cols)."""
     steps = []
     with _parsing(name, "the DICOM rescale values are damaged"):
-        values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+        values = np.asarray(_pydicom().pixels.apply_modality_lut(frame, ds), dtype=np.float64)
         if "RescaleSlope" in ds and "RescaleIntercept" in ds:
             steps.append(f"Applied the rescale slope {float(ds.RescaleSlope):g} and intercept "
                          f"{float(ds.RescaleIntercept):g} (the modality LUT).")
@@ -518,7 +526,7 @@ def _dicom_colour(frame: np.ndarray, ds, name: str) -> tuple[np.ndarray, list[st
     steps = []
     with _parsing(name, "the DICOM colour data are damaged"):
         if photometric == "PALETTE COLOR":
-            frame = apply_color_lut(frame, ds)
+            frame = _pydicom().pixels.apply_color_lut(frame, ds)
             steps.append("Looked the pixel values up in the file's colour palette (PALETTE COLOR).")
             full = 255.0 if frame.dtype.itemsize == 1 else 65535.0
         else:

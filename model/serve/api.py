@@ -48,7 +48,6 @@ from typing import Annotated, Any, Literal
 import anyio
 import fastapi_offline
 import numpy as np
-import torch
 from fastapi import APIRouter, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -63,7 +62,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from model.core.constants import CLASS_NAMES, CROSSVAL_PATH, DISPLAY_NAMES, METRICS_PATH, NUM_CLASSES
-from model.core.inference import Predictor
+from model.core.inference import shipped_predictor
 from model.core.recipe import crossval_describes
 from model.core.network import CAM_LAYERS, default_cam_layer
 from model.qualify.explain import COLORMAPS, METHOD_NOTES, METHODS, explain, overlay
@@ -75,10 +74,6 @@ from model.serve.pipeline import CHUNK, assess_opened, open_item, stage_subject
 
 API_KEY_ENV_VAR = "ALZ_MRI_API_KEY"  # when set, every /v1 endpoint wants it in the X-API-Key header
 MAX_IN_FLIGHT_ENV_VAR = "ALZ_MRI_API_MAX_IN_FLIGHT"  # `uvicorn model.serve.api:app` only; create_app takes an argument
-# The prediction engine of the shipped predictor: OpenVINO by default, the fastest on a CPU in
-# benchmarks/bench_serving.py (41x the naive baseline, against 17.5x for PyTorch); Grad-CAM stays in PyTorch.
-ENGINE_ENV_VAR = "ALZ_MRI_ENGINE"
-DEFAULT_ENGINE = "openvino"
 DEFAULT_MAX_IN_FLIGHT = 16  # model work is serialised by the Predictor's lock; more only waits, holding memory
 RETRY_AFTER_S = 1  # what a 503 asks a client to wait
 INTENDED_USE = {
@@ -482,17 +477,8 @@ def _shipped_bank() -> TrustBank | None:
 
 
 def _shipped_predictor():
-    """The shipped Predictor with $ALZ_MRI_ENGINE (default OpenVINO on a CPU; PyTorch on a GPU or if the engine
-    cannot be built, which is logged)."""
-
-    engine = os.environ.get(ENGINE_ENV_VAR, DEFAULT_ENGINE if not torch.cuda.is_available() else "torch")
-    if engine == "torch":
-        return Predictor.from_assets()
-    try:
-        return Predictor.from_assets(engine=engine)
-    except Exception as exc:  # noqa: BLE001 - any engine failure: serve with PyTorch, say why in the log
-        log.warning("engine %s unavailable (%s); serving with PyTorch", engine, type(exc).__name__)
-        return Predictor.from_assets()
+    """The shipped Predictor with $ALZ_MRI_ENGINE (`model.core.inference.shipped_predictor`)."""
+    return shipped_predictor()
 
 
 def _service(request: Request) -> Service:

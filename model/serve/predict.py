@@ -62,9 +62,6 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pydicom
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -100,6 +97,9 @@ class ParquetInput:
     @classmethod
     def open(cls, path: Path) -> ParquetInput:
         """Reads only the footer. Raises ScanError for a file that is no parquet, or has no image bytes."""
+        import pyarrow as pa  # here, not at the top: 0.3-0.7 s of every `alzmri predict`, needed for parquet only
+        import pyarrow.parquet as pq
+
         try:
             with pq.ParquetFile(path) as meta:
                 schema, rows = meta.schema_arrow, meta.metadata.num_rows
@@ -113,6 +113,8 @@ class ParquetInput:
 
     def batches(self, rows: int) -> Iterator[tuple[list, list]]:
         """(image bytes, image paths) of `rows` rows at a time, as pyarrow arrays (nothing copied to Python)."""
+        import pyarrow.parquet as pq  # see `open`
+
         with pq.ParquetFile(self.path) as parquet:
             for batch in parquet.iter_batches(batch_size=rows, columns=["image"]):
                 images = batch.column(0)
@@ -197,6 +199,8 @@ def _series_uid(file: LazyFile) -> str:
             if fh.read(132)[128:132] != b"DICM":
                 return ""
             fh.seek(0)
+            import pydicom  # only for a DICOM file (model.scans.scan_io says why it is not imported at the top)
+
             return str(pydicom.dcmread(fh, force=False, stop_before_pixels=True).get("SeriesInstanceUID") or "")
     except Exception:  # unreadable or damaged: the file stays on its own, and its turn says what is wrong
         return ""
@@ -400,6 +404,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-guard", action="store_true",
                         help="skip the out-of-distribution guard and near-copy flag (default: checked)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar nor rate line (default: shown)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="PyTorch intra-op threads; 0: one for a single file (its nine small forward passes "
+                             "gain nothing from a second thread and lose much when another job holds a core), "
+                             "PyTorch's default for anything more (default: %(default)s)")
     parser.add_argument("--subject-by", choices=("folder", "prefix"), default=None,
                         help="also stage subjects: the files of one folder, or of one file-name prefix (the part "
                              "before the last '_' or '-'), as one subject, the mean of their probabilities; each "
@@ -434,6 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: not found: {', '.join(missing)}\n")
     if args.batch_size < 1:
         parser.exit(2, f"error: --batch-size must be at least 1, not {args.batch_size}\n")
+    if args.threads < 0:
+        parser.exit(2, f"error: --threads must be 0 (automatic) or more, not {args.threads}\n")
+    # One file on the 2-core machine with a niced job on the other core: 3.0-3.7 s wall with 1 thread, 5.7-5.9 s
+    # with 2 (2026-12-02, benchmarks/bench_workflow.py's CLI figure).
+    threads = args.threads or (1 if len(args.paths) == 1 and args.paths[0].is_file() else 0)
+    if threads:
+        torch.set_num_threads(threads)
     try:
         rank, world, device = init_distributed(args.device)  # (0, 1, device) without torchrun
         predictor = Predictor.from_assets(args.weights, args.config, device=str(device))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from model.core.constants import MEAN, STD
-from model.core.network import CAM_LAYERS, build_model, count_parameters, get_layer
+from model.core.network import CAM_LAYERS, ResNet34, build_model, count_parameters, get_layer
 from model.core.preprocess import augment, cutout, hflip, to_input
 
 
@@ -76,3 +76,20 @@ def test_the_default_cam_layer_keeps_the_map_readable_at_small_inputs():
     assert default_cam_layer(224) == default_cam_layer(160) == "layer4"  # 7x7 and 5x5 maps
     assert default_cam_layer(96) == "layer3"  # layer4 would be 3x3
     assert default_cam_layer(48) == "layer2"  # layer4 2x2, layer3 3x3
+
+
+def test_the_network_is_torchvisions_resnet34_weight_for_weight():
+    """model.core.network writes ResNet-34 out (importing torchvision costs seconds): one seed must give the same
+    state dict, bit for bit, and the same logits as torchvision's own."""
+    torchvision_models = pytest.importorskip("torchvision.models")
+
+    torch.manual_seed(3)
+    ours = ResNet34(num_classes=4).eval()
+    torch.manual_seed(3)
+    theirs = torchvision_models.resnet34(weights=None, num_classes=4).eval()
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
