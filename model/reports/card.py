@@ -21,7 +21,8 @@ and its caveats.
 
 **Out of scope.** Diagnosis, screening or staging of any individual patient; any clinical
 decision; other brain diseases; other MRI sequences, orientations, scanners or preprocessing than
-those of the training data; whole 3D volumes."""
+those of the training data; 3D analysis of a volume (a volume is read as one axial slice, or as
+the 32 axial slices that match the training slices when staged as a subject)."""
 
 LIMITATIONS = """\
 - **Subject leakage in the published split.** The dataset's 6,400 slices are 200 OASIS-1 subjects,

@@ -4,7 +4,7 @@ carries everything needed to reproduce it.
 * `reproducibility_stamp(predictor_or_config, method=..., scan=...)` -> dict: the model's checksum and the config
   that matters (image size, temperature and where it came from), the dataset's fingerprint, the preprocessing, the
   explanation method, software versions, the project's git commit and the time (UTC). JSON-serialisable.
-* `scan_report_pdf(record, image, overlay, stamp)` -> PDF bytes: the slice and its Grad-CAM overlay, the stage and
+* `scan_report_pdf(record, image, overlay, stamp)` -> PDF bytes: the slice and its saliency overlay, the stage and
   its probabilities, uncertainty and the guard's verdict, how the file was read, and the stamp.
 * `evaluation_report(view, crossval=..., metrics=..., baseline=..., stamp=..., fmt="pdf" | "html")` -> bytes: the
   Evaluation page's figures (matplotlib PNGs drawn from the same numbers as the app's charts) and tables, with

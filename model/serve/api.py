@@ -80,7 +80,8 @@ INTENDED_USE = {
     "use": "Research only: methods research, teaching and building health software around such a model.",
     "not_for": "Not a medical device; not for the diagnosis, screening or staging of any patient.",
     "out_of_scope": ["other brain diseases", "other MRI sequences, orientations or preprocessing than OASIS-1's",
-                     "whole 3D volumes (one axial slice is read)"],
+                     "3D analysis of a volume (a volume is read as one axial slice, or as the 32 axial slices that "
+                     "match the training slices when staged as a subject)"],
 }
 log = logging.getLogger(__name__)
 # python-multipart logs each parse error it raises, quoting a byte of the body; the 400 says enough
