@@ -42,8 +42,22 @@ def test_every_entry_point_gives_the_same_record(shipped, test_slices, tmp_path,
 
     assert page["schema_version"] == SCHEMA_VERSION and page["guard"] is not None
     for other in (batch_page, api, api_batch, cli):
-        assert other == page
-    assert {**streamed, "file": name, "files": [name]} == page  # predict_files names a file by its path
+        assert same_record(other, page)
+    assert same_record({**streamed, "file": name, "files": [name]}, page)  # predict_files names a file by its path
+
+
+def same_record(a: dict, b: dict, tolerance: float = 1e-5) -> bool:
+    """Equal records, up to the engine: the dashboard and `make api` predict with the exported network (OpenVINO on
+    a CPU), this test's Predictor and the CLI with PyTorch; their probabilities differ in the 6th decimal (9e-7 at
+    most on benchmarks/bench_serving.py's scans; tests/model/test_engine.py holds the logits to 1e-4)."""
+    def numbers(r):
+        return [r["confidence"], *r["probabilities"].values()]
+
+    def rest(r):
+        return {k: v for k, v in r.items() if k not in ("confidence", "probabilities")}
+
+    return (rest(a) == rest(b) and list(a["probabilities"]) == list(b["probabilities"])
+            and all(abs(x - y) <= tolerance for x, y in zip(numbers(a), numbers(b))))
 
 
 def test_the_csv_row_is_the_record_flattened(shipped, test_slices, tmp_path, monkeypatch):
