@@ -22,7 +22,9 @@ background says more about the network's shortcuts than about the brain.
 """
 from __future__ import annotations
 
+import copy
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import matplotlib
@@ -58,11 +60,11 @@ class Explanation:
         return out
 
 
-def _gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+def _gradcam(net: torch.nn.Module, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
     """Grad-CAM at `layer`, upsampled to the input: (1, 1, H, W), ReLU applied."""
     from captum.attr import LayerAttribution, LayerGradCam  # lazy: see the note at the imports
 
-    cam = LayerGradCam(predictor.net, get_layer(predictor.net, layer))
+    cam = LayerGradCam(net, get_layer(net, layer))
     attr = cam.attribute(x, target=target, relu_attributions=True)  # (1, 1, h, w)
     return LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), interpolate_mode="bilinear")
 
@@ -73,31 +75,31 @@ OCCLUSION_WINDOW = 0.125  # of the input side: 6 px at 48 px, about the size of 
 OCCLUSION_STRIDE = 0.0625
 
 
-def _guided_gradcam(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+def _guided_gradcam(net: torch.nn.Module, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
     """Guided Grad-CAM: Grad-CAM at `layer`, upsampled, times guided backpropagation: (1, 1, H, W)."""
-    with _no_inplace_relu(predictor.net), warnings.catch_warnings():  # guided backpropagation hooks every ReLU
+    with _no_inplace_relu(net), warnings.catch_warnings():  # guided backpropagation hooks every ReLU
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
         from captum.attr import GuidedGradCam  # lazy: see the note at the imports
 
-        return GuidedGradCam(predictor.net, get_layer(predictor.net, layer)).attribute(x, target=target)
+        return GuidedGradCam(net, get_layer(net, layer)).attribute(x, target=target)
 
 
-def _integrated_gradients(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+def _integrated_gradients(net: torch.nn.Module, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
     """Integrated gradients from a black slice in IG_STEPS steps: (1, 1, H, W)."""
     from captum.attr import IntegratedGradients  # lazy: see the note at the imports
 
-    return IntegratedGradients(predictor.net).attribute(x, baselines=torch.full_like(x, BLACK), target=target,
+    return IntegratedGradients(net).attribute(x, baselines=torch.full_like(x, BLACK), target=target,
                                                         n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
 
 
-def _occlusion(predictor: Predictor, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
+def _occlusion(net: torch.nn.Module, x: torch.Tensor, target: int, layer: str) -> torch.Tensor:
     """Score drop when a square patch is set to black, averaged over the patches covering each pixel."""
     side = x.shape[-1]
     window, stride = max(2, round(OCCLUSION_WINDOW * side)), max(1, round(OCCLUSION_STRIDE * side))
     with torch.no_grad():
         from captum.attr import Occlusion  # lazy: see the note at the imports
 
-        return Occlusion(predictor.net).attribute(x.detach(), sliding_window_shapes=(1, window, window),
+        return Occlusion(net).attribute(x.detach(), sliding_window_shapes=(1, window, window),
                                                   strides=(1, stride, stride), baselines=BLACK, target=target,
                                                   perturbations_per_eval=64)
 
@@ -143,6 +145,30 @@ def method_options(method: str, image_size: int) -> tuple[tuple[str, object], ..
     return ()
 
 
+HOOK_FREE = ("integrated_gradients", "occlusion")  # add no hook to the network and change none of its modules
+
+
+def hook_free_network(predictor: Predictor) -> torch.nn.Module:
+    """A copy of the predictor's network, made once, on which only the maps without hooks run (`HOOK_FREE`).
+
+    Grad-CAM and Guided Grad-CAM hook the shared network (and Guided Grad-CAM turns its ReLUs out of place), so
+    they hold the predictor's lock. Integrated Gradients and Occlusion only run forward and backward passes, which
+    PyTorch allows from many threads on one module; on this copy they run side by side, with each other and with
+    a hooked map on the original. Ten sessions waiting for one lock was what held back concurrent uploads
+    (benchmarks/README.md)."""
+    net = getattr(predictor, "_hook_free_net", None)
+    if net is not None:
+        return net
+    with predictor.lock:  # copied once, while no hook is on the original
+        net = getattr(predictor, "_hook_free_net", None)
+        if net is None:
+            net = copy.deepcopy(predictor.net).eval()
+            for p in net.parameters():
+                p.requires_grad_(False)  # gradients flow to the input only; nothing accumulates in the weights
+            predictor._hook_free_net = net
+        return net
+
+
 def explain(predictor: Predictor, image: np.ndarray, *, target: int | None = None, layer: str = DEFAULT_CAM_LAYER,
             method: str = "gradcam") -> Explanation:
     """Saliency for one uint8 (S, S) slice; the map is resized to (S, S) and scaled to [0, 1]."""
@@ -151,15 +177,18 @@ def explain(predictor: Predictor, image: np.ndarray, *, target: int | None = Non
     if layer not in CAM_LAYERS.values():
         raise ValueError(f"unknown layer {layer!r}; choose one of {list(CAM_LAYERS.values())}")
     image = np.asarray(image)
-    with predictor.lock:
+    hooked = method not in HOOK_FREE
+    with predictor.lock if hooked else nullcontext():  # hooks on the shared network: one map at a time
+        net = predictor.net if hooked else hook_free_network(predictor)
         x = predictor.prepare(image).requires_grad_(True)
         with torch.enable_grad():
             if target is None:
-                target = int(predictor.net(x).argmax(1))
+                target = int(net(x).argmax(1))
             if not 0 <= target < len(CLASS_NAMES):
                 raise ValueError(f"target class {target} is outside 0..{len(CLASS_NAMES) - 1}")
-            attr = METHODS[method](predictor, x, target, layer)
-        predictor.net.zero_grad(set_to_none=True)
+            attr = METHODS[method](net, x, target, layer)
+        if hooked:
+            net.zero_grad(set_to_none=True)
     heat = attr.detach().float().cpu()[0, 0]
     heat = torch.nn.functional.interpolate(heat[None, None], size=image.shape[-2:], mode="bilinear",
                                            align_corners=False)[0, 0]

@@ -81,6 +81,40 @@ def test_concurrent_explanations_match_sequential(tiny_predictor, test_slices):
     assert not tiny_predictor.net.layer4._forward_hooks  # no hook left behind
 
 
+def test_maps_without_hooks_run_beside_hooked_ones_and_need_no_lock(tiny_predictor, test_slices):
+    """Integrated Gradients and Occlusion run on their own copy of the network: one finishes while another thread
+    holds the predictor's lock, and many of them, mixed with Grad-CAM and predictions, give what they give alone."""
+    images = [test_slices.images[i, 0].numpy() for i in range(4)]
+    methods = ["integrated_gradients", "gradcam", "occlusion", "integrated_gradients"]
+    alone = [explain(tiny_predictor, img, target=i % 4, method=m).heatmap
+             for i, (img, m) in enumerate(zip(images, methods))]
+
+    done = threading.Event()
+    with tiny_predictor.lock:  # as a Grad-CAM in another session would hold it
+        t = threading.Thread(target=lambda: (explain(tiny_predictor, images[0], method="integrated_gradients"),
+                                             done.set()))
+        t.start()
+        assert done.wait(timeout=120), "Integrated Gradients waited for the lock"
+    t.join()
+
+    results = {}
+
+    def work(i):
+        for _ in range(2):
+            results[i] = explain(tiny_predictor, images[i], target=i % 4, method=methods[i]).heatmap
+            tiny_predictor.probabilities(images[(i + 1) % 4])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        np.testing.assert_allclose(results[i], alone[i], atol=1e-5)
+    assert not tiny_predictor.net.layer2._forward_hooks and not tiny_predictor.net.layer4._forward_hooks
+    assert all(p.grad is None for p in tiny_predictor.net.parameters())
+
+
 def test_overlay_blends_and_refuses_out_of_range():
     image = np.full((8, 8), 128, np.uint8)
     heat = np.zeros((8, 8), np.float32)
