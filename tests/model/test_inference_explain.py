@@ -61,6 +61,15 @@ def test_gradcam_rejects_bad_layer_and_target(tiny_predictor, test_slices):
         explain(tiny_predictor, image, target=9)
 
 
+def run_together(work, n: int) -> None:
+    """work(0) ... work(n - 1), each in its own thread, all started before any is joined."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_explanations_match_sequential(tiny_predictor, test_slices):
     images = [test_slices.images[i, 0].numpy() for i in range(4)]
     alone = [explain(tiny_predictor, img, target=i % 4).heatmap for i, img in enumerate(images)]
@@ -71,11 +80,7 @@ def test_concurrent_explanations_match_sequential(tiny_predictor, test_slices):
             results[i] = explain(tiny_predictor, images[i], target=i % 4).heatmap
             tiny_predictor.probabilities(images[(i + 1) % 4])  # predictions interleave with the hooks
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(work, 4)
     for i in range(4):
         np.testing.assert_allclose(results[i], alone[i], atol=1e-5)
     assert not tiny_predictor.net.layer4._forward_hooks  # no hook left behind
@@ -104,11 +109,7 @@ def test_maps_without_hooks_run_beside_hooked_ones_and_need_no_lock(tiny_predict
             results[i] = explain(tiny_predictor, images[i], target=i % 4, method=methods[i]).heatmap
             tiny_predictor.probabilities(images[(i + 1) % 4])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(work, 4)
     for i in range(4):
         np.testing.assert_allclose(results[i], alone[i], atol=1e-5)
     assert not tiny_predictor.net.layer2._forward_hooks and not tiny_predictor.net.layer4._forward_hooks
