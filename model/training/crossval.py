@@ -228,8 +228,9 @@ def run_fold(k: int, data: SliceSet, groups: np.ndarray, fold: np.ndarray, cfg, 
                              "use a new --output-dir")
         return {"index": saved["index"], "logits": saved["logits"], **json.loads((fold_dir / "fold.json").read_text())}
     keep, inner = grouped_split(data.labels.numpy()[trainable], groups[trainable], inner_fraction, cfg.seed + k)
+    # --select last in the recipe keeps a fixed epoch count (the inner subjects are still predicted, for pooling)
     fold_cfg = dataclasses.replace(cfg, output_dir=str(fold_dir), export_dir=None, resume=True,
-                                   val_fraction=inner_fraction, select="best", temperature=None)
+                                   val_fraction=inner_fraction, temperature=None)
     t0 = time.perf_counter()
     result = train.main(fold_cfg, sets=(data.subset(trainable[keep]), data.subset(trainable[inner])),
                         groups=(groups[trainable[keep]], groups[trainable[inner]]), on_epoch=on_epoch)

@@ -185,3 +185,11 @@ def test_training_by_subject_samples_and_selects_on_inner_subject_auc(tmp_path):
     inner = np.load(tmp_path / "fold0" / "inner.npz")
     assert len(inner["index"]) == len(inner["logits"]) > 0
     assert set(groups[inner["index"]]).isdisjoint(groups[fold == 0])  # inner subjects come from training folds
+
+
+def test_a_recipe_with_select_last_keeps_every_fold_at_its_last_epoch(tmp_path):
+    """A fixed epoch count: no fold picks an early epoch on its few inner subjects."""
+    data, groups = tiny_set(n_per_class=(4, 2, 6, 4), slices=4)
+    _, _, infos = crossval.cross_validate(data, groups, recipe(epochs=3, select="last"), 2, 0, 0.3, tmp_path / "last")
+    assert [i["selected_epoch"] for i in infos] == [3, 3]
+    assert all((tmp_path / "last" / f"fold{k}" / "inner.npz").is_file() for k in (0, 1))
