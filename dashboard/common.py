@@ -36,7 +36,6 @@ from model.core.constants import (
 from model.core.dataset import load_split, read_subjects, slice_count
 from model.core.inference import THREADS_ENV_VAR, shipped_predictor, subject_prediction
 from model.core.recipe import crossval_describes
-from model.qualify.evaluate import subject_predictions
 from model.qualify.explain import explain
 from model.qualify.faithfulness import faithfulness, randomised_copy, rank_correlation
 from model.qualify.trust import TrustBank, TrustBankError
@@ -117,6 +116,10 @@ def subject_table():
 def crossval_subjects():
     """The out-of-fold predictions per subject, joined with the clinical table (None if not shipped);
     computed once per process, not on every rerun of the page."""
+    # model.qualify.evaluate brings scikit-learn and scipy.stats (1.2 s under load, `python -X importtime`): only the
+    # pages that evaluate need it, so the first page is not kept waiting for it
+    from model.qualify.evaluate import subject_predictions
+
     slices = read_csv(str(CROSSVAL_PREDICTIONS_PATH))
     return None if slices is None else subject_predictions(slices, subject_table())
 

@@ -23,7 +23,6 @@ from dashboard.common import (
 from dashboard.trust_views import nearest_slices, scan_details, uncertainty_caption, verdict
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, brain_mask, outside_share, overlay
-from model.reports.documents import reproducibility_stamp, scan_report_pdf
 from model.reports.record import Result, SubjectResult, page_record, png_bytes
 from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES
 
@@ -167,9 +166,15 @@ def answer(image, result, scan, name, assessment, true_label, scans, subject, su
                        "image/png", key="classify_download_png", width="stretch")
     d2.download_button("Download result (JSON)", json.dumps(record, indent=2), f"{stem}_result.json",
                        "application/json", key="classify_download_json", width="stretch")
+    def report_pdf() -> bytes:
+        # the PDF writer (fpdf2, fontTools, matplotlib: 0.9 s of imports) loads on the first click, not with the page
+        from model.reports.documents import reproducibility_stamp, scan_report_pdf
+
+        return scan_report_pdf(record, image, blended, reproducibility_stamp(
+            predictor, method={**explanation.settings(), "opacity": alpha, "colormap": colormap}, scan=scan))
+
     d3.download_button(  # built only when clicked
-        "Download report (PDF)", lambda: scan_report_pdf(record, image, blended, reproducibility_stamp(
-            predictor, method={**explanation.settings(), "opacity": alpha, "colormap": colormap}, scan=scan)),
+        "Download report (PDF)", report_pdf,
         f"{stem}_report.pdf", "application/pdf", key="classify_download_pdf", width="stretch")
     st.caption("A saliency map highlights where the network found evidence for the chosen class. It is not a "
                "lesion map.")

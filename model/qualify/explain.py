@@ -27,10 +27,11 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import matplotlib
 import numpy as np
 import torch
-from scipy import ndimage
+
+# matplotlib (the colour map, 0.3 s) and scipy.ndimage (the brain mask, 0.3 s) are imported where they are used:
+# at the top they cost every cold start of the app and of `alzmri predict`, which may never draw a map.
 
 # captum is imported inside the functions that attribute, not here: it imports matplotlib.pyplot, 0.5 s of every
 # start-up of the app and the API (`python -X importtime`, 2-core machine, 2026-12-02), before any map is asked for.
@@ -213,6 +214,8 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, colo
             raise ValueError(f"{name} values must lie in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]")
     if base.shape != heat.shape:
         raise ValueError(f"image {base.shape} and heatmap {heat.shape} differ in shape")
+    import matplotlib  # 0.3 s, see the imports
+
     colored = matplotlib.colormaps[colormap](heat)[..., :3]  # (H, W, 3) in [0, 1]
     blended = (1 - alpha) * base[..., None] + alpha * colored
     return (blended.clip(0, 1) * 255).round().astype(np.uint8)
@@ -235,6 +238,8 @@ def brain_mask(image: np.ndarray) -> np.ndarray:
     if image.ndim != 2:
         raise ValueError(f"a slice must be 2-D (H, W), got shape {image.shape}")
     x = image.astype(np.float32) * (1.0 if image.dtype == np.uint8 else 255.0)  # grey levels 0-255
+    from scipy import ndimage  # 0.3 s, see the imports
+
     head = ndimage.median_filter(x, MASK_MEDIAN) > MASK_LEVEL
     head = ndimage.binary_closing(head, iterations=MASK_CLOSING, border_value=0)
     parts, n = ndimage.label(head)

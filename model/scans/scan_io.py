@@ -55,12 +55,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, io_orientation, ornt2axcodes
 from PIL import Image, UnidentifiedImageError
 
 from model.core.constants import IMAGE_SIZE
+
+# nibabel is imported by the functions that read volumes (0.2-0.3 s, with scipy parts): every PNG upload, the app's
+# cold start and `alzmri predict` on slices would pay it otherwise (`python -X importtime`, 2026-12-02).
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # one 2D image file: a slice is far smaller; bigger is a wrong file
 MAX_VOLUME_BYTES = 200 * 1024 * 1024  # one volume file, a whole DICOM series, or a .nii.gz once decompressed
@@ -703,6 +704,8 @@ def _declared_bytes(head: bytes) -> int:
     `head` does not start with a readable one."""
     if head[344:348] != b"n+1\x00" and head[4:8] != b"n+2\x00":
         return MAX_VOLUME_BYTES
+    import nibabel as nib
+
     try:
         klass = nib.Nifti2Header if head[4:8] == b"n+2\x00" else nib.Nifti1Header
         with warnings.catch_warnings():
@@ -716,6 +719,8 @@ def _declared_bytes(head: bytes) -> int:
 
 def _nifti_class(header: bytes, name: str, pair: bool):
     """(nibabel header class, kind) from the header's signature."""
+    import nibabel as nib
+
     if header[344:348] in (b"n+1\x00", b"ni1\x00"):
         if (header[344:348] == b"ni1\x00") != pair:
             other = "a .hdr/.img pair; upload both files" if not pair else "a single .nii file"
@@ -751,6 +756,8 @@ def _volume_shape(hdr, name: str) -> tuple[int, int, int]:
 
 
 def _nifti_header(hdr, kind: str, shape, affine) -> tuple[tuple[str, str], ...]:
+    import nibabel as nib
+
     zooms = [float(z) for z in hdr.get_zooms()[:3]]
     rows = [("Format", kind), ("Dimensions", " x ".join(map(str, shape))),
             ("Voxel size (mm)", " x ".join(f"{z:g}" for z in zooms)), ("Data type", str(hdr.get_data_dtype())),
@@ -792,6 +799,8 @@ def _scaled(voxels: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
 def _canonical(volume: np.ndarray, affine: np.ndarray, name: str) -> tuple[np.ndarray, str]:
     """The volume turned to the closest RAS orientation (what nibabel's `as_closest_canonical` does, applied to
     the array so that 2D-in-3D and (X, Y, Z, 1) files take the same path)."""
+    from nibabel.orientations import apply_orientation, io_orientation, ornt2axcodes
+
     with _parsing(name, "the header's orientation (affine) is broken"):
         ornt = io_orientation(affine) if np.isfinite(affine).all() else None
     if ornt is None or np.isnan(ornt).any():

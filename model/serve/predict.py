@@ -71,11 +71,9 @@ from model.core.constants import MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.core.distributed import init_distributed
 from model.core.inference import Predictor
 from model.qualify.trust import TrustBank, TrustBankError
-from model.reports.documents import cohort_report, reproducibility_stamp
 from model.reports.record import ROW_COLUMNS, ErrorDetail, Failed, Result, SubjectResult
 from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, scan_groups
 from model.serve.batch import LazyFile, iter_zip, subject_results
-from model.serve.cohort import TruthError, evaluate_cohort, truth_from_csv, truth_from_folders
 from model.serve.pipeline import Opened, assess_opened, open_item, stage_volume
 
 BATCH_SIZE = 64  # slices classified together, and the most decoded slices held at once
@@ -530,6 +528,11 @@ def _json_safe(value):
 
 def _run_cohort(args, predictor, bank, fmt: str, parser: argparse.ArgumentParser) -> int:
     """Classify every file, write the rows as usual, then evaluate the labelled ones (`model.serve.cohort`)."""
+    # the evaluation's modules (scikit-learn, the PDF writer with matplotlib and pandas: 1.5-3 s of imports) load
+    # only when a cohort is evaluated; `alzmri predict FILE` never needs them (`python -X importtime`, 2026-12-02)
+    from model.reports.documents import cohort_report, reproducibility_stamp
+    from model.serve.cohort import TruthError, evaluate_cohort, truth_from_csv, truth_from_folders
+
     scans = predict_files(predictor, args.paths, args.batch_size, bank)
     group_by = {"prefix": "name prefix"}.get(args.subject_by, args.subject_by) or "none"
     try:

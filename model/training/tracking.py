@@ -13,12 +13,16 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from model.core.constants import PROJECT_ROOT
+
+if TYPE_CHECKING:  # the return type only; mlflow imports pandas itself when it builds the table
+    import pandas as pd
 
 RUNS_DIR = PROJECT_ROOT / "runs"
 DEFAULT_EXPERIMENT = "alzheimer-mri"
