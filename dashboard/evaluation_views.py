@@ -147,8 +147,30 @@ def new_subjects(crossval: dict | None) -> None:
                "(raw pixels). The clinical baseline is a logistic regression on age, sex, eTIV and nWBV, fitted "
                "per fold on the subjects with an OASIS row (MMSE and CDR are left out: they define the stage).")
 
-    st.subheader("Calibration")
     cal = crossval["calibration"]
+    with lazy_section(f"Calibration: expected calibration error {cal['ece_before']:.3f} before temperature "
+                      f"scaling, {cal['ece_after']:.3f} after (out of fold, per slice)", "evaluation_new_calibration") as section:
+        if section.open:
+            calibration_panel(cal)
+
+    subjects = crossval_subjects()
+    if subjects is None:
+        return
+    if table is not None and "age" in table:  # a table made without the OASIS reference has no clinical rows
+        with lazy_section("Clinical context: age and atrophy (nWBV) by stage, and where the mistakes fall",
+                          "evaluation_new_clinical") as section:
+            if section.open:
+                clinical_panel(crossval, table, subjects)
+    subject_browser(subjects)
+
+
+def lazy_section(title: str, key: str):
+    """A collapsed section whose content runs only when the user opens it (`section.open`): the Evaluation page
+    draws its headline figures first, and the browser is not kept drawing charts nobody opened (issue 20 item 5)."""
+    return st.expander(title, key=key, on_change="rerun")
+
+
+def calibration_panel(cal: dict) -> None:
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.reliability_diagram(cal["reliability_before"], cal["reliability_after"]),
                       key="evaluation_reliability")
@@ -161,28 +183,23 @@ def new_subjects(crossval: dict | None) -> None:
                    f"the other folds ({', '.join(f'{t:.2f}' for t in cal['cross_fitted_temperatures'])}), so no "
                    f"slice calibrates itself; " + shipped)
 
-    subjects = crossval_subjects()
-    if subjects is None:
-        return
-    st.subheader("Clinical context")
-    if table is not None and "age" in table:  # a table made without the OASIS reference has no clinical rows
-        summary = class_summary(table)
-        summary["stage"] = summary.stage.map(display)
-        st.dataframe(summary, hide_index=True, key="evaluation_cohort")
-        left, right = st.columns(2)
-        left.plotly_chart(charts.age_by_class(table), key="evaluation_age")
-        right.plotly_chart(charts.subject_scatter(subjects, "nwbv", "nWBV (normalised whole-brain volume)"),
-                           key="evaluation_nwbv")
-        st.plotly_chart(charts.subject_scatter(subjects, "age", "age"), key="evaluation_age_errors")
-        st.caption("Age and atrophy (nWBV) differ by stage, so a network can score by reading them rather than "
-                   "disease; the clinical baseline above shows how far those alone go. Subjects without an OASIS "
-                   "row (28 with no reference slice, and the 2 Moderate ones, which cannot be told apart) are left "
-                   "out of these charts.")
-        confounds = crossval.get("error_confounds")
-        if confounds:
-            st.markdown(confound_sentence(confounds))
-    subject_browser(subjects)
 
+def clinical_panel(crossval: dict, table, subjects) -> None:
+    summary = class_summary(table)
+    summary["stage"] = summary.stage.map(display)
+    st.dataframe(summary, hide_index=True, key="evaluation_cohort")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.age_by_class(table), key="evaluation_age")
+    right.plotly_chart(charts.subject_scatter(subjects, "nwbv", "nWBV (normalised whole-brain volume)"),
+                       key="evaluation_nwbv")
+    st.plotly_chart(charts.subject_scatter(subjects, "age", "age"), key="evaluation_age_errors")
+    st.caption("Age and atrophy (nWBV) differ by stage, so a network can score by reading them rather than "
+               "disease; the clinical baseline above shows how far those alone go. Subjects without an OASIS "
+               "row (28 with no reference slice, and the 2 Moderate ones, which cannot be told apart) are left "
+               "out of these charts.")
+    confounds = crossval.get("error_confounds")
+    if confounds:
+        st.markdown(confound_sentence(confounds))
 
 def metrics_counts(metrics: dict) -> list[int]:
     return [metrics["per_class"][name]["support"] for name in CLASS_NAMES]
@@ -662,8 +679,14 @@ def referral_section(rows: Rows, key: str) -> None:
 
 
 def published_calibration(rows: Rows, temperature: float | None, key: str) -> None:
-    """Reliability of the published split's probabilities before and after the shipped temperature."""
-    st.subheader("Calibration")
+    """Reliability of the published split's probabilities before and after the shipped temperature, in a section
+    drawn when opened."""
+    with lazy_section("Calibration on the published split", f"{key}_calibration") as section:
+        if section.open:
+            published_reliability(rows, temperature, key)
+
+
+def published_reliability(rows: Rows, temperature: float | None, key: str) -> None:
     if not temperature:
         st.caption("No temperature is recorded with these predictions, so the probabilities before scaling cannot "
                    "be recovered.")

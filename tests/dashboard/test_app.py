@@ -208,6 +208,12 @@ def test_evaluation_opens_on_new_subjects_and_matches_crossval_file():
     assert sum(map(sum, plotly_specs(at)["evaluation_new_confusion"]["data"][0]["z"])) == 6400
     subjects = frame(at, "p(true stage)")
     assert len(subjects) == 200 and subjects["p(true stage)"].is_monotonic_increasing
+    assert "evaluation_reliability" not in plotly_specs(at)  # drawn when its section is opened, not before
+    at.session_state["evaluation_new_calibration"] = True
+    at.session_state["evaluation_new_clinical"] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert {"evaluation_age", "evaluation_nwbv", "evaluation_age_errors"} <= set(plotly_specs(at))
     reliability = plotly_specs(at)["evaluation_reliability"]["data"]
     assert [t["name"] for t in reliability][1:] == ["before (T = 1)", "after temperature scaling"]
 

@@ -101,6 +101,10 @@ def test_published_ordinal_class_mix_referral_and_calibration():
     check_ordinal(at, "evaluation_test", metrics, metrics["n"])
     check_prevalence(at, "evaluation_test", metrics)
     check_referral(at, "evaluation_test", *predictions("test"), "slices")
+    assert "evaluation_test_reliability" not in plotly_specs(at)  # drawn when its section is opened
+    at.session_state["evaluation_test_calibration"] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
     reliability = plotly_specs(at)["evaluation_test_reliability"]["data"]
     assert [t["name"] for t in reliability] == ["perfectly calibrated", "before (T = 1)", "after temperature scaling"]
     assert sum(reliability[1]["customdata"]) == sum(reliability[2]["customdata"]) == metrics["n"]
