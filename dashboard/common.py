@@ -36,7 +36,8 @@ from model.core.constants import (
 from model.core.dataset import load_split, read_subjects, slice_count
 from model.core.inference import THREADS_ENV_VAR, shipped_predictor, subject_prediction
 from model.core.recipe import crossval_describes
-from model.qualify.explain import explain
+from model.qualify.ahead import MapsAhead
+from model.qualify.explain import HOOK_FREE, explain
 from model.qualify.faithfulness import faithfulness, randomised_copy, rank_correlation
 from model.qualify.trust import TrustBank, TrustBankError
 from model.reports.record import ROW_COLUMNS
@@ -289,10 +290,27 @@ def train_images_by_path(path: str) -> dict:
     return {name: data.images[i, 0].numpy() for i, name in enumerate(data.ids)}
 
 
+@st.cache_resource
+def maps_ahead() -> MapsAhead:
+    """The process's store of saliency maps by content, which a low-priority worker fills ahead of the question
+    (model.qualify.ahead): the other classes' maps of the slice on screen, so a change of class is answered at once."""
+    predictor = get_predictor()
+    return MapsAhead(lambda image, target, layer, method: explain(predictor, image, target=target, layer=layer,
+                                                                  method=method))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_explanation(image, target: int, layer: str, method: str = "gradcam"):
     """Explanation (model.qualify.explain) for one slice, target class, layer and method."""
-    return explain(get_predictor(), image, target=target, layer=layer, method=method)
+    return maps_ahead().get(image, target, layer, method)
+
+
+def explain_others_ahead(image, shown: int, layer: str, method: str) -> None:
+    """Queue the maps of the classes not shown for the low-priority worker. Only the methods that need no hook on
+    the network (HOOK_FREE): a hooked one takes the Predictor's lock, and a foreground map would then wait for a
+    thread that runs at the lowest priority."""
+    if method in HOOK_FREE:
+        maps_ahead().ahead(image, [c for c in range(len(CLASS_NAMES)) if c != shown], layer, method)
 
 
 @st.cache_data(max_entries=64, show_spinner="Scoring the map against a random and an edge map…")

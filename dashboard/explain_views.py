@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.common import cached_explanation, cached_faithfulness, cached_randomisation, read_json
+from dashboard.common import (cached_explanation, cached_faithfulness, cached_randomisation, explain_others_ahead,
+                              read_json)
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.core.network import CAM_LAYERS, CAM_STRIDE, default_cam_layer
 from model.qualify.explain import COLORMAPS, LAYER_METHODS, METHOD_NAMES, METHOD_NOTES, METHODS, overlay
@@ -43,6 +44,7 @@ def explanation(image, prediction, image_size: int):
             result = cached_explanation(image, label, layer, method)
     else:
         result = cached_explanation(image, label, layer, method)
+    explain_others_ahead(image, label, layer, method)  # the other classes' maps, while the user reads this one
     return result, alpha, colormap
 
 

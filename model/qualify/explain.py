@@ -14,8 +14,10 @@ shows in `METHOD_NOTES`:
 Only positive evidence is kept, as for Grad-CAM. Whether a map is faithful to the network is
 measured by `model.qualify.faithfulness`, not assumed.
 
-Captum places hooks on the shared network while it works, so every call holds
-the predictor's lock: concurrent sessions each get the map they would get alone.
+Grad-CAM and Guided Grad-CAM place hooks on the shared network while they work, so they hold the predictor's
+lock; Integrated Gradients and Occlusion (`HOOK_FREE`) run on a copy of the network made once and take no lock.
+Either way concurrent sessions each get the map they would get alone. `model.qualify.ahead` computes the other
+classes' maps ahead of the question on a low-priority thread.
 `overlay` blends a map over the slice as an RGB image. `brain_mask` finds the head on a slice (the training
 slices' background is black) and `outside_share` says how much of a map lies off it: evidence on the black
 background says more about the network's shortcuts than about the brain.
