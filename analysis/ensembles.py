@@ -14,26 +14,16 @@ docs/experiments.md before a run.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from model.core.constants import CLASS_NAMES, SUBJECTS_PATH, default_data_dir
+from analysis.folds import emit, subject_figures
+from model.core.constants import SUBJECTS_PATH, default_data_dir
 from model.core.inference import subject_level
 from model.training.crossval import (floor_probabilities, load_everything, paired_difference,
                                      reference_subject_probs, slice_positions)
-
-NON = CLASS_NAMES.index("Non_Demented")
-
-
-def subject_figures(labels: np.ndarray, probs: np.ndarray) -> dict:
-    """Any-dementia AUC and 4-stage balanced accuracy of subject-level probabilities (S, C)."""
-    return {"auc": float(roc_auc_score(labels != NON, 1 - probs[:, NON])),
-            "balanced_accuracy": float(balanced_accuracy_score(labels, probs.argmax(1)))}
-
 
 def folds_of(path: Path, splits: list[str], ids) -> np.ndarray:
     """Each slice's outer fold, as a table records it, in this data's row order."""
@@ -97,12 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted({m for parts in ensembles.values() for m in parts} - set(members))
     if unknown:
         raise SystemExit(f"error: unknown members {unknown}; known: {sorted(members)}")
-    result = score(members, ensembles, baseline, list(floors), labels, groups, args.bootstrap)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return emit(score(members, ensembles, baseline, list(floors), labels, groups, args.bootstrap), args.out)
 
 
 if __name__ == "__main__":

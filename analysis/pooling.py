@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from model.core.constants import CLASS_NAMES, SUBJECTS_PATH, default_data_dir
+from analysis.folds import NON, emit, fold_logits
+from model.core.constants import SUBJECTS_PATH, default_data_dir
 from model.core.inference import subject_level
 from model.training.crossval import calibrated_out_of_fold, load_everything, paired_difference, slice_positions
 
 WINDOW_STARTS = (0, 8, 16, 22)
-NON = CLASS_NAMES.index("Non_Demented")
 
 
 def window_auc(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, positions: np.ndarray, start: int) -> float:
@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = json.loads((args.run_dir / "plan.json").read_text())
     data, groups, splits = load_everything(args.data_dir, SUBJECTS_PATH)
     labels, positions = data.labels.numpy(), slice_positions(splits, data.ids)
-    logits, fold = np.full((len(labels), len(CLASS_NAMES)), np.nan), np.full(len(labels), -1)
-    for k in range(plan["folds"]):
-        saved = np.load(args.run_dir / f"fold{k}" / "oof.npz")
-        logits[saved["index"]], fold[saved["index"]] = saved["logits"], k
+    logits, fold = fold_logits(args.run_dir, len(labels))
     if np.isnan(logits).any():
         print("error: not every fold has finished", file=sys.stderr)
         return 2
@@ -69,11 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"chosen_window_starts": chosen, "mean": float(roc_auc_score(y != NON, 1 - mean[:, NON])),
               "window": float(roc_auc_score(y != NON, 1 - window[:, NON])),
               "paired_window_minus_mean": paired_difference(y, window, mean, n_bootstrap=2000)}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":
