@@ -1,7 +1,7 @@
 """Router of the research dashboard: `streamlit run dashboard/app.py` (after `pip install -e .`)."""
 import streamlit as st
 
-from dashboard.common import render_sidebar
+from dashboard.shell import render_sidebar, start_warmup
 
 st.set_page_config(page_title="Alzheimer MRI staging · research dashboard", page_icon="🧠", layout="wide")
 # Not a `pages/` folder: Streamlit would also auto-discover that one, and a bookmarked /evaluation would then
@@ -13,5 +13,6 @@ pages = [
     st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
 ]
 navigation = st.navigation(pages)
+start_warmup()  # the model loads on a thread while this first page is drawn from light modules
 render_sidebar()
 navigation.run()

@@ -7,7 +7,8 @@ import hashlib
 import streamlit as st
 
 from dashboard import evaluation_views as views
-from dashboard.common import plain, predictor_or_none, shipped_config
+from dashboard.common import predictor_or_none
+from dashboard.shell import plain, shipped_config
 from model.reports import documents as reports
 from model.reports.record import Result
 from model.serve.batch import stage_folder

@@ -1,8 +1,9 @@
-"""What every page shares: cached loaders and the sidebar.
+"""What the pages share that needs the model: the shared Predictor and guard, cached model calls, panels.
 
-The model is loaded once per process (`st.cache_resource`) and never mutated;
-metrics and config are plain data (`st.cache_data`). Pages call these and
-`model/`; they hold no model logic of their own.
+The model is loaded once per process (`model.core.inference.shared_predictor`) and never mutated; data is cached
+with `st.cache_data`. Pages call these and `model/`; they hold no model logic of their own. What the first page
+needs before the model is loaded (the sidebar, the shipped result files, the warm-up) is `dashboard.shell`'s,
+re-exported here.
 """
 from __future__ import annotations
 
@@ -16,26 +17,18 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
+from dashboard.shell import WARMUP, crossval_describes_shipped_model, plain, shipped_crossval
 from model.core.checkpoint import ModelLoadError
 from model.core.constants import (
-    BASELINE_PATH,
     CLASS_NAMES,
-    CROSSVAL_PATH,
     CROSSVAL_PREDICTIONS_PATH,
-    DATA_ENV_VAR,
-    HF_DATASET_ID,
     DISPLAY_NAMES,
-    METRICS_PATH,
-    MODEL_CONFIG_PATH,
-    SPLIT_FILES,
     STAGE_ORDER,
     SUBJECT_TABLE_PATH,
     TRAIN_LOG_PATH,
-    default_data_dir,
 )
-from model.core.dataset import load_split, read_subjects, slice_count
-from model.core.inference import THREADS_ENV_VAR, shipped_predictor, subject_prediction
-from model.core.recipe import crossval_describes
+from model.core.dataset import load_split, read_subjects
+from model.core.inference import THREADS_ENV_VAR, shared_predictor, subject_prediction
 from model.qualify.ahead import MapsAhead
 from model.qualify.explain import HOOK_FREE, explain
 from model.qualify.faithfulness import faithfulness, randomised_copy, rank_correlation
@@ -43,27 +36,22 @@ from model.qualify.trust import TrustBank, TrustBankError
 from model.reports.record import ROW_COLUMNS
 from model.serve.pipeline import classify, classify_slices, stage_volume
 
-MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
 
-
-def plain(text: str) -> str:
-    """Text that Streamlit's Markdown shows literally: a file name such as `[x](https://...) **b**.png` stays
-    a name, not a link in bold."""
-    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS else ch for ch in str(text))
-
-
-RESEARCH_NOTICE = ("**Research use only.** Not a medical device and not for the diagnosis of any patient. "
-                   "Trained on one public dataset of 2D axial slices of Alzheimer's disease; "
-                   "other brain diseases and other kinds of scans are out of scope.")
+def load_model():
+    """The process's shared, verified Predictor (raises if the weights are missing or corrupt), with the API's
+    engine ($ALZ_MRI_ENGINE, OpenVINO by default on a CPU): the prediction, the guard's test-time variants and the
+    faithfulness scores run the fused exported network; Grad-CAM runs in PyTorch. One intra-op thread unless
+    $ALZ_MRI_THREADS says otherwise (model.core.inference.THREADS_ENV_VAR says why): sessions run side by side.
+    The sidebar learns its device from here, whoever loaded it."""
+    predictor = shared_predictor(threads=int(os.environ.get(THREADS_ENV_VAR, "1")))
+    WARMUP.device = predictor.device_name()
+    return predictor
 
 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
 def get_predictor():
-    """The shared, verified Predictor (raises if the weights are missing or corrupt), with the API's engine
-    ($ALZ_MRI_ENGINE, OpenVINO by default on a CPU): the prediction, the guard's test-time variants and the
-    faithfulness scores run the fused exported network; Grad-CAM runs in PyTorch. One intra-op thread unless
-    $ALZ_MRI_THREADS says otherwise (model.core.inference.THREADS_ENV_VAR says why): sessions run side by side."""
-    return shipped_predictor(threads=int(os.environ.get(THREADS_ENV_VAR, "1")))
+    """`load_model()` behind the page's spinner: at once when the warm-up thread has loaded it."""
+    return load_model()
 
 
 def predictor_or_none():
@@ -72,35 +60,6 @@ def predictor_or_none():
         return get_predictor(), None
     except (FileNotFoundError, ModelLoadError, ValueError) as exc:
         return None, str(exc)
-
-
-@st.cache_data
-def read_json(path: str) -> dict | None:
-    p = Path(path)
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
-def shipped_metrics() -> dict | None:
-    return read_json(str(METRICS_PATH))
-
-
-def shipped_baseline() -> dict | None:
-    return read_json(str(BASELINE_PATH))
-
-
-def shipped_config() -> dict | None:
-    return read_json(str(MODEL_CONFIG_PATH))
-
-
-def shipped_crossval() -> dict | None:
-    """assets/crossval.json: the subject-grouped cross-validation's figures (None if not shipped)."""
-    return read_json(str(CROSSVAL_PATH))
-
-
-def crossval_describes_shipped_model() -> bool:
-    """Whether the shipped network was trained with the cross-validated recipe and carries its temperature,
-    so the new-subject figures are this network's."""
-    return crossval_describes(shipped_config(), shipped_crossval())
 
 
 @st.cache_data(max_entries=4)
@@ -143,19 +102,6 @@ def training_log(path: str = str(TRAIN_LOG_PATH)) -> list[dict]:
         return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-@st.cache_data(max_entries=2)
-def local_slices(path: str) -> int:
-    return slice_count(path)
-
-
-def dataset_dir() -> Path | None:
-    """The configured dataset folder ($ALZ_MRI_DATA or ../shared/data/alzheimer_mri), if it holds the test split."""
-    path = default_data_dir()
-    if (path / SPLIT_FILES["test"]).is_file() or (path / "test").is_dir():
-        return path
-    return None
-
-
 @st.cache_resource(show_spinner="Reading the test split…")
 def test_split(path: str):
     """The decoded test split, shared read-only by every session."""
@@ -166,40 +112,6 @@ def test_split(path: str):
 def split_images(path: str, split: str):
     """One decoded split, shared read-only by every session (the test split reuses `test_split`)."""
     return test_split(path) if split == "test" else load_split(split, path)
-
-
-def render_sidebar() -> None:
-    with st.sidebar:
-        st.markdown("### Alzheimer MRI staging")
-        predictor, error = predictor_or_none()
-        if predictor is None:
-            st.error(f"No usable model: {error}")
-        else:
-            st.caption(f"ResNet-34 · `{predictor.sha256[:12]}` · {predictor.image_size}px")
-            st.caption(f"Running on **{predictor.device_name()}**")
-        crossval, metrics = shipped_crossval(), shipped_metrics()
-        if crossval:
-            net = crossval["network"]["subject"]
-            st.caption("On new subjects (cross-validated):")
-            c1, c2 = st.columns(2)
-            c1.metric("Balanced acc.", f"{net['balanced_accuracy']:.0%}",
-                      help="Balanced accuracy (the mean recall of the four stages; chance is 25%) over 200 "
-                           "subjects, each staged by a network that never saw that brain (5-fold "
-                           "cross-validation by subject)")
-            c2.metric("Dementia AUC", f"{net['any_dementia_auc']:.2f}",
-                      help="ROC AUC of any dementia against none, per new subject")
-            if not crossval_describes_shipped_model():
-                st.caption("These are the cross-validated recipe's figures; the shipped network was trained "
-                           "with another recipe or temperature.")
-        if metrics:
-            st.caption(f"Published test split (slices of brains also in training): {metrics['accuracy']:.1%} "
-                       "accuracy, which measures recognising a seen brain. See the Evaluation page.")
-        data = dataset_dir()  # named, not shown by its path: a screenshot says nothing of the machine it was taken on
-        st.caption(f"Dataset: {HF_DATASET_ID}, {local_slices(str(data)):,} slices here" if data else
-                   f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
-        st.warning(RESEARCH_NOTICE, icon="⚠️")
-
-
 
 
 @st.cache_resource(show_spinner="Loading the out-of-distribution guard…")

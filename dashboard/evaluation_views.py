@@ -18,20 +18,16 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import (
     cached_explanation,
-    crossval_describes_shipped_model,
     crossval_slices,
     crossval_subjects,
-    dataset_dir,
     get_predictor,
     predictor_or_none,
     read_csv,
-    read_json,
-    shipped_baseline,
-    shipped_config,
     slice_positions,
     split_images,
     subject_table,
 )
+from dashboard.shell import crossval_describes_shipped_model, dataset_dir, read_json, shipped_baseline, shipped_config
 from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, PREDICTIONS_PATH, STAGE_ORDER
 from model.core.dataset import DatasetError, class_summary
 from model.core.network import default_cam_layer

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.common import (cached_explanation, cached_faithfulness, cached_randomisation, explain_others_ahead,
-                              read_json)
+from dashboard.common import cached_explanation, cached_faithfulness, cached_randomisation, explain_others_ahead
+from dashboard.shell import read_json
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
 from model.core.network import CAM_LAYERS, CAM_STRIDE, default_cam_layer
 from model.qualify.explain import COLORMAPS, LAYER_METHODS, METHOD_NAMES, METHOD_NOTES, METHODS, overlay

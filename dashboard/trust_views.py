@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import crossval_describes_shipped_model, dataset_dir, plain, train_images_by_path
+from dashboard.common import train_images_by_path
+from dashboard.shell import crossval_describes_shipped_model, dataset_dir, plain
 from model.core.constants import DISPLAY_NAMES
 from model.qualify.trust import spread_sentence
 from model.qualify.unseen import never_seen

@@ -9,7 +9,8 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.cohort_views import cohort_section
-from dashboard.common import plain, predictor_or_none, trust_bank_or_none
+from dashboard.common import predictor_or_none, trust_bank_or_none
+from dashboard.shell import plain
 from model.core.constants import BATCH_DIR_ENV_VAR
 from model.reports.record import Result
 from model.scans.scan_io import SCAN_SUFFIXES, ScanError

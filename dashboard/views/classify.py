@@ -6,35 +6,14 @@ from datetime import datetime, timezone
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, explain_views
-from dashboard.common import (
-    classified,
-    classified_slice,
-    dataset_dir,
-    mixed_subjects_warning,
-    scans_table,
-    staged_volume,
-    volume_subject_panel,
-    plain,
-    predictor_or_none,
-    subject_panel,
-    test_split,
-)
-from dashboard.trust_views import nearest_slices, scan_details, uncertainty_caption, verdict
+from dashboard.shell import dataset_dir, plain
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
-from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, brain_mask, outside_share, overlay
-from model.reports.record import Result, SubjectResult, page_record, png_bytes
 from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, SCAN_SUFFIXES
 
 st.title("Classify a scan")
 st.caption("2D axial T1-weighted brain MRI slices like those of the training data (OASIS-1), as images, DICOM, "
            "NIfTI or Analyze: one slice, a volume to pick a slice from, or several slices of one subject. "
            "A research output, not a diagnosis.")
-predictor, error = predictor_or_none()
-if predictor is None:
-    st.error(f"The model could not be loaded, so nothing can be classified: {error}")
-    st.stop()
-
 data = dataset_dir()
 handoff = st.session_state.get("classify_from_batch")
 sources = ["Upload a scan"] + (["Test-split example"] if data else []) + (["From the batch"] if handoff else [])
@@ -56,6 +35,31 @@ if source == "Upload a scan":
     if not files:
         st.info(f"Drop a scan above. Readable: {ACCEPTED}." + (" Or pick a test-split example." if data else ""))
         st.stop()
+
+# A scan is on its way. The model's modules (torch and what imports it: 3-4 s in a cold process) are imported from
+# here on, not at the top, so the page above is usable while the warm-up thread started by app.py loads them.
+from dashboard import charts, explain_views  # noqa: E402
+from dashboard.common import (  # noqa: E402
+    classified,
+    classified_slice,
+    mixed_subjects_warning,
+    scans_table,
+    staged_volume,
+    volume_subject_panel,
+    predictor_or_none,
+    subject_panel,
+    test_split,
+)
+from dashboard.trust_views import nearest_slices, scan_details, uncertainty_caption, verdict  # noqa: E402
+from model.qualify.explain import LAYER_METHODS, METHOD_NAMES, brain_mask, outside_share, overlay  # noqa: E402
+from model.reports.record import Result, SubjectResult, page_record, png_bytes  # noqa: E402
+
+predictor, error = predictor_or_none()
+if predictor is None:
+    st.error(f"The model could not be loaded, so nothing can be classified: {error}")
+    st.stop()
+
+if source == "Upload a scan":
     uploads = tuple((f.name, f.getvalue()) for f in files)
     results = classified(uploads)  # model.serve.pipeline: group -> open -> assess, one result per scan
     one_volume = (len(results) == 1 and isinstance(results[0], Result) and results[0].n_slices >= 32

@@ -2,7 +2,8 @@
 import streamlit as st
 
 from dashboard import evaluation_views as views
-from dashboard.common import predictor_or_none, shipped_baseline, shipped_config, shipped_crossval, shipped_metrics
+from dashboard.common import predictor_or_none
+from dashboard.shell import shipped_baseline, shipped_config, shipped_crossval, shipped_metrics
 from model.reports import documents as reports
 
 st.title("Evaluation")

@@ -2,14 +2,8 @@
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import (
-    read_json,
-    shipped_baseline,
-    shipped_config,
-    shipped_crossval,
-    shipped_metrics,
-    training_log,
-)
+from dashboard.common import training_log
+from dashboard.shell import read_json, shipped_baseline, shipped_config, shipped_crossval, shipped_metrics
 from model.core.constants import GUARD_RATES_PATH, SELECTION_LOG_PATH
 from model.qualify.faithfulness import FAITHFULNESS_PATH
 from model.qualify.trust import TRUST_PATH

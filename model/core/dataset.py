@@ -26,9 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 from model.core.checkpoint import sha256_file
 from model.core.constants import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES, SPLIT_FILES, SUBJECTS_PATH, default_data_dir
-from model.scans.scan_io import IMAGE_TYPES, to_square_slice
-
-IMAGE_SUFFIXES = {f".{t}" for t in IMAGE_TYPES}  # the 2D image types an upload may also be
+from model.core.datafiles import IMAGE_SUFFIXES
+from model.scans.scan_io import to_square_slice
 
 
 class DatasetError(ValueError):
@@ -190,19 +189,6 @@ def load_split(split: str, data_dir: str | Path | None = None, size: int = IMAGE
         f"{data_dir}: no {SPLIT_FILES[split]} and no {split}/ image folder. "
         f"Download the dataset with `python -m model.data download --dest {data_dir}`."
     )
-
-
-def slice_count(data_dir: str | Path | None = None) -> int:
-    """Slices in every split present, read from the parquet footers (or by counting an image folder's files):
-    nothing is decoded."""
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    total = 0
-    for split, name in SPLIT_FILES.items():
-        if (data_dir / name).is_file():
-            total += pq.ParquetFile(data_dir / name).metadata.num_rows
-        elif (data_dir / split).is_dir():
-            total += sum(1 for f in (data_dir / split).glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
-    return total
 
 
 def fingerprint(data_dir: str | Path | None = None) -> dict[str, str]:

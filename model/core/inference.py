@@ -232,3 +232,23 @@ def shipped_predictor(threads: int | None = None) -> Predictor:
     except Exception as exc:  # noqa: BLE001 - any engine failure: serve with PyTorch, say why in the log
         log.warning("engine %s unavailable (%s); serving with PyTorch", engine, type(exc).__name__)
         return Predictor.from_assets()
+
+
+
+_SHARED: dict[int | None, Predictor] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_predictor(threads: int | None = None) -> Predictor:
+    """`shipped_predictor`, loaded once per process and shared by every caller: a server's sessions and the thread
+    that loads the model while the app's first page is drawn (`dashboard.shell.start_warmup`). A caller that comes
+    while another loads it waits for that load; a failed load raises to its caller and is tried again next time."""
+    with _SHARED_LOCK:
+        if threads not in _SHARED:
+            _SHARED[threads] = shipped_predictor(threads)
+        return _SHARED[threads]
+
+
+def shared_predictor_loaded(threads: int | None = None) -> Predictor | None:
+    """The shared Predictor if it has been loaded, else None; never loads it (a page may ask without waiting)."""
+    return _SHARED.get(threads)

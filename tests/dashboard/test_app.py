@@ -5,6 +5,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.shell import WARMUP
 from model.core.constants import (
     BASELINE_PATH,
     CONFIG_FILES_PRESENT,
@@ -51,6 +52,8 @@ def test_landing_page_and_sidebar():
     assert not [c.value for c in at.sidebar.caption if "/work" in c.value or "/home" in c.value]
     assert at.sidebar.metric[0].value == f"{crossval['balanced_accuracy']:.0%}"
     assert any("Published test split" in c.value for c in at.sidebar.caption)
+    assert WARMUP.done.wait(120) and WARMUP.error is None  # the model loads on a thread; once it has, the
+    at.run()  # sidebar names its device
     assert any("Running on" in c.value for c in at.sidebar.caption)
     assert any("not for the diagnosis" in w.value for w in at.sidebar.warning)
 

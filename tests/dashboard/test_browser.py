@@ -69,8 +69,18 @@ def test_upload_classify_and_browse_evaluation(test_slices, tmp_path):
         page.get_by_text("Balanced accuracy: a seen brain or a new one").wait_for(timeout=60_000)
         wait_idle(page)
         charts = page.locator("[data-testid='stPlotlyChart']")
-        charts.nth(8).wait_for(timeout=60_000)  # headline, balance, confusion, ROC, PR, reliability, clinical x3
-        page.locator(".js-plotly-plot").nth(8).wait_for(timeout=60_000)  # Plotly actually drew them
+        charts.nth(4).wait_for(timeout=60_000)  # headline, balance, confusion, ROC, PR drawn on arrival
+        page.locator(".js-plotly-plot").nth(4).wait_for(timeout=60_000)  # Plotly actually drew them
+        wait_idle(page)
+        before = charts.count()
+        page.get_by_text("Calibration: expected calibration error").click()  # a section drawn when opened
+        charts.nth(before).wait_for(timeout=60_000)  # its reliability diagram
+        wait_idle(page)
+        page.get_by_text("Clinical context: age and atrophy").click()
+        charts.nth(before + 3).wait_for(timeout=60_000)  # age by stage, nWBV and age against the errors
+        page.locator(".js-plotly-plot").nth(before + 3).wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_text("Balanced accuracy: a seen brain or a new one").scroll_into_view_if_needed()
         assert page.get_by_text("For a brain the model has never seen, read the new-subject figures").is_visible()
         page.wait_for_timeout(500)
         page.screenshot(path=str(SHOTS / "evaluation.png"))
