@@ -349,7 +349,7 @@ def cross_validate(data: SliceSet, groups: np.ndarray, cfg, n_folds: int, seed: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = {"folds": n_folds, "seed": seed, "inner_fraction": inner_fraction,
-            "recipe": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in train_resume_free()}}
+            "recipe": plan_recipe(cfg)}
     plan_file = out_dir / "plan.json"
     if plan_file.is_file() and json.loads(plan_file.read_text()) != plan:
         raise ValueError(f"{out_dir} holds folds of another plan (folds, seed, inner fraction or recipe); "
@@ -371,6 +371,16 @@ def cross_validate(data: SliceSet, groups: np.ndarray, cfg, n_folds: int, seed: 
         print(f"fold {k + 1}: epoch {out['selected_epoch']} chosen on {out['inner_subjects']} inner subjects, "
               f"{out['seconds']:.0f} s", flush=True)
     return fold, logits, infos
+
+
+def plan_recipe(cfg) -> dict:
+    """The recipe a cross-validation's plan and its MLflow run record: the options that change a fold's network.
+    `select` counts only when it is not the default: with `last` every fold keeps its last epoch (the plans of runs
+    that selected the best epoch stay as they were written, so they still resume)."""
+    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in train_resume_free()}
+    if cfg.select != "best":
+        recipe["select"] = cfg.select
+    return recipe
 
 
 def train_resume_free() -> set[str]:
@@ -486,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tracker = None
     if args.track:
-        recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in train_resume_free()}
+        recipe = plan_recipe(cfg)
         tracker = Tracker(args.run_name or Path(args.output_dir).name,
                           {"folds": args.folds, "fold_seed": args.seed, "inner_fraction": args.inner_fraction,
                            **recipe}, tags={"kind": "crossval", "output_dir": str(args.output_dir)},

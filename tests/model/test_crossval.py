@@ -1,4 +1,6 @@
 """Subject-grouped cross-validation end to end on a tiny synthetic set."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -193,3 +195,5 @@ def test_a_recipe_with_select_last_keeps_every_fold_at_its_last_epoch(tmp_path):
     _, _, infos = crossval.cross_validate(data, groups, recipe(epochs=3, select="last"), 2, 0, 0.3, tmp_path / "last")
     assert [i["selected_epoch"] for i in infos] == [3, 3]
     assert all((tmp_path / "last" / f"fold{k}" / "inner.npz").is_file() for k in (0, 1))
+    assert json.loads((tmp_path / "last" / "plan.json").read_text())["recipe"]["select"] == "last"
+    assert "select" not in crossval.plan_recipe(recipe())  # plans of runs that selected are written as before
