@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from model.qualify.ahead import MapsAhead, content_key
+from model.qualify.ahead import MapsAhead, content_key, idle_core
 
 
 class Recorder:
@@ -28,6 +28,10 @@ class Recorder:
         if target == self.fail_on:
             raise RuntimeError("boom")
         return (int(image.sum()), target, layer, method)
+
+
+def always():
+    return True
 
 
 def until(condition, timeout=10.0):
@@ -52,7 +56,7 @@ def test_content_key_follows_pixels_class_layer_and_method():
 
 def test_a_map_asked_for_is_computed_once_on_the_asking_thread():
     compute = Recorder()
-    maps = MapsAhead(compute)
+    maps = MapsAhead(compute, idle=always)
     first = maps.get(slice_(), 2, "layer2", "ig")
     assert maps.get(slice_(), 2, "layer2", "ig") == first
     assert compute.calls == [(threading.current_thread().name, 2)]
@@ -61,7 +65,7 @@ def test_a_map_asked_for_is_computed_once_on_the_asking_thread():
 
 def test_maps_computed_ahead_answer_later_requests_without_computing_and_at_low_priority():
     compute = Recorder()
-    maps = MapsAhead(compute)
+    maps = MapsAhead(compute, idle=always)
     image = slice_()
     maps.ahead(image, [0, 1, 3], "layer2", "ig")
     assert maps.wait_idle(timeout=10)
@@ -80,7 +84,7 @@ def test_maps_computed_ahead_answer_later_requests_without_computing_and_at_low_
 def test_a_queued_map_asked_for_is_computed_at_once_not_behind_the_worker():
     gate = threading.Event()
     compute = Recorder(gate=gate)
-    maps = MapsAhead(compute)
+    maps = MapsAhead(compute, idle=always)
     image = slice_()
     maps.ahead(image, [0, 1], "layer2", "ig")  # the worker takes class 0 and waits at the gate; 1 stays queued
     until(lambda: maps._busy is not None)
@@ -95,7 +99,7 @@ def test_a_queued_map_asked_for_is_computed_at_once_not_behind_the_worker():
 def test_the_queue_keeps_only_the_newest_jobs_and_the_store_is_bounded():
     gate = threading.Event()
     compute = Recorder(gate=gate)
-    maps = MapsAhead(compute, max_entries=3, max_pending=2)
+    maps = MapsAhead(compute, max_entries=3, max_pending=2, idle=always)
     maps.ahead(slice_(0), [0], "layer2", "ig")  # taken by the worker, held at the gate
     until(lambda: maps._busy is not None)
     for seed in (1, 2, 3):
@@ -111,7 +115,7 @@ def test_the_queue_keeps_only_the_newest_jobs_and_the_store_is_bounded():
 
 def test_a_failing_map_ahead_leaves_the_worker_alive_and_the_request_computes_it():
     compute = Recorder(fail_on=1)
-    maps = MapsAhead(compute)
+    maps = MapsAhead(compute, idle=always)
     image = slice_()
     maps.ahead(image, [1, 2], "layer2", "ig")
     assert maps.wait_idle(timeout=10)
@@ -126,7 +130,7 @@ def test_maps_ahead_equal_the_maps_explain_gives(tiny_predictor):
 
     predictor = tiny_predictor
     image = slice_(7).repeat(8, 0).repeat(8, 1)  # 128 x 128
-    maps = MapsAhead(lambda im, t, layer, m: explain(predictor, im, target=t, layer=layer, method=m))
+    maps = MapsAhead(lambda im, t, layer, m: explain(predictor, im, target=t, layer=layer, method=m), idle=always)
     maps.ahead(image, [0, 3], "layer2", "integrated_gradients")
     assert maps.wait_idle(timeout=120)
     for target in (0, 3):
@@ -135,3 +139,28 @@ def test_maps_ahead_equal_the_maps_explain_gives(tiny_predictor):
         np.testing.assert_allclose(ahead.heatmap, alone.heatmap, atol=1e-6)
         assert ahead.settings() == alone.settings()
     assert maps.served_ahead == 2
+
+
+def test_the_worker_waits_for_an_idle_core():
+    compute = Recorder()
+    spare = threading.Event()
+    maps = MapsAhead(compute, idle=spare.is_set)
+    maps.ahead(slice_(), [0, 1], "layer2", "ig")
+    time.sleep(1.2)  # a busy machine: the worker checked and waited
+    assert compute.calls == [] and maps.pending() == 2
+    spare.set()
+    assert maps.wait_idle(timeout=10)
+    assert sorted(t for _, t in compute.calls) == [0, 1]
+    assert isinstance(idle_core(0.05), bool)
+
+
+def test_close_stops_the_worker_and_later_requests_still_compute():
+    compute = Recorder()
+    maps = MapsAhead(compute, idle=always)
+    maps.ahead(slice_(), [0], "layer2", "ig")
+    assert maps.wait_idle(timeout=10)
+    maps.close()
+    assert not maps._worker.is_alive()
+    maps.ahead(slice_(1), [0], "layer2", "ig")  # nothing starts again after close
+    assert not maps._worker.is_alive() and maps.pending() == 0
+    assert maps.get(slice_(1), 0, "layer2", "ig") == (int(slice_(1).sum()), 0, "layer2", "ig")
