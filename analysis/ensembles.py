@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.folds import emit, subject_figures
-from model.core.constants import SUBJECTS_PATH, default_data_dir
+from analysis.folds import add_common_args, emit, subject_figures
+from model.core.constants import SUBJECTS_PATH
 from model.core.inference import subject_level
 from model.training.crossval import (floor_probabilities, load_everything, paired_difference,
                                      reference_subject_probs, slice_positions)
@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="NAME=PATH of an out-of-fold table; the first is the baseline (repeatable)")
     parser.add_argument("--ensemble", action="append", default=[], required=True,
                         help="NAME=A+B[+C] of tables or floors (lookup, pca, pca_by_position) (repeatable)")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="default: %(default)s")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="subject resamples (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here (default: print)")
+    add_common_args(parser)
     args = parser.parse_args(argv)
     tables = parse_pairs(args.table, "--table")
     ensembles = {k: v.split("+") for k, v in parse_pairs(args.ensemble, "--ensemble").items()}

@@ -5,13 +5,14 @@ slices' indices into `model.training.crossval.load_everything`'s order, and thei
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from model.core.constants import CLASS_NAMES
+from model.core.constants import CLASS_NAMES, default_data_dir
 
 NON = CLASS_NAMES.index("Non_Demented")
 
@@ -43,3 +44,10 @@ def emit(result: dict, out: Path | None) -> int:
         Path(out).write_text(text + "\n")
     print(text)
     return 0
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The flags every fold analysis takes: where the data is, how many subject resamples, where the JSON goes."""
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="default: %(default)s")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="subject resamples (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here (default: print)")

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.ensembles import parse_pairs
-from analysis.folds import NON, emit, fold_logits, subject_figures
-from model.core.constants import SUBJECTS_PATH, default_data_dir
+from analysis.folds import NON, add_common_args, emit, fold_logits, subject_figures
+from model.core.constants import SUBJECTS_PATH
 from model.core.inference import subject_level
 from model.training.crossval import (calibrated_out_of_fold, load_everything, paired_difference,
                                      reference_subject_probs)
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, nargs="+", required=True, help="the outer folds every run has")
     parser.add_argument("--reference", type=Path, default=None,
                         help="a finished run's per-slice out-of-fold table, shown on the same subjects")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="default: %(default)s")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="subject resamples (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here (default: print)")
+    add_common_args(parser)
     args = parser.parse_args(argv)
     runs = parse_pairs(args.run, "--run")
     data, groups, splits = load_everything(args.data_dir, SUBJECTS_PATH)
