@@ -57,7 +57,7 @@ runs: $(RUNS_VENV)/.installed
 	$(RUNS_VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/runs/mlflow.db} --port $(RUNS_PORT)
 
 data: setup
-	$(VENV)/bin/alzmri data download --skip-existing
+	$(VENV)/bin/alzmri-train data download --skip-existing
 
 benchmark: setup
 	$(PY) -m benchmarks.bench_pipeline

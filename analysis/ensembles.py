@@ -3,7 +3,7 @@
     python -m analysis.ensembles --table shipped=assets/crossval_predictions.csv --table r1=runs/screen/r1_pred.csv \
         --ensemble E1=shipped+r1 --ensemble E2=shipped+pca_by_position --out runs/ensembles.json
 
-Every table is a cross-validation's per-slice out-of-fold table (`alzmri crossval --predictions-out`) on the same
+Every table is a cross-validation's per-slice out-of-fold table (`alzmri-train crossval --predictions-out`) on the same
 folds. For each subject every member's prediction then comes from a network or floor that never saw it, so the mean
 of the members' slice probabilities is itself an out-of-fold prediction. The floors (`lookup`, `pca`,
 `pca_by_position`) are computed by the product's own code (`model.training.crossval.floor_probabilities`) on those

@@ -112,7 +112,7 @@ def clicked_cell(event) -> tuple[int, int] | None:
 def new_subjects(crossval: dict | None) -> None:
     if crossval is None:
         st.warning("No cross-validated results are shipped (assets/crossval.json is missing). Run "
-                   "`python -m model.crossval` to create them.")
+                   "`python -m model.training.crossval` to create them.")
         return
     plan = crossval.get("plan", {})
     recipe = plan.get("recipe", {})

@@ -7,6 +7,6 @@
     reports/   the result record, the reproducibility stamp, PDF/HTML reports, the model card
     training/  what builds the shipped assets; nothing outside it imports it (tests/test_layout.py)
 
-Command line: `alzmri predict | train | crossval | evaluate | serve | data ...` (`python -m model.predict`,
-`model.train`, `model.crossval`, `model.evaluate` and `model.data` still work).
+Command lines: `alzmri predict | evaluate | serve` (`python -m model.predict` and `model.evaluate` too) and, for
+what builds the assets, `alzmri-train train | crossval | data ...` (`python -m model.training ...`).
 """

@@ -1,8 +1,8 @@
 """The import rules of the layout, enforced.
 
 * the product (model/) imports neither the app nor the lab; the app imports not the lab;
-* runtime never imports training: nothing in model/ outside model/training/ imports it (the old-path command
-  shims and the `alzmri` dispatcher aside, each checked to be an entry point and nothing more), and the
+* runtime never imports training: nothing in model/ outside model/training/ imports it, not even to hand a
+  command over (training has its own command line, `alzmri-train`, in model/training/cli.py), and the
   dashboard never does;
 * model/scans/ needs no torch, and no runtime module imports the hub download code (huggingface_hub).
 
@@ -17,12 +17,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# `python -m model.train` etc. keep working through these; each only hands over to its command (a package's
-# __main__, so that git still sees model/train.py as moved to model/training/train.py when branches merge)
-CLI_SHIMS = {"model/train/__main__.py", "model/crossval/__main__.py", "model/data/__main__.py"}
-# `alzmri ...`: imports a sub-command's module only when that sub-command runs
-DISPATCHER = "model/cli.py"
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -58,10 +52,7 @@ def offenders(root: Path, paths: list[Path], forbidden_prefixes: tuple[str, ...]
 
 
 def runtime_imports_training(root: Path) -> dict[str, list[str]]:
-    allowed = CLI_SHIMS | {DISPATCHER}
-    paths = [p for p in files(root, "model", exclude=("model/training/",))
-             if p.relative_to(root).as_posix() not in allowed]
-    return offenders(root, paths, ("model.training",))
+    return offenders(root, files(root, "model", exclude=("model/training/",)), ("model.training",))
 
 
 def dashboard_imports_training(root: Path) -> dict[str, list[str]]:
@@ -96,15 +87,6 @@ def test_runtime_never_imports_the_hub_download_code():
     assert not runtime_imports_hub(ROOT)
 
 
-@pytest.mark.parametrize("shim", sorted(CLI_SHIMS))
-def test_command_shims_only_hand_over(shim):
-    """A shim is a docstring, one import of its command's entry function and the call."""
-    tree = ast.parse((ROOT / shim).read_text())
-    kinds = [type(node).__name__ for node in tree.body]
-    assert kinds == ["Expr", "ImportFrom", "Raise"], f"{shim}: {kinds}"
-    assert tree.body[1].module.startswith("model.training.") and len(tree.body[1].names) == 1
-
-
 def test_scans_need_no_torch():
     """model.scans, imported in a fresh interpreter, loads no torch (directly or through what it imports)."""
     code = ("import sys, importlib, pkgutil, model.scans as s\n"
@@ -120,7 +102,7 @@ def test_every_rule_catches_a_violation(tmp_path):
     for rel, text in {
         "model/serve/bad.py": "def f():\n    from model.training.train import cli\n",
         "model/core/sneaky.py": "from model import training\n",
-        "model/train/__main__.py": "from model.training.train import cli\n",  # a shim may: it is an entry point
+        "model/cli.py": "def run():\n    from model.training.train import cli\n",  # not even to hand over
         "model/training/ok.py": "from model.training.data import grouped_split\n",
         "dashboard/page.py": "import model.training.subjects\n",
         "model/qualify/hub.py": "def f():\n    import huggingface_hub\n",
@@ -128,7 +110,7 @@ def test_every_rule_catches_a_violation(tmp_path):
     }.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    assert set(runtime_imports_training(tmp_path)) == {"model/serve/bad.py", "model/core/sneaky.py"}
+    assert set(runtime_imports_training(tmp_path)) == {"model/serve/bad.py", "model/core/sneaky.py", "model/cli.py"}
     assert set(dashboard_imports_training(tmp_path)) == {"dashboard/page.py"}
     assert set(runtime_imports_hub(tmp_path)) == {"model/qualify/hub.py"}
     assert set(offenders(tmp_path, files(tmp_path, "model/scans"), ("torch",))) == {"model/scans/torchy.py"}
@@ -148,14 +130,15 @@ def test_requirements_txt_is_pyprojects_dependency_list():
 
 
 def test_serving_a_user_loads_no_training_code():
-    """`alzmri predict` and `alzmri serve` through the one dispatcher, and the API app, in a fresh interpreter:
-    not one model.training module is imported (the dispatcher reaches training only for train/crossval/data)."""
+    """`alzmri predict` and `alzmri evaluate` through the product's dispatcher, `alzmri train` refused there with
+    a pointer to `alzmri-train`, and the API app, in a fresh interpreter: not one model.training module is
+    imported."""
     import subprocess
     import sys
 
     code = ("import sys, contextlib, io\n"
             "from model.cli import main\n"
-            "for cmd in (['predict', '--help'], ['evaluate', '--help']):\n"
+            "for cmd in (['predict', '--help'], ['evaluate', '--help'], ['train', '--epochs', '1']):\n"
             "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
             "        main(cmd)\n"
             "import model.serve.api, model.serve.pipeline, dashboard.common\n"

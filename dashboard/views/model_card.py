@@ -13,7 +13,7 @@ st.title("Model card")
 config = shipped_config()
 if config is None:
     st.error("No model is shipped (assets/model_config.json is missing): train one with "
-             "`python -m model.train --export-dir assets`.")
+             "`python -m model.training.train --export-dir assets`.")
     st.stop()
 st.markdown(model_card_markdown(config, shipped_metrics(), shipped_baseline(), shipped_crossval(),
                                 read_json(str(TRUST_PATH)), read_json(str(GUARD_RATES_PATH)),

@@ -156,7 +156,8 @@ def load_verified_state_dict(weights: Path = WEIGHTS_PATH, sha_file: Path | None
     weights = Path(weights)
     sha_file = Path(sha_file) if sha_file is not None else weights.with_name(weights.name + ".sha256")
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: weights file not found; train with `python -m model.train --export-dir assets`")
+        raise FileNotFoundError(f"{weights}: weights file not found; train with "
+                                "`alzmri-train train --export-dir assets`")
     expected = read_recorded_sha256(sha_file)
     data = weights.read_bytes()
     actual = hashlib.sha256(data).hexdigest()

@@ -187,7 +187,7 @@ def load_split(split: str, data_dir: str | Path | None = None, size: int = IMAGE
         return data if limit is None else data.subset(range(min(limit, len(data))))
     raise DatasetError(
         f"{data_dir}: no {SPLIT_FILES[split]} and no {split}/ image folder. "
-        f"Download the dataset with `python -m model.data download --dest {data_dir}`."
+        f"Download the dataset with `python -m model.training.data download --dest {data_dir}`."
     )
 
 
@@ -216,7 +216,7 @@ def read_subjects(path: Path = SUBJECTS_PATH) -> pd.DataFrame:
     """The shipped per-slice subject table (see `recover`)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no subject table; run `alzmri data subjects`")
+        raise FileNotFoundError(f"{path}: no subject table; run `alzmri-train data subjects`")
     return pd.read_csv(path)
 
 
@@ -232,7 +232,7 @@ def subjects_for(split: str, ids, sha256s, table: pd.DataFrame | None = None) ->
         key = (split, path, sha)
         if key not in known:
             raise ValueError(f"{split} slice {path} (sha256 {sha[:12]}…) is not in the subject table; "
-                             "these are other data than the ids were derived from: rerun `alzmri data subjects`")
+                             "these are other data than the ids were derived from: rerun `alzmri-train data subjects`")
         out.append(known[key])
     return np.array(out, dtype=object)
 

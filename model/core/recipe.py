@@ -32,7 +32,7 @@ def temperature_from_crossval(config: dict) -> bool:
 
 def crossval_describes(config: dict | None, crossval: dict | None) -> bool:
     """Whether the cross-validation's new-subject figures are this network's: trained with the cross-validated
-    recipe and carrying its out-of-fold temperature (`alzmri crossval --calibrate` sets both, checked)."""
+    recipe and carrying its out-of-fold temperature (`alzmri-train crossval --calibrate` sets both, checked)."""
     if not config or not crossval:
         return False
     same = not recipe_differences(config.get("train_config", {}), crossval.get("plan", {}).get("recipe", {}))

@@ -111,5 +111,5 @@ class SlabTemplate:
     def load(cls, path: Path = SLAB_TEMPLATE_PATH, record_path: Path = SLAB_RECORD_PATH) -> "SlabTemplate":
         """The shipped template, refused unless its bytes hash to the SHA-256 recorded beside it."""
         arrays, meta = load_checked_arrays(path, record_path, "template_sha256", SlabError,
-                                           "alzmri data build-slab-template")
+                                           "alzmri-train data build-slab-template")
         return cls(arrays["means"], meta["typical_score"])

@@ -15,7 +15,7 @@ the randomisation sanity check.
 `default_method` reads the held-out table and picks the method the page shows first: one that beats both
 baselines and passes the randomisation check, with the least of its map off the brain; Grad-CAM only when none does.
 
-`alzmri data build-faithfulness` (`model.training.build_faithfulness`) scores every method on slices of the
+`alzmri-train data build-faithfulness` (`model.training.build_faithfulness`) scores every method on slices of the
 subjects the shipped network never trained on and writes assets/faithfulness.json, which the model card shows.
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ For each input slice it reports:
 `uncertainty` is the spread of the calibrated probabilities over test-time variants (mirror, one-pixel
 shifts, +-5% brightness): how much the answer moves under changes that should not matter.
 
-Built by `alzmri data build-guard` (`model.training.build_guard`; needs the dataset and assets/subjects.csv).
+Built by `alzmri-train data build-guard` (`model.training.build_guard`; needs the dataset and assets/subjects.csv).
 """
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ class TrustBank:
     def load(cls, path: Path = TRUST_BANK_PATH, record_path: Path = TRUST_PATH) -> "TrustBank":
         """The shipped bank, refused unless its bytes hash to the SHA-256 recorded beside it."""
         arrays, meta = load_checked_arrays(path, record_path, "bank_sha256", TrustBankError,
-                                           "alzmri data build-guard")
+                                           "alzmri-train data build-guard")
         return cls(arrays["mean"], arrays["components"], arrays["coefficients"], arrays["hist_mean"],
                    meta["subjects"], arrays["labels"], meta["paths"], meta["thresholds"])
 

@@ -108,7 +108,7 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
     recipe = plan.get("recipe", {})
     lines = ["### Performance on new subjects (cross-validated)",
              f"The {crossval['slices']:,} slices of both published splits were traced back to their "
-             f"{crossval['subjects']} OASIS-1 subjects (`alzmri data subjects`) and predicted by "
+             f"{crossval['subjects']} OASIS-1 subjects (`alzmri-train data subjects`) and predicted by "
              f"{plan.get('folds')}-fold cross-validation by subject: every slice by a network that never saw any "
              f"slice of that brain, trained with this recipe ({recipe.get('image_size')} px, "
              f"{recipe.get('epochs')} epochs, epoch chosen on an inner split of subjects). Subject level: a "
@@ -184,7 +184,7 @@ def trust_section(trust: dict, rates: dict | None = None) -> list[str]:
 
 def faithfulness_section(record: dict) -> list[str]:
     """'Are the saliency maps faithful?': every method against a random and an edge map, and the randomisation
-    check, from assets/faithfulness.json (alzmri data build-faithfulness)."""
+    check, from assets/faithfulness.json (alzmri-train data build-faithfulness)."""
     lines = ["### Are the saliency maps faithful?",
              f"On {record['slices']} {record['source']}, for the predicted stage: the area under the probability "
              f"curve as the map's most salient pixels are blacked out (deletion, lower is better) or put back into a "
@@ -218,7 +218,8 @@ def faithfulness_section(record: dict) -> list[str]:
         lines += ["", f"**The shipped Grad-CAM {word} a random map** on these held-out slices "
                       f"(deletion {cam['map_deletion']['mean']:.3f} against {cam['random_deletion']['mean']:.3f}, "
                       f"insertion {cam['map_insertion']['mean']:.3f} against {cam['random_insertion']['mean']:.3f}). "
-                      "`alzmri data build-faithfulness` reproduces the table; `python -m benchmarks.bench_explain` times the maps."]
+                      "`alzmri-train data build-faithfulness` reproduces the table; "
+                      "`python -m benchmarks.bench_explain` times the maps."]
     return lines
 
 

@@ -709,7 +709,7 @@ CAVEATS = (
 def _new_subject_blocks(crossval: dict | None, level: str) -> list:
     if not crossval:
         return [Paragraph("No cross-validated results are shipped (assets/crossval.json is missing); run "
-                          "`python -m model.crossval` to create them.")]
+                          "`python -m model.training.crossval` to create them.")]
     plan, recipe, cal = crossval.get("plan", {}), crossval.get("plan", {}).get("recipe", {}), crossval["calibration"]
     unit = "subjects" if level == "subject" else "slices"
     net = crossval["network"]

@@ -1,6 +1,6 @@
 """Score every explanation method's faithfulness on held-out subjects: writes assets/faithfulness.json.
 
-    alzmri data build-faithfulness --slices 64      # the model card's faithfulness table
+    alzmri-train data build-faithfulness --slices 64      # the model card's faithfulness table
 
 The scores themselves (deletion, insertion, baselines, the randomisation check, the share of the map outside the
 brain) are `model.qualify.faithfulness` and `model.qualify.explain`; this module picks the slices of the subjects
@@ -86,7 +86,7 @@ def verdict(summary: dict, baseline: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alzmri data build-faithfulness", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="alzmri-train data build-faithfulness", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="default: $ALZ_MRI_DATA or ../shared/data/alzheimer_mri")
     parser.add_argument("--slices", type=int, default=64, help="held-out slices to score (default: %(default)s)")
     parser.add_argument("--methods", nargs="+", default=None, help="default: every method in model.qualify.explain")

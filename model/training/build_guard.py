@@ -1,6 +1,6 @@
 """Build the out-of-distribution guard and near-copy flag (`model.qualify.trust`) from the dataset.
 
-    alzmri data build-guard           # assets/trust_bank.safetensors and assets/trust.json (about 20 s)
+    alzmri-train data build-guard           # assets/trust_bank.safetensors and assets/trust.json (about 20 s)
 
 Thresholds come from out-of-fold scores, by subject, of all 6,400 slices; the record says how often the guard
 raises a false alarm, how it treats brains the network trained on and brains it never saw, and where the
@@ -116,7 +116,7 @@ def _build(data_dir, out: Path, record_path: Path, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alzmri data build-guard", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="alzmri-train data build-guard", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="fit the guard on the dataset and write assets/trust_bank.safetensors")
     build.add_argument("--data-dir", type=Path, default=None, help="default: $ALZ_MRI_DATA or ../shared/data/alzheimer_mri")

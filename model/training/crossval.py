@@ -1,11 +1,11 @@
-"""Subject-grouped cross-validation: `python -m model.crossval --help`.
+"""Subject-grouped cross-validation: `python -m model.training.crossval --help`.
 
 How well does the network stage a brain it has never seen? Every slice of both published
 splits (6,400) is predicted by a network that never saw any slice of that subject:
 
 * outer folds: scikit-learn's `StratifiedGroupKFold` over subjects (`assets/subjects.csv`),
   5 folds by default, seeded;
-* inside each fold, an inner split that is also by subject (`model.data.grouped_split`)
+* inside each fold, an inner split that is also by subject (`model.training.data.grouped_split`)
   chooses the epoch; the fold's network then predicts its held-out subjects;
 * the same folds score two baselines: the raw-pixel nearest-neighbour lookup, and a
   clinical logistic regression on age, sex, eTIV and nWBV (never MMSE or CDR, which define
@@ -16,8 +16,8 @@ reported figures use a temperature fitted on the *other* folds (cross-fitted), t
 one is fitted on all of them. Figures come at slice and subject level (a subject's
 probabilities averaged over its slices), with 95% intervals from a bootstrap over subjects.
 
-Training flags after `--` go to `model.train` (the recipe), e.g.
-`python -m model.crossval --folds 5 -- --image-size 128 --epochs 12 --optimizer adamw ...`.
+Training flags after `--` go to `model.training.train` (the recipe), e.g.
+`python -m model.training.crossval --folds 5 -- --image-size 128 --epochs 12 --optimizer adamw ...`.
 Each fold checkpoints every epoch; a rerun resumes the unfinished fold and skips finished ones.
 """
 from __future__ import annotations
@@ -446,8 +446,9 @@ def _interval(ci) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model.crossval", description=__doc__.split("\n\n")[0],
-                                     epilog="Flags after `--` set the training recipe (python -m model.train --help).")
+    parser = argparse.ArgumentParser(prog="python -m model.training.crossval", description=__doc__.split("\n\n")[0],
+                                     epilog="Flags after `--` set the training recipe "
+                                            "(alzmri-train train --help).")
     parser.add_argument("--folds", type=int, default=5, help="outer folds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default: %(default)s)")
     parser.add_argument("--inner-fraction", type=float, default=0.2,

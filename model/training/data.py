@@ -3,10 +3,10 @@
 Reading the slices at runtime is `model.core.dataset`; this module adds what only training and the
 `data` command need: the seeded splits, the hub download, the project's split list and its checks.
 
-Run `python -m model.data download --dest DIR` to fetch the dataset from the hub
+Run `python -m model.training.data download --dest DIR` to fetch the dataset from the hub
 and split it as `assets/split.csv` says (the project's split, not the hub's), or
-`python -m model.data check [DIR]` to validate a local copy;
-`python -m model.data split-list [DIR]` writes that list from a local copy.
+`python -m model.training.data check [DIR]` to validate a local copy;
+`python -m model.training.data split-list [DIR]` writes that list from a local copy.
 """
 from __future__ import annotations
 
@@ -258,7 +258,7 @@ def read_split_list(path: str | Path = SPLIT_LIST_PATH) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"{path}: split list not found (make one with `python -m model.data split-list`)")
+        raise DatasetError(f"{path}: split list not found (make one with `python -m model.training.data split-list`)")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises several parser errors for a damaged file
@@ -438,7 +438,7 @@ def differences_from_shipped(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m model.training.data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     dl = sub.add_parser("download", help=f"fetch {HF_DATASET_ID} from the Hugging Face hub and split it as the "
                                          "split list says")

@@ -1,4 +1,4 @@
-"""Recover the subjects behind the 6,400 slices: `alzmri data subjects --help`.
+"""Recover the subjects behind the 6,400 slices: `alzmri-train data subjects --help`.
 
 The dataset publishes no subject ids, but its slices are 200 OASIS-1 subjects, 32
 consecutive axial slices each (Mild 28, Moderate 2, Non 100, Very mild 70 subjects;
@@ -413,7 +413,7 @@ def print_report(report: dict) -> None:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alzmri data subjects", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="alzmri-train data subjects", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="default: %(default)s")
     parser.add_argument("--reference-dir", type=Path, default=default_reference_dir(),
                         help="OASIS-1 reference slices (axial/) and clinical table; 'none' to group without "

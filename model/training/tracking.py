@@ -91,7 +91,7 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=rows[start:start + 900])
 
     def epoch_logger(self, prefix: str):
-        """A callback for `model.train.main(on_epoch=...)`: each epoch's row as `<prefix>_<name>` at step epoch."""
+        """A callback for `train.main(on_epoch=...)`: each epoch's row as `<prefix>_<name>` at step epoch."""
         def log(row: dict) -> None:
             self.log_metrics({f"{prefix}_{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         return log

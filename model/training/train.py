@@ -1,11 +1,11 @@
-"""Train the ResNet-34 stage classifier: `python -m model.train --help`.
+"""Train the ResNet-34 stage classifier: `python -m model.training.train --help`.
 
 Defaults reproduce the original model card (SGD momentum 0.9, lr 0.01, weight
 decay 1e-3, batch 16, 7 epochs, cross-entropy, 224 px, 10% validation). The
 recipe that made the shipped weights is recorded in assets/model_config.json
 and in the README.
 
-Multi-GPU / multi-node: `torchrun --nproc-per-node N -m model.train ...`
+Multi-GPU / multi-node: `torchrun --nproc-per-node N -m model.training.train ...`
 (DistributedDataParallel; NCCL on GPUs, gloo on CPU). `--batch-size` is per
 process.
 """
@@ -144,7 +144,7 @@ def field_comments(cls) -> dict[str, str]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m model.training.train", description=__doc__.split("\n\n")[0])
     comments = field_comments(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")

@@ -1,4 +1,5 @@
-"""`alzmri`, the one command line: declared in pyproject.toml, dispatching to each command, every default stated."""
+"""`alzmri` (the product) and `alzmri-train` (what builds the assets): declared in pyproject.toml, dispatching to
+each command, every default stated."""
 import argparse
 import json
 import tomllib
@@ -6,6 +7,7 @@ import tomllib
 import pytest
 
 from model import cli
+from model.training import cli as train_cli
 from model.qualify.evaluate import get_args_parser as evaluate_parser
 from model.serve.predict import get_args_parser as predict_parser
 from model.training.crossval import get_args_parser as crossval_parser
@@ -23,7 +25,7 @@ def silent_options(name: str, parser: argparse.ArgumentParser) -> list[str]:
 
 def test_the_console_script_is_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"alzmri": "model.cli:main"}
+    assert scripts == {"alzmri": "model.cli:main", "alzmri-train": "model.training.cli:main"}
 
 
 def test_help_lists_every_command(capsys):
@@ -34,6 +36,35 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["nonsense"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_training_help_lists_every_command_and_builder(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(f"{name}:" in out for name in train_cli.COMMANDS)
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["data", "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(f"alzmri-train data {name}:" in out for name in train_cli.DATA_BUILDERS)
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["predict"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "1"], ["crossval", "--folds", "1"], ["data", "check"]])
+def test_a_training_command_given_to_alzmri_says_where_it_went(argv, capsys):
+    assert cli.main(argv) == 2
+    assert f"run `alzmri-train {' '.join(argv)}`" in capsys.readouterr().err
+
+
+def test_training_commands_reach_their_parsers(capsys):
+    """Each sub-command gets its own arguments: a bad value is refused by that command, with its message."""
+    assert train_cli.main(["crossval", "--folds", "1"]) == 2
+    assert "--folds must be >= 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["train", "--optimizer"])
+    assert exc.value.code == 2 and "--optimizer: expected one argument" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, parser", [("predict", predict_parser), ("evaluate", evaluate_parser),

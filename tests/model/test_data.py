@@ -89,7 +89,7 @@ def test_undecodable_image_names_row(tmp_path):
 
 
 def test_missing_dataset_points_to_download(tmp_path):
-    with pytest.raises(DatasetError, match="model.data download"):
+    with pytest.raises(DatasetError, match="model.training.data download"):
         load_split("train", tmp_path)
 
 
@@ -192,7 +192,7 @@ def test_download_without_network_is_a_clear_error(tmp_path):
     from model.core.constants import PROJECT_ROOT
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "model.data", "download", "--dest", str(tmp_path / "d")],
+    proc = subprocess.run([sys.executable, "-m", "model.training.data", "download", "--dest", str(tmp_path / "d")],
                           env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
     assert proc.returncode == 2
     assert "could not download Falah/Alzheimer_MRI from the Hugging Face hub" in proc.stderr

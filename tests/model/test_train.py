@@ -171,7 +171,7 @@ def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, data_dir):
 def test_two_process_ddp_on_gloo(tmp_path, data_dir):
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "model.train", "--device", "cpu", "--limit", "96", "--image-size", "32", "--epochs", "1",
+           "-m", "model.training.train", "--device", "cpu", "--limit", "96", "--image-size", "32", "--epochs", "1",
            "--batch-size", "8", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
