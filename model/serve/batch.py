@@ -168,13 +168,16 @@ STAGE_HELP = (f"a stage is one of {', '.join(CLASS_NAMES)} (any case; spaces, '_
 
 
 def stage_label(text) -> int | None:
-    """The label id of a stage written as a class name, display name or label index; None when it is none."""
-    return _STAGES.get(_normal(text))
+    """The label id of a stage written as a class name, display name or label index; None when it is none.
+    An index written as a whole float ('2.0', as spreadsheets export a number column) is that index."""
+    key = _normal(text)
+    whole = re.fullmatch(r"(\d+)\.0*", key)
+    return _STAGES.get(whole.group(1) if whole else key)
 
 
 def stage_folder(part: str) -> bool:
     """Whether a folder name is a stage (a class or display name; a bare number is a subject's, not a stage's)."""
-    return stage_label(part) is not None and not part.isdigit()
+    return stage_label(part) is not None and not re.fullmatch(r"\d+(\.0*)?", part.strip())
 
 
 def subject_key(name: str, group_by: str) -> str:

@@ -5,6 +5,7 @@ from sklearn import metrics as skm
 
 from model.core.constants import CLASS_NAMES, STAGE_ORDER
 from model.reports.record import Failed, Result
+from model.serve.batch import stage_folder
 from model.serve.cohort import TruthError, evaluate_cohort, stage_label, truth_from_csv, truth_from_folders
 
 MILD, MODERATE, NON, VERY_MILD = range(4)
@@ -46,6 +47,10 @@ def test_a_stage_is_read_in_any_spelling():
     assert stage_label("very mild demented") == VERY_MILD == stage_label("Very-Mild  Demented")
     assert stage_label("No dementia") == NON == stage_label("non_demented") == stage_label("2")
     assert stage_label("Severe") is None and stage_label("") is None
+    # a label index as a spreadsheet exports a number column; a fraction or an index out of range is no stage
+    assert stage_label("2.0") == NON == stage_label(" 2.00 ") and stage_label("0.") == MILD
+    assert stage_label("2.5") is None and stage_label("4.0") is None and stage_label("1e0") is None
+    assert stage_folder("Non_Demented") and not stage_folder("2") and not stage_folder("2.0")  # numbers: subjects
 
 
 def test_folders_give_stages_and_subjects_and_leave_the_rest_unlabelled():
