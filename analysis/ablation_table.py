@@ -51,6 +51,8 @@ def levers(row: pd.Series, shipped: dict) -> str:
     """The options in LEVERS whose value differs from the shipped recipe's (`shipped`: its train_config)."""
     parts = []
     for name in LEVERS:
+        if name == "select_on" and row.get("params.select") == "last":
+            continue  # the last epoch is kept: no figure chose it
         value = row.get(f"params.{name}")
         if value is None or pd.isna(value) or value == str(shipped.get(name, TrainConfigDefaults.get(name))):
             continue
@@ -87,8 +89,26 @@ def table(runs: pd.DataFrame, shipped: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _run_name(row: str) -> str:
+    return row.strip().strip("|").split("|")[0].strip()
+
+
+def merge(old_block: str, markdown: str) -> str:
+    """`markdown` with the rows of `old_block` (an earlier generated table) whose run is not in it put first: a
+    store does not always outlive the machine it was on (a session's runs/ is not committed), and a row once
+    generated from a store stays what that store said. A run in both is the new store's row."""
+    new_rows = markdown.splitlines()
+    names = {_run_name(r) for r in new_rows[2:]}
+    kept = [r for r in old_block.splitlines() if r.startswith("| ") and not r.startswith("| run |")
+            and _run_name(r) not in names]
+    return "\n".join(new_rows[:2] + kept + new_rows[2:])
+
+
 def write(markdown: str, path: Path = RESULTS_PATH) -> None:
+    """Put the table between the markers of `path`, keeping the rows of runs this store does not hold (`merge`)."""
     text = path.read_text()
+    if START in text and END in text:
+        markdown = merge(text[text.index(START) + len(START):text.index(END)], markdown)
     block = f"{START}\n{markdown}\n{END}"
     if START in text and END in text:
         text = text[:text.index(START)] + block + text[text.index(END) + len(END):]

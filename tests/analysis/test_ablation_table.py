@@ -31,3 +31,22 @@ def test_the_table_reads_finished_runs_and_marks_intervals_that_exclude_zero(tmp
     ablation_table.write(markdown, results)
     ablation_table.write(markdown, results)  # a second write replaces the block, never appends another
     assert results.read_text().count(ablation_table.START) == 1 and "text" in results.read_text()
+
+
+def test_rows_of_runs_the_store_no_longer_holds_are_kept_and_a_run_in_both_is_updated(tmp_path):
+    head = "| run | levers | x |\n|---|---|---|"
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n")
+    ablation_table.write(head + "\n| old-run | a | 1 |\n| both | b | 2 |", results)
+    ablation_table.write(head + "\n| both | b | 3 |\n| new-run | c | 4 |", results)
+    text = results.read_text()
+    block = text[text.index(ablation_table.START):text.index(ablation_table.END)]
+    rows = [r for r in block.splitlines() if r.startswith("| ") and not r.startswith("| run |")]
+    assert rows == ["| old-run | a | 1 |", "| both | b | 3 |", "| new-run | c | 4 |"]
+    assert sum(r.startswith("|---") for r in block.splitlines()) == 1
+
+
+def test_a_run_that_keeps_its_last_epoch_lists_no_selection_figure():
+    import pandas as pd
+    row = pd.Series({"params.select": "last", "params.select_on": "subject_auc", "params.epochs": "12"})
+    assert ablation_table.levers(row, {"epochs": 6}) == "epochs 12, select last"
