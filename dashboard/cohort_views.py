@@ -9,13 +9,13 @@ import streamlit as st
 from dashboard import evaluation_views as views
 from dashboard.common import predictor_or_none
 from dashboard.shell import plain, shipped_config
+from model.core.constants import COHORT_BOOTSTRAP
 from model.reports import documents as reports
 from model.reports.record import Result
 from model.serve.batch import stage_folder
 from model.serve.cohort import TruthError, evaluate_cohort, truth_from_csv, truth_from_folders
 
 FOLDERS, CSV = "class-named folders", "a CSV of file, stage, subject"
-BOOTSTRAP = 200  # resamples for the intervals: about 10 s for a small cohort on a laptop CPU
 KEY = "batch_cohort"
 
 
@@ -54,9 +54,9 @@ def cohort_section(results: list, group_by: str) -> None:
     stored = st.session_state.get(KEY)
     if st.button(f"Evaluate on {len(truth.labels):,} labelled file{'s' if len(truth.labels) != 1 else ''}",
                  type="primary", key=f"{KEY}_run"):
-        with st.spinner(f"Computing the figures and {BOOTSTRAP} bootstrap resamples…"):
+        with st.spinner(f"Computing the figures and {COHORT_BOOTSTRAP} bootstrap resamples…"):
             try:
-                stored = (signature, evaluate_cohort(results, truth, group_by=group_by, n_bootstrap=BOOTSTRAP))
+                stored = (signature, evaluate_cohort(results, truth, group_by=group_by, n_bootstrap=COHORT_BOOTSTRAP))
             except TruthError as exc:
                 st.error(plain(str(exc)))  # names stay names, not Markdown
                 return

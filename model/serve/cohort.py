@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from model.core.constants import CLASS_NAMES
+from model.core.constants import CLASS_NAMES, COHORT_BOOTSTRAP
 from model.core.inference import subject_level
 from model.qualify.evaluate import cohort_metrics
 from model.reports.record import Result
@@ -151,8 +151,8 @@ def _subject(name: str, truth: Truth, group_by: str) -> str:
     return name
 
 
-def evaluate_cohort(results: Sequence, truth: Truth, *, group_by: str = "none", n_bootstrap: int = 1000,
-                    seed: int = 0) -> dict:
+def evaluate_cohort(results: Sequence, truth: Truth, *, group_by: str = "none",
+                    n_bootstrap: int = COHORT_BOOTSTRAP, seed: int = 0) -> dict:
     """Every figure of the Evaluation page on the user's labelled files (`model.qualify.evaluate.cohort_metrics`),
     plus what was left out: {"slice", "subject" (None without subjects), "flags", "notes", "labelled",
     "unlabelled", "unlabelled_files", "failed", "source", "group_by", "subjects", "rows", "subject_rows"}.

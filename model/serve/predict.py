@@ -67,7 +67,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model.core.checkpoint import ModelLoadError
-from model.core.constants import MODEL_CONFIG_PATH, WEIGHTS_PATH
+from model.core.constants import COHORT_BOOTSTRAP, MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.core.distributed import init_distributed
 from model.core.inference import Predictor
 from model.qualify.trust import TrustBank, TrustBankError
@@ -421,7 +421,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluation-out", type=Path, default=None,
                         help="write the cohort evaluation here: .pdf, .html or .json (default: a summary on "
                              "standard error only)")
-    parser.add_argument("--bootstrap", type=int, default=1000,
+    parser.add_argument("--bootstrap", type=int, default=COHORT_BOOTSTRAP,
                         help="bootstrap resamples for the evaluation's 95%% intervals (default: %(default)s)")
     parser.add_argument("--volume-as-subject", action="store_true",
                         help="stage each NIfTI file or Analyze pair as a subject: the 32-slice slab matching the "

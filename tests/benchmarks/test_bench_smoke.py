@@ -88,3 +88,13 @@ def test_bench_gpu_fails_fast_without_cuda(tmp_path):
     proc = run_benchmark("bench_gpu", "--out", str(tmp_path / "gpu.json"), tmp_path=tmp_path)
     assert proc.returncode == 2 and "no CUDA device is visible" in proc.stderr and "--dry-run" in proc.stderr
     assert not (tmp_path / "gpu.json").exists()
+
+
+def test_bench_bootstrap_quick(tmp_path):
+    """Both bootstraps run on the same resamples and give the same intervals; the ratio is only read for shape."""
+    out = tmp_path / "bootstrap.json"
+    proc = run_benchmark("bench_bootstrap", "--resamples", "5", "--rounds", "1", "--out", str(out), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["slices"] == 6400 and result["subjects"] == 200 and result["resamples"] == 5
+    assert result["largest_interval_difference"] < 1e-9 and result["speed_up"] > 0

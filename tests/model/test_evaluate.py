@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -128,3 +130,40 @@ def test_slices_of_one_subject_are_resampled_together():
     by_subject = bootstrap_intervals(y, probs, n=300, seed=0, groups=np.repeat(list("abcd"), 50))["headline"]["accuracy"]
     assert by_subject[1] - by_subject[0] > 2 * (by_slice[1] - by_slice[0])
     assert by_subject[0] <= 0.5 and by_subject[1] == 1.0
+
+
+def test_the_bootstrap_figures_equal_scikit_learns_on_resamples_with_ties_and_absent_classes():
+    """_per_class, _headlines and binary_auc (numpy, for the bootstrap's speed) against scikit-learn on random
+    resamples: some lack a class, some never predict one, and the scores are rounded so that ties occur."""
+    from model.qualify.evaluate import LABELS, _headlines, _per_class, binary_auc, merged_stages
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n = int(rng.integers(6, 80))
+        weights = rng.dirichlet(np.ones(4) * (0.3 if trial % 3 == 0 else 2.0))
+        y = rng.choice(4, n, p=weights)
+        probs = np.round(rng.dirichlet(np.ones(4), n), 1 if trial % 2 else 6) + 1e-9
+        probs /= probs.sum(1, keepdims=True)
+        pred = probs.argmax(1)
+        per = _per_class(y, pred, probs)
+        p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=LABELS, zero_division=0)
+        assert np.allclose(per["precision"], p, atol=1e-12) and np.allclose(per["recall"], r, atol=1e-12)
+        assert np.allclose(per["f1"], f, atol=1e-12) and np.array_equal(per["support"], s)
+        for c in LABELS:
+            expected = skm.roc_auc_score(y == c, probs[:, c]) if 0 < (y == c).sum() < n else np.nan
+            assert np.isclose(per["roc_auc"][c], expected, atol=1e-12, equal_nan=True)
+        heads = _headlines(y, pred, probs)
+        y3, p3 = merged_stages(y, probs)
+        assert np.isclose(heads["accuracy"], skm.accuracy_score(y, pred), atol=1e-12)
+        with warnings.catch_warnings():  # scikit-learn warns when a predicted class is absent from y
+            warnings.simplefilter("ignore")
+            assert np.isclose(heads["balanced_accuracy"], skm.balanced_accuracy_score(y, pred), atol=1e-12)
+            assert np.isclose(heads["three_class_balanced_accuracy"], skm.balanced_accuracy_score(y3, p3.argmax(1)),
+                              atol=1e-12)
+        assert np.isclose(heads["macro_f1"], skm.f1_score(y, pred, labels=LABELS, average="macro", zero_division=0),
+                          atol=1e-12)
+        demented = y != 2
+        expected = skm.roc_auc_score(demented, 1 - probs[:, 2]) if 0 < demented.sum() < n else np.nan
+        assert np.isclose(heads["any_dementia_auc"], expected, atol=1e-12, equal_nan=True)
+    assert np.isnan(binary_auc(np.ones(3, bool), np.arange(3.0)))
+    assert binary_auc(np.array([True, False, True, False]), np.array([0.5, 0.5, 0.9, 0.1])) == 0.875
