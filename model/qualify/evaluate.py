@@ -95,7 +95,7 @@ def _per_class(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, 
     return {**_counts(y, pred), "roc_auc": auc}
 
 
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     """Mean recall over the classes present in y (scikit-learn's `balanced_accuracy_score`)."""
     present = np.unique(y)
     return float(np.mean([(pred[y == c] == c).mean() for c in present]))
@@ -121,9 +121,9 @@ def _headlines(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, 
     demented = y != non
     return {
         "accuracy": float((y == pred).mean()),
-        "balanced_accuracy": _balanced_accuracy(y, pred),
+        "balanced_accuracy": balanced_accuracy(y, pred),
         "macro_f1": float(_counts(y, pred)["f1"].mean()),
-        "three_class_balanced_accuracy": _balanced_accuracy(y3, p3.argmax(1)),
+        "three_class_balanced_accuracy": balanced_accuracy(y3, p3.argmax(1)),
         "three_class_auc": float(np.mean([binary_auc(y3 == c, p3[:, c]) for c in present])) if present else np.nan,
         "any_dementia_auc": binary_auc(demented, 1.0 - probs[:, non]),
     }

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -53,7 +53,7 @@ from model.core.constants import (
 from model.core.dataset import DatasetError, SliceSet, load_split_with_keys, read_subjects, subjects_for
 from model.core.inference import predict_logits, subject_level
 from model.core.recipe import RESUME_FREE, recipe_differences
-from model.qualify.evaluate import compute_metrics, subject_predictions
+from model.qualify.evaluate import balanced_accuracy, binary_auc, compute_metrics, subject_predictions
 from model.qualify.neighbours import nearest_neighbours
 from model.training import train
 from model.training.data import grouped_split
@@ -153,9 +153,9 @@ def paired_difference(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarr
         d = demented[idx]
         if d.all() or not d.any():
             return None
-        return np.array([roc_auc_score(d, 1 - probs_a[idx, non]) - roc_auc_score(d, 1 - probs_b[idx, non]),
-                         balanced_accuracy_score(labels[idx], probs_a[idx].argmax(1))
-                         - balanced_accuracy_score(labels[idx], probs_b[idx].argmax(1))])
+        return np.array([binary_auc(d, 1 - probs_a[idx, non]) - binary_auc(d, 1 - probs_b[idx, non]),
+                         balanced_accuracy(labels[idx], probs_a[idx].argmax(1))
+                         - balanced_accuracy(labels[idx], probs_b[idx].argmax(1))])
 
     point = figures(np.arange(len(labels)))
     rng = np.random.default_rng(seed)
