@@ -12,6 +12,7 @@ from dashboard.shell import plain, shipped_config
 from model.core.constants import COHORT_BOOTSTRAP
 from model.reports import documents as reports
 from model.reports.record import Result
+from model.reports.stamp import reproducibility_stamp
 from model.serve.batch import stage_folder
 from model.serve.cohort import TruthError, evaluate_cohort, truth_from_csv, truth_from_folders
 
@@ -80,7 +81,7 @@ def export(evaluation: dict) -> None:
         with st.spinner("Drawing the figures…"):
             predictor, _ = predictor_or_none()
             st.session_state[f"{KEY}_report"] = (wanted, reports.cohort_report(
-                evaluation, stamp=reports.reproducibility_stamp(predictor or shipped_config()), fmt=fmt.lower(),
+                evaluation, stamp=reproducibility_stamp(predictor or shipped_config()), fmt=fmt.lower(),
                 choices=choices))
     built = st.session_state.get(f"{KEY}_report")
     if built and built[0] == wanted:

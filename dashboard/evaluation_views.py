@@ -37,7 +37,8 @@ from model.qualify.explain import METHOD_NAMES, explain, overlay
 from model.qualify.faithfulness import FAITHFULNESS_PATH, default_method
 from model.qualify.neighbours import distance_summary
 from model.reports.card import confound_sentence
-from model.reports.documents import baseline_rows, display, flag_rows, headline_rows, per_class_rows
+from model.reports.blocks import display
+from model.reports.documents import baseline_rows, flag_rows, headline_rows, per_class_rows
 
 NEW, PUBLISHED = "New subjects (cross-validated)", "Published test split (slice-level)"
 

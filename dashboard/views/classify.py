@@ -172,7 +172,8 @@ def answer(image, result, scan, name, assessment, true_label, scans, subject, su
                        "application/json", key="classify_download_json", width="stretch")
     def report_pdf() -> bytes:
         # the PDF writer (fpdf2, fontTools, matplotlib: 0.9 s of imports) loads on the first click, not with the page
-        from model.reports.documents import reproducibility_stamp, scan_report_pdf
+        from model.reports.documents import scan_report_pdf
+        from model.reports.stamp import reproducibility_stamp
 
         return scan_report_pdf(record, image, blended, reproducibility_stamp(
             predictor, method={**explanation.settings(), "opacity": alpha, "colormap": colormap}, scan=scan))

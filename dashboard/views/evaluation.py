@@ -5,6 +5,7 @@ from dashboard import evaluation_views as views
 from dashboard.common import predictor_or_none
 from dashboard.shell import shipped_baseline, shipped_config, shipped_crossval, shipped_metrics
 from model.reports import documents as reports
+from model.reports.stamp import reproducibility_stamp
 
 st.title("Evaluation")
 crossval, metrics = shipped_crossval(), shipped_metrics()
@@ -28,7 +29,7 @@ with st.expander("Export this view as a report"):
             predictor, _ = predictor_or_none()
             st.session_state["evaluation_export_report"] = (wanted, reports.evaluation_report(
                 "new" if new else "published", crossval=crossval, metrics=live or metrics,
-                baseline=shipped_baseline(), stamp=reports.reproducibility_stamp(predictor or shipped_config()),
+                baseline=shipped_baseline(), stamp=reproducibility_stamp(predictor or shipped_config()),
                 fmt=fmt.lower(), level=level, choices=choices))
     built = st.session_state.get("evaluation_export_report")
     if built and built[0] == wanted:  # a report of another view or format is not offered for this one

@@ -530,7 +530,8 @@ def _run_cohort(args, predictor, bank, fmt: str, parser: argparse.ArgumentParser
     """Classify every file, write the rows as usual, then evaluate the labelled ones (`model.serve.cohort`)."""
     # the evaluation's modules (scikit-learn, the PDF writer with matplotlib and pandas: 1.5-3 s of imports) load
     # only when a cohort is evaluated; `alzmri predict FILE` never needs them (`python -X importtime`, 2026-12-02)
-    from model.reports.documents import cohort_report, reproducibility_stamp
+    from model.reports.documents import cohort_report
+    from model.reports.stamp import reproducibility_stamp
     from model.serve.cohort import TruthError, evaluate_cohort, truth_from_csv, truth_from_folders
 
     scans = predict_files(predictor, args.paths, args.batch_size, bank)

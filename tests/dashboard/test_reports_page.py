@@ -50,7 +50,7 @@ def test_evaluation_export_states_the_class_mix_referral_and_opened_cell(tmp_pat
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages).replace("\n", " ")
     assert "Your choices in this view" in text
     assert "Assumed class mix: population screening (illustrative) (counted in subjects)" in text
-    assert f"least confident 35% of the subjects" in text and f"at least {referral['threshold']:.3f}" in text
+    assert "least confident 35% of the subjects" in text and f"at least {referral['threshold']:.3f}" in text
     assert f"truly Mild dementia, predicted Very mild dementia: {cell['count']} subjects" in text
     assert cell["items"] and cell["items"][0] in text  # the subjects in that cell are named
 

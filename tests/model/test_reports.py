@@ -14,6 +14,9 @@ import pytest
 from pypdf import PdfReader
 
 from model.reports import documents as reports
+from model.reports.blocks import literal
+from model.reports import render
+from model.reports.stamp import SOFTWARE, git_state, reproducibility_stamp
 from model.core.constants import (
     BASELINE_PATH,
     CLASS_NAMES,
@@ -68,7 +71,7 @@ def scan_record(predictor, result, name: str = "slice.png") -> dict:
 @pytest.fixture(scope="module")
 def stamp(tiny_predictor, tmp_path_factory):
     """The tiny model's stamp, with an empty folder as the dataset: no local fingerprint."""
-    return reports.reproducibility_stamp(tiny_predictor, method={"method": "gradcam", "layer": "layer4"},
+    return reproducibility_stamp(tiny_predictor, method={"method": "gradcam", "layer": "layer4"},
                                          data_dir=tmp_path_factory.mktemp("no_data"))
 
 
@@ -76,7 +79,7 @@ def stamp(tiny_predictor, tmp_path_factory):
 def scan_pdf(tiny_predictor, scan_result):
     image, blended, _, _, scan = scan_result
     record = scan_record(tiny_predictor, scan_result)
-    stamp = reports.reproducibility_stamp(tiny_predictor, method=record["explanation"], scan=scan)
+    stamp = reproducibility_stamp(tiny_predictor, method=record["explanation"], scan=scan)
     return record, stamp, reports.scan_report_pdf(record, image, blended, stamp)
 
 
@@ -93,7 +96,7 @@ def test_stamp_records_the_predictor_config_and_software(tiny_predictor, stamp):
     assert (prep["mean"], prep["std"]) == (MEAN, STD) and "resized to 64x64 px" in prep["steps"][1]
     assert "slice_reading" not in prep  # no scan given
     assert stamp["explanation"] == {"method": "gradcam", "layer": "layer4"}
-    assert set(stamp["software"]) == {"python", *reports.SOFTWARE}
+    assert set(stamp["software"]) == {"python", *SOFTWARE}
     assert stamp["software"]["fpdf2"] == importlib.metadata.version("fpdf2")
     assert stamp["software"]["torch"] == importlib.metadata.version("torch")
     assert stamp["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", stamp["git_commit"])
@@ -105,7 +108,7 @@ def test_stamp_from_a_config_says_the_fingerprint_is_the_recorded_one(tmp_path):
     config = {"weights_sha256": "AB" * 32, "image_size": 48, "temperature": 2.0, "source_size": 128,
               "temperature_source": {"method": "crossval out-of-fold", "folds": 5, "seed": 0},
               "data_sha256": {"train": "1" * 64, "test": "2" * 64}}
-    stamp = reports.reproducibility_stamp(config, data_dir=tmp_path)
+    stamp = reproducibility_stamp(config, data_dir=tmp_path)
     assert stamp["model"]["weights_sha256"] == "ab" * 32
     assert stamp["model"]["temperature_source"] == "crossval out-of-fold, folds 5, seed 0"
     assert stamp["dataset"]["source"] == "recorded in model_config.json"
@@ -117,7 +120,7 @@ def test_stamp_of_the_shipped_config_by_default(tmp_path):
     if not MODEL_CONFIG_PATH.is_file():
         pytest.skip("no shipped model config")
     shipped = json.loads(MODEL_CONFIG_PATH.read_text())
-    stamp = reports.reproducibility_stamp(data_dir=tmp_path)
+    stamp = reproducibility_stamp(data_dir=tmp_path)
     assert stamp["model"]["weights_sha256"] == shipped["weights_sha256"]
     assert stamp["model"]["image_size"] == shipped["image_size"]
 
@@ -125,28 +128,28 @@ def test_stamp_of_the_shipped_config_by_default(tmp_path):
 def test_stamp_fingerprints_the_local_dataset(data_dir, tiny_predictor):
     from model.core.dataset import fingerprint
 
-    stamp = reports.reproducibility_stamp(tiny_predictor, data_dir=data_dir)
+    stamp = reproducibility_stamp(tiny_predictor, data_dir=data_dir)
     assert stamp["dataset"]["source"] == "local dataset" and stamp["dataset"]["path"] == str(data_dir)
     assert stamp["dataset"]["sha256"] == fingerprint(data_dir) and set(stamp["dataset"]["sha256"]) == {"train", "test"}
     assert stamp["dataset"]["matches_model_config"] is None  # the tiny model records no data
     if MODEL_CONFIG_PATH.is_file():
         shipped = json.loads(MODEL_CONFIG_PATH.read_text())
-        matches = reports.reproducibility_stamp(shipped, data_dir=data_dir)["dataset"]["matches_model_config"]
+        matches = reproducibility_stamp(shipped, data_dir=data_dir)["dataset"]["matches_model_config"]
         assert matches == (shipped["data_sha256"] == fingerprint(data_dir))
 
 
 def test_stamp_records_how_the_slice_was_read(tiny_predictor, scan_result, tmp_path):
     scan = scan_result[4]
-    stamp = reports.reproducibility_stamp(tiny_predictor, scan=scan, data_dir=tmp_path)
+    stamp = reproducibility_stamp(tiny_predictor, scan=scan, data_dir=tmp_path)
     assert stamp["preprocessing"]["slice_reading"] == list(scan.steps) and scan.steps
-    by_record = reports.reproducibility_stamp(tiny_predictor, scan={"steps": ["Used slice 3 of 9."]}, data_dir=tmp_path)
+    by_record = reproducibility_stamp(tiny_predictor, scan={"steps": ["Used slice 3 of 9."]}, data_dir=tmp_path)
     assert by_record["preprocessing"]["slice_reading"] == ["Used slice 3 of 9."]
 
 
 def test_git_state_never_fails(tmp_path, monkeypatch):
-    assert reports.git_state(tmp_path) == {"commit": None, "modified": None}  # not a repository
+    assert git_state(tmp_path) == {"commit": None, "modified": None}  # not a repository
     monkeypatch.setenv("PATH", str(tmp_path))  # no git at all
-    assert reports.git_state() == {"commit": None, "modified": None}
+    assert git_state() == {"commit": None, "modified": None}
 
 
 # ---------------------------------------------------------------------- the scan report
@@ -196,8 +199,8 @@ def test_scan_report_warns_when_another_model_made_the_result(tiny_predictor, sc
 
 
 def test_literal_text():
-    assert reports.literal("a\x00b\x1b[31m") == "a[U+0000]b[U+001B][31m"
-    assert reports.pdf_text("brain 脑 mózg") == "brain [U+8111] mózg"
+    assert literal("a\x00b\x1b[31m") == "a[U+0000]b[U+001B][31m"
+    assert render.pdf_text("brain 脑 mózg") == "brain [U+8111] mózg"
 
 
 # ---------------------------------------------------------------------- the evaluation report
