@@ -1,7 +1,7 @@
 """Router of the research dashboard: `streamlit run dashboard/app.py` (after `pip install -e .`)."""
 import streamlit as st
 
-from dashboard.shell import render_sidebar, start_warmup
+from dashboard.shell import WARMUP, model_status, render_sidebar, start_warmup
 
 st.set_page_config(page_title="Alzheimer MRI staging · research dashboard", page_icon="🧠", layout="wide")
 # Not a `pages/` folder: Streamlit would also auto-discover that one, and a bookmarked /evaluation would then
@@ -14,5 +14,7 @@ pages = [
 ]
 navigation = st.navigation(pages)
 start_warmup()  # the model loads on a thread while this first page is drawn from light modules
-render_sidebar()
+status = render_sidebar()
 navigation.run()
+if status is not None and WARMUP.device:  # the page may have waited for the model: say where it runs now
+    status.caption(model_status())

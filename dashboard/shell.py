@@ -127,9 +127,18 @@ def start_warmup() -> None:
 
 
 # ---------------------------------------------------------------- the sidebar
-def render_sidebar() -> None:
+def model_status() -> str:
+    """The sidebar's line on the model: its device once loaded, else that it is loading or loads with a scan."""
+    return (f"Running on **{WARMUP.device}**" if WARMUP.device else
+            "Loading and verifying the model…" if WARMUP.thread else "The model loads with the first scan.")
+
+
+def render_sidebar():
     """Model, figures on new subjects, the published split's caveat, the dataset, the research-use notice. The
-    model lines come from its config until the warm-up has loaded it (then its device is known)."""
+    model lines come from its config until the warm-up has loaded it (then its device is known). Returns the
+    placeholder of the model's status line, so that the router can refresh it after the page has run (a page
+    that waited for the model would otherwise leave "Loading…" beside its answer), or None."""
+    status = None
     with st.sidebar:
         st.markdown("### Alzheimer MRI staging")
         config = shipped_config()
@@ -139,8 +148,8 @@ def render_sidebar() -> None:
             st.error(f"No usable model: {MODEL_CONFIG_PATH.name} is missing from assets/")
         else:
             st.caption(f"ResNet-34 · `{str(config.get('weights_sha256', ''))[:12]}` · {config.get('image_size')}px")
-            st.caption(f"Running on **{WARMUP.device}**" if WARMUP.device else
-                       "Loading and verifying the model…" if WARMUP.thread else "The model loads with the first scan.")
+            status = st.empty()
+            status.caption(model_status())
         crossval, metrics = shipped_crossval(), shipped_metrics()
         if crossval:
             net = crossval["network"]["subject"]
@@ -162,3 +171,4 @@ def render_sidebar() -> None:
         st.caption(f"Dataset: {HF_DATASET_ID}, {local_slices(str(data)):,} slices here" if data else
                    f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")
         st.warning(RESEARCH_NOTICE, icon="⚠️")
+    return status

@@ -58,6 +58,23 @@ def test_landing_page_and_sidebar():
     assert any("not for the diagnosis" in w.value for w in at.sidebar.warning)
 
 
+def test_the_sidebar_says_where_the_model_runs_once_a_page_has_loaded_it(scan, monkeypatch):
+    """Without the warm-up, the first upload loads the model inside the page; the sidebar, drawn before the page,
+    is refreshed after it, so it does not say "loads with the first scan" beside the answer."""
+    from dashboard.common import get_predictor
+
+    WARMUP.done.wait(120)
+    monkeypatch.setenv("ALZ_MRI_NO_WARMUP", "1")
+    monkeypatch.setattr(WARMUP, "thread", None)
+    monkeypatch.setattr(WARMUP, "device", None)
+    get_predictor.clear()
+    at = start()
+    assert any(c.value == "The model loads with the first scan." for c in at.sidebar.caption)
+    upload(at, "slice.png", scan)
+    captions = [c.value for c in at.sidebar.caption]
+    assert any(c.startswith("Running on") for c in captions) and "The model loads with the first scan." not in captions
+
+
 def test_upload_shows_prediction_and_overlay(scan):
     at = upload(start(), "slice.png", scan)
     # a synthetic head is not an OASIS slice: the guard marks it unreliable, with its reasons, and the stage is
