@@ -104,8 +104,9 @@ def merge(old_block: str, markdown: str) -> str:
     return "\n".join(new_rows[:2] + kept + new_rows[2:])
 
 
-def write(markdown: str, path: Path = RESULTS_PATH) -> None:
-    """Put the table between the markers of `path`, keeping the rows of runs this store does not hold (`merge`)."""
+def write(markdown: str, path: Path = RESULTS_PATH) -> int:
+    """Put the table between the markers of `path`, keeping the rows of runs this store does not hold (`merge`).
+    Returns how many runs the written table lists."""
     text = path.read_text()
     if START in text and END in text:
         markdown = merge(text[text.index(START) + len(START):text.index(END)], markdown)
@@ -115,6 +116,7 @@ def write(markdown: str, path: Path = RESULTS_PATH) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+    return markdown.count("\n") - 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         print(markdown)
     else:
-        write(markdown, args.out)
-        print(f"wrote the ablation table ({markdown.count(chr(10)) - 1} runs) into {args.out}")
+        rows = write(markdown, args.out)
+        print(f"wrote the ablation table ({markdown.count(chr(10)) - 1} runs from the store, {rows} in all) "
+              f"into {args.out}")
     return 0
 
 
