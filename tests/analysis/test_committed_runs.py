@@ -1,0 +1,40 @@
+"""The finished folds committed in docs/runs/ give back the figures their summary states: the summaries there are
+computed from the committed logits, not typed, and a later session that resumes a run starts from the same numbers."""
+import json
+
+import numpy as np
+import pytest
+
+from analysis.folds import fold_logits
+from analysis.partial_folds import compare
+from model.core.constants import PROJECT_ROOT
+from model.training.crossval import load_everything
+
+RUNS = PROJECT_ROOT / "docs" / "runs"
+FINISHED = sorted(p.parent.name for p in RUNS.glob("*/summary.json"))
+
+
+@pytest.fixture(scope="module")
+def everything(data_dir):
+    data, groups, _ = load_everything(data_dir)
+    return data.labels.numpy(), groups
+
+
+def test_there_is_a_finished_run_to_check():
+    assert "r5" in FINISHED
+
+
+@pytest.mark.parametrize("run", FINISHED)
+def test_a_finished_runs_folds_cover_every_slice_once_and_give_its_figures(run, everything):
+    labels, groups = everything
+    plan = json.loads((RUNS / run / "plan.json").read_text())
+    logits, fold = fold_logits(RUNS / run, len(labels))
+    assert (fold >= 0).all() and set(fold) == set(range(plan["folds"])) and not np.isnan(logits).any()
+    for k in range(plan["folds"]):  # a subject's slices never straddle two folds
+        assert not set(groups[fold == k]) & set(groups[(fold != k)])
+    figures = compare({run: logits}, fold, labels, groups, n_bootstrap=0)["runs"][run]
+    network = next(r for r in json.loads((RUNS / run / "summary.json").read_text())["summary"]["subject"]
+                   if r["method"] == "network")
+    assert figures["subjects"] == network["n"] == 200
+    assert figures["auc"] == pytest.approx(network["any_dementia_auc"], abs=1e-9)
+    assert figures["balanced_accuracy"] == pytest.approx(network["balanced_accuracy"], abs=1e-9)
