@@ -46,18 +46,25 @@ def run(command: str, argv: list[str]) -> int:
     return serve(argv)
 
 
+def dispatch(argv: list[str], prog: str, description: str, commands: dict[str, str], run, epilog: str = "") -> int:
+    """The one dispatcher of `alzmri` and `alzmri-train`: help or an unknown command answered by argparse (exit 0
+    or 2), anything else handed to `run(command, rest)`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     epilog=f"`{prog} COMMAND --help` gives a command's options and their defaults."
+                                            + (f" {epilog}" if epilog else ""))
+    parser.add_argument("command", choices=list(commands), metavar="COMMAND",
+                        help="; ".join(f"{k}: {v}" for k, v in commands.items()))
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        parser.parse_args(argv[:1] or ["--help"])
+    return run(argv[0], argv[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in MOVED:
         print(f"alzmri: '{argv[0]}' is a training command: run `alzmri-train {' '.join(argv)}`", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog="alzmri", description="Predict, serve and evaluate (training: alzmri-train).",
-                                     epilog="`alzmri COMMAND --help` gives a command's options and their defaults.")
-    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND",
-                        help="; ".join(f"{k}: {v}" for k, v in COMMANDS.items()))
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        parser.parse_args(argv[:1] or ["--help"])
-    return run(argv[0], argv[1:])
+    return dispatch(argv, "alzmri", "Predict, serve and evaluate (training: alzmri-train).", COMMANDS, run)
 
 
 if __name__ == "__main__":

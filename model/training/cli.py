@@ -11,8 +11,9 @@ sub-command's `--help` states its defaults; each sub-command's module is importe
 """
 from __future__ import annotations
 
-import argparse
 import sys
+
+from model.cli import dispatch
 
 COMMANDS = {
     "train": "train the ResNet-34 stage classifier",
@@ -58,16 +59,9 @@ def run(command: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="alzmri-train", description="Build the shipped assets: train, "
-                                     "cross-validate, fetch and prepare the data.",
-                                     epilog="`alzmri-train COMMAND --help` gives a command's options and their "
-                                            "defaults. Predicting, serving and evaluating: `alzmri`.")
-    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND",
-                        help="; ".join(f"{k}: {v}" for k, v in COMMANDS.items()))
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        parser.parse_args(argv[:1] or ["--help"])
-    return run(argv[0], argv[1:])
+    return dispatch(sys.argv[1:] if argv is None else list(argv), "alzmri-train",
+                    "Build the shipped assets: train, cross-validate, fetch and prepare the data.", COMMANDS, run,
+                    epilog="Predicting, serving and evaluating: `alzmri`.")
 
 
 if __name__ == "__main__":
