@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.folds import add_common_args, emit, subject_figures
 from model.core.constants import SUBJECTS_PATH
-from model.core.inference import subject_level
+from model.core.prediction import subject_level
 from model.training.crossval import (floor_probabilities, load_everything, paired_difference,
                                      reference_subject_probs, slice_positions)
 

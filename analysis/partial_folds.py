@@ -21,7 +21,7 @@ import numpy as np
 from analysis.ensembles import parse_pairs
 from analysis.folds import NON, add_common_args, emit, fold_logits, subject_figures
 from model.core.constants import SUBJECTS_PATH
-from model.core.inference import subject_level
+from model.core.prediction import subject_level
 from model.training.crossval import (calibrated_out_of_fold, load_everything, paired_difference,
                                      reference_subject_probs)
 

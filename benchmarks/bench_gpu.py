@@ -62,7 +62,7 @@ def sync(device: torch.device) -> None:
 
 def recipe_config(**overrides):
     """The shipped TrainConfig (assets/model_config.json train_config) with `overrides`."""
-    from model.core.checkpoint import read_model_config
+    from model.core.assets import read_model_config
     from model.core.constants import default_data_dir
     from model.training.train import TrainConfig
 

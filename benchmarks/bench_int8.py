@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                         "calibrate, 10 timed runs")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    from model.core.engine import OnnxRuntimeEngine, export_onnx
+    from model.core.engine import export_onnx
+    from model.core.runtimes import OnnxRuntimeEngine
     from model.core.inference import Predictor, as_batch
     from model.core.preprocess import to_input
 

@@ -119,7 +119,8 @@ def end_to_end(predictor, data: bytes):
 def breakdown(predictor, images: list[np.ndarray], pngs: list[bytes], repeat: int) -> dict[str, float]:
     """Median ms of each stage of `predict_one` and of the end to end (PyTorch), measured one stage at a time."""
     from model.qualify.explain import explain
-    from model.core.inference import Prediction, as_batch
+    from model.core.inference import as_batch
+    from model.core.prediction import Prediction
     from model.core.network import default_cam_layer
     from model.core.preprocess import to_input
     from model.scans.scan_io import open_scan

@@ -18,7 +18,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.shell import WARMUP, crossval_describes_shipped_model, plain, shipped_crossval
-from model.core.checkpoint import ModelLoadError
+from model.core.assets import ModelLoadError
 from model.core.constants import (
     CLASS_NAMES,
     CROSSVAL_PREDICTIONS_PATH,
@@ -28,7 +28,8 @@ from model.core.constants import (
     TRAIN_LOG_PATH,
 )
 from model.core.dataset import load_split, read_subjects
-from model.core.inference import THREADS_ENV_VAR, shared_predictor, subject_prediction
+from model.core.inference import THREADS_ENV_VAR, shared_predictor
+from model.core.prediction import subject_prediction
 from model.qualify.ahead import MapsAhead
 from model.qualify.explain import HOOK_FREE, explain
 from model.qualify.faithfulness import faithfulness, randomised_copy, rank_correlation

@@ -4,7 +4,8 @@
 * runtime never imports training: nothing in model/ outside model/training/ imports it, not even to hand a
   command over (training has its own command line, `alzmri-train`, in model/training/cli.py), and the
   dashboard never does;
-* model/scans/ needs no torch, and no runtime module imports the hub download code (huggingface_hub).
+* model/scans/ needs no torch, nor does the CLI's one-file path (`model.core.runtimes` and what it reads with);
+  no runtime module imports the hub download code (huggingface_hub).
 
 Every rule is also run on a small tree that breaks it, so a rule that can no longer fail is noticed.
 """
@@ -95,6 +96,19 @@ def test_scans_need_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert not offenders(ROOT, files(ROOT, "model/scans"), ("torch", "torchvision"))
+
+
+# What `alzmri predict FILE` imports when a checked export is cached (model.serve.predict.load_predictor): torch's
+# import alone was ~1.8 s of a 3.5 s run, so none of these may load it, directly or through what they import.
+TORCH_FREE = ("model.serve.predict", "model.serve.pipeline", "model.core.runtimes", "model.core.assets",
+              "model.core.prediction", "model.core.resize", "model.core.slab", "model.qualify.trust",
+              "model.qualify.unseen", "model.reports.record")
+
+
+def test_the_one_file_cli_path_needs_no_torch():
+    code = f"import sys, importlib\n[importlib.import_module(m) for m in {TORCH_FREE!r}]\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_every_rule_catches_a_violation(tmp_path):

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from model.core.checkpoint import sha256_file
+from model.core.assets import sha256_file
 from model.core.constants import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES, SPLIT_FILES, SUBJECTS_PATH, default_data_dir
 from model.core.datafiles import IMAGE_SUFFIXES
 from model.scans.scan_io import to_square_slice

@@ -13,6 +13,9 @@ committed. Why these runtimes: at the shipped 48 px and one slice at a time, PyT
 their generic im2col path (oneDNN is chosen only for batches > 1 or larger inputs), and ONNX Runtime and
 OpenVINO run the whole graph with fused convolution + batch-norm + ReLU kernels. One slice on 2 CPU cores
 (2026-11-30, `benchmarks/bench_serving.py`): PyTorch 17.8 ms, ONNX Runtime 11.3 ms, OpenVINO 7.6 ms (p50).
+
+The runtimes themselves, the cache's naming and the check records live in `model.core.runtimes`, which needs no
+PyTorch; this module is the PyTorch side: exporting, and checking against the network.
 """
 from __future__ import annotations
 
@@ -20,31 +23,14 @@ import copy
 import hashlib
 import os
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ENGINES = ("torch", "onnxruntime", "openvino")  # the valid values of Predictor(engine=...)
-CACHE_ENV_VAR = "ALZ_MRI_ENGINE_CACHE"  # where exported networks are kept; default ~/.cache/alzheimer_mri/engines
-OPSET = 17  # ONNX opset of the export; both runtimes installed here read it
-MAX_LOGIT_DIFFERENCE = 1e-3  # an engine whose logits differ more from PyTorch's on the load check is refused
-
-
-class EngineError(RuntimeError):
-    """An engine could not be exported, loaded, or does not reproduce the PyTorch network."""
-
-
-def cache_dir() -> Path:
-    """$ALZ_MRI_ENGINE_CACHE if set, else $XDG_CACHE_HOME (or ~/.cache)/alzheimer_mri/engines."""
-    env = os.environ.get(CACHE_ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "alzheimer_mri" / "engines"
-
+from model.core.runtimes import (ENGINES, MAX_LOGIT_DIFFERENCE, OPSET, RUNTIMES, EngineError, check_input,
+                                 export_path, write_check_record)
 
 def weights_sha256(net: torch.nn.Module) -> str:
     """SHA-256 over the network's state dict (names and float32 values), for a network not loaded from a file."""
@@ -65,10 +51,10 @@ def export_onnx(net: torch.nn.Module, image_size: int, *, sha256: str = "", cach
     """
     sha256 = (sha256 or weights_sha256(net)).lower()
     in_channels = _first_conv(net).in_channels
-    folder = Path(cache) if cache is not None else cache_dir()
-    path = folder / f"resnet34_{sha256[:16]}_{in_channels}x{image_size}px_opset{OPSET}.onnx"
+    path = export_path(sha256, in_channels, image_size, cache)
     if path.is_file() and not refresh:
         return path
+    folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     cpu_net = net if next(net.parameters()).device.type == "cpu" else copy.deepcopy(net).cpu()
     example = torch.zeros(1, in_channels, image_size, image_size)
@@ -120,102 +106,50 @@ class TorchEngine:
         return self.net(t.contiguous(memory_format=self.memory_format)).float().cpu().numpy()
 
 
-class OnnxRuntimeEngine:
-    """An ONNX file run by ONNX Runtime on the CPU. `InferenceSession.run` is safe to call from many threads."""
-
-    name = "onnxruntime"
-
-    def __init__(self, path: Path, threads: int | None = None):
-        import onnxruntime as ort  # optional engine: imported only when asked for (openvino alone adds ~0.6 s)
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1  # a plain chain of layers: nothing runs side by side
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only
-        # Idle threads sleep instead of spinning: a spinning pool keeps the cores from PyTorch's Grad-CAM that
-        # follows a prediction (end to end 97 -> 49 ms on 2 cores) and costs one slice 0.2 ms (7.8 -> 8.0 ms).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-            raise EngineError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
-        self.input = self.session.get_inputs()[0].name
-        self.path = Path(path)
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """float32 (N, 1, S, S) -> float32 (N, C)."""
-        return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-
-class OpenVinoEngine:
-    """An ONNX file compiled by OpenVINO for the CPU, latency-oriented, in float32.
-
-    The precision is set explicitly: on CPUs with bf16 units OpenVINO would otherwise compute in bf16 and the
-    logits would move by ~1e-2. One infer request serves every call, behind a lock.
-    """
-
-    name = "openvino"
-
-    def __init__(self, path: Path, threads: int | None = None):
-        import openvino as ov  # optional engine, imported only when asked for (~0.6 s)
-
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-                  "INFERENCE_NUM_THREADS": threads or default_threads()}
-        try:
-            self.compiled = ov.Core().compile_model(str(path), "CPU", config)
-        except Exception as exc:  # openvino raises RuntimeError subclasses of its own
-            raise EngineError(f"{path}: OpenVINO cannot compile it ({str(exc).splitlines()[0]})") from exc
-        self.request = self.compiled.create_infer_request()
-        self.output = self.compiled.output(0)
-        self.lock = threading.Lock()
-        self.path = Path(path)
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """float32 (N, 1, S, S) -> float32 (N, C)."""
-        with self.lock:
-            result = self.request.infer([np.ascontiguousarray(x, dtype=np.float32)])
-            return np.array(result[self.output], dtype=np.float32, copy=True)
-
-
 def load_engine(name: str, net: torch.nn.Module, *, image_size: int, sha256: str = "", threads: int | None = None,
                 cache: Path | None = None):
     """An engine named `name` (see ENGINES) for `net` at `image_size`, checked against PyTorch.
 
     "torch" returns a TorchEngine on the CPU; the others export (or reuse) the ONNX file. A cached file that
-    cannot be loaded or disagrees with the network is exported again once before EngineError is raised.
+    cannot be loaded or disagrees with the network is exported again once before EngineError is raised. An engine
+    that passes leaves a check record beside its export (`model.core.runtimes.write_check_record`), so that a
+    later process can trust the export without PyTorch (`model.core.runtimes.EnginePredictor.from_cache`).
     """
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; choose one of {list(ENGINES)}")
     if name == "torch":
         return TorchEngine(copy.deepcopy(net).cpu())
-    kind = OnnxRuntimeEngine if name == "onnxruntime" else OpenVinoEngine
+    sha256 = (sha256 or weights_sha256(net)).lower()
+    in_channels = _first_conv(net).in_channels
+    reference = reference_logits(net, image_size)
     for refresh in (False, True):
         path = export_onnx(net, image_size, sha256=sha256, cache=cache, refresh=refresh)
         try:
-            engine = kind(path, threads)
-            difference = logit_difference(engine, net, image_size)
+            engine = RUNTIMES[name](path, threads or default_threads())
+            difference = float(np.abs(engine.logits(check_input(in_channels, image_size)) - reference).max())
         except EngineError:
             if refresh:
                 raise
             continue
         if difference <= MAX_LOGIT_DIFFERENCE:
+            try:
+                write_check_record(path, sha256=sha256, in_channels=in_channels, image_size=image_size,
+                                   reference=reference, difference=difference, engine=name)
+            except OSError:  # a read-only cache: the engine is fine, later processes check it with PyTorch again
+                pass
             return engine
     raise EngineError(f"{name} logits differ from PyTorch's by {difference:.2g} (> {MAX_LOGIT_DIFFERENCE}) even "
                       f"after a fresh export to {path}; use engine='torch'")
 
 
 @torch.inference_mode()
-def logit_difference(engine, net: torch.nn.Module, image_size: int, batch: int = 2, seed: int = 0) -> float:
-    """Largest absolute difference between the engine's and the network's logits on a seeded random batch."""
-    in_channels = _first_conv(net).in_channels
-    x = torch.randn(batch, in_channels, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+def reference_logits(net: torch.nn.Module, image_size: int) -> np.ndarray:
+    """The network's logits (float32 (CHECK_BATCH, C)) on `model.core.runtimes.check_input`, the batch every engine
+    is checked on."""
+    x = torch.from_numpy(check_input(_first_conv(net).in_channels, image_size))
     was_training = net.training
     net.eval()
     try:
-        device = next(net.parameters()).device
-        reference = net(x.to(device)).float().cpu().numpy()
+        return net(x.to(next(net.parameters()).device)).float().cpu().numpy()
     finally:
         net.train(was_training)
-    return float(np.abs(engine.logits(x.numpy()) - reference).max())

@@ -17,52 +17,28 @@ import logging
 import os
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from model.core.checkpoint import ModelLoadError, load_verified_state_dict, read_model_config
-from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
-from model.core.engine import ENGINES, load_engine
-from model.core.network import build_model, pick_device
-from model.core.preprocess import to_input
+from model.core.assets import ModelLoadError, read_model_config
 
-# The prediction engine of the shipped predictor that serves users (the API and the dashboard): OpenVINO by default,
-# the fastest on a CPU in benchmarks/bench_serving.py (41x the naive baseline, against 17.5x for PyTorch); Grad-CAM
-# stays in PyTorch.
-ENGINE_ENV_VAR = "ALZ_MRI_ENGINE"
-DEFAULT_ENGINE = "openvino"
+from model.core.checkpoint import load_verified_state_dict
+from model.core.constants import CLASS_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
+from model.core.engine import load_engine
+from model.core.network import build_model, pick_device
+from model.core.prediction import Prediction
+from model.core.preprocess import to_input
+from model.core.runtimes import DEFAULT_ENGINE, ENGINE_ENV_VAR, ENGINES
+
+# The prediction engine of the shipped predictor that serves users (the API, the dashboard and the CLI):
+# $ALZ_MRI_ENGINE, OpenVINO by default on a CPU (model.core.runtimes says why); Grad-CAM stays in PyTorch.
 # Intra-op threads of a server that shares its cores (the dashboard): one. On the 2-core machine with a niced job on
 # the other core, one upload (classify, Grad-CAM, faithfulness) took 5.6 s of CPU with PyTorch's 2 OpenMP threads and
 # 0.8 s with 1 (2026-12-02): a second thread waits at every barrier for a core it does not get.
 THREADS_ENV_VAR = "ALZ_MRI_THREADS"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One slice's result: calibrated probabilities in label order, and the arg-max."""
-
-    probabilities: tuple[float, ...]
-    label: int
-
-    @property
-    def class_name(self) -> str:
-        return CLASS_NAMES[self.label]
-
-    @property
-    def display_name(self) -> str:
-        return DISPLAY_NAMES[self.label]
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.label]
-
-    def as_dict(self) -> dict:
-        return {"prediction": self.class_name, "label": self.label,
-                "probabilities": dict(zip(CLASS_NAMES, self.probabilities))}
 
 
 class Predictor:
@@ -99,7 +75,7 @@ class Predictor:
         engine: see `__init__`; with an engine other than "torch", device "auto" means the CPU.
         Raises FileNotFoundError when a file is missing, ChecksumError when the weights are not the
         recorded ones, ModelLoadError when the config or the tensors are not this model's,
-        model.core.engine.EngineError when the engine cannot reproduce them, and ValueError for a device
+        model.core.runtimes.EngineError when the engine cannot reproduce them, and ValueError for a device
         that is not there or an unknown engine.
         """
         cfg = read_model_config(config)
@@ -146,33 +122,6 @@ class Predictor:
     def predict_one(self, image: np.ndarray) -> Prediction:
         """One uint8 (S, S) slice."""
         return self.predict(image)[0]
-
-
-def subject_level(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                        np.ndarray]:
-    """The subject-stage rule, in one place: a subject's probabilities are the mean of its slices' calibrated
-    probabilities, and its stage their arg-max. The subject-level cross-validation scores it, and the Classify
-    page's subject panel, the Batch page's subjects and the Evaluation page's subject table show it.
-
-    probs (N, C), labels (N,), groups (N,) subject ids -> (subject ids (S,) sorted, labels (S,) (each subject's
-    first), mean probabilities (S, C)).
-    """
-    import pandas as pd  # here, not at the top: 0.5-1.1 s of every `alzmri predict` that stages no subject
-
-    frame = pd.DataFrame(probs, columns=range(probs.shape[1]))
-    frame["subject"], frame["label"] = groups, labels
-    grouped = frame.groupby("subject", sort=True)
-    mean = grouped[list(range(probs.shape[1]))].mean()
-    return mean.index.to_numpy(), grouped.label.first().to_numpy(), mean.to_numpy()
-
-
-def subject_prediction(predictions: list[Prediction]) -> Prediction:
-    """One subject's stage from several of its slices (`subject_level`)."""
-    if not predictions:
-        raise ValueError("a subject-level prediction needs at least one slice")
-    n = len(predictions)
-    _, _, mean = subject_level(np.array([p.probabilities for p in predictions]), np.zeros(n), np.zeros(n))
-    return Prediction(tuple(float(p) for p in mean[0]), int(mean[0].argmax()))
 
 
 @torch.inference_mode()

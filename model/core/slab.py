@@ -6,7 +6,7 @@ Every training subject is 32 consecutive axial slices of an atlas-registered OAS
 along a volume's axial slices and scores each start by the RMS residual after a linear grey-level fit per
 slice, the registration `model.subjects` recovers the subjects with, and returns the best start, its score
 and how it compares with the training subjects' own slabs. `model.serve.pipeline.stage_volume` then stages the
-32 slices as a subject (`model.core.inference.subject_level`, the rule the new-subject figures are for).
+32 slices as a subject (`model.core.prediction.subject_level`, the rule the new-subject figures are for).
 """
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from model.core.checkpoint import load_checked_arrays, save_checked_arrays
+from model.core.assets import load_checked_arrays, save_checked_arrays
 from model.core.constants import ASSETS_DIR
+from model.core.resize import resize
 
 SLAB_TEMPLATE_PATH = ASSETS_DIR / "slab_template.safetensors"
 SLAB_RECORD_PATH = ASSETS_DIR / "slab_template.json"
@@ -33,8 +32,8 @@ class SlabError(ValueError):
 
 def downsample(slices: np.ndarray, size: int = TEMPLATE_SIZE) -> np.ndarray:
     """uint8 or float (N, S, S) -> float64 (N, size * size), area-averaged."""
-    x = torch.as_tensor(np.asarray(slices, dtype=np.float32)).unsqueeze(1)
-    return F.adaptive_avg_pool2d(x, size).flatten(1).double().numpy()
+    x = np.asarray(slices, dtype=np.float32)
+    return resize(x, size, "area").reshape(len(x), -1).astype(np.float64)
 
 
 def fitted_rms_rows(template: np.ndarray, images: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from scipy.stats import beta, rankdata
 from sklearn import metrics as skm
 
 from model.core.calibration import expected_calibration_error, reliability
-from model.core.checkpoint import ModelLoadError
+from model.core.assets import ModelLoadError
 from model.core.constants import (
     CLASS_NAMES,
     DISPLAY_NAMES,
@@ -35,7 +35,8 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.dataset import DatasetError, fingerprint, load_split
-from model.core.inference import Predictor, subject_level
+from model.core.inference import Predictor
+from model.core.prediction import subject_level
 from model.qualify.interrogate import quadratic_weighted_kappa, reliability_before_after
 from model.qualify.neighbours import by_train_distance, distance_bin_label, nearest_train_slices
 

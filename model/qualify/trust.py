@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from model.core.checkpoint import load_checked_arrays, save_checked_arrays
+from model.core.assets import load_checked_arrays, save_checked_arrays
 from model.core.constants import ASSETS_DIR, CLASS_NAMES, DISPLAY_NAMES
-from model.core.inference import Prediction
+from model.core.prediction import Prediction
+from model.core.resize import resize
 
 TRUST_BANK_PATH = ASSETS_DIR / "trust_bank.safetensors"
 TRUST_PATH = ASSETS_DIR / "trust.json"
@@ -90,12 +89,9 @@ class TrustReport:
 
 def signatures(images) -> np.ndarray:
     """uint8 slices (N, S, S) or (N, 1, S, S) -> float32 (N, 32*32) in [0, 1], area-downsampled."""
-    x = torch.tensor(np.asarray(images)).float().div(255.0)  # a copy: cached arrays are read-only
-    if x.dim() == 2:
-        x = x[None, None]
-    elif x.dim() == 3:
-        x = x[:, None]
-    return F.interpolate(x, size=(SIGNATURE_SIZE, SIGNATURE_SIZE), mode="area").flatten(1).numpy()
+    x = np.asarray(images, dtype=np.float32) / 255.0
+    x = x.reshape(-1, *x.shape[-2:])  # (N, S, S)
+    return resize(x, SIGNATURE_SIZE, "area").reshape(len(x), -1)
 
 
 def histograms(images) -> np.ndarray:
@@ -112,7 +108,8 @@ class TrustBank:
                  subjects: list[str], labels: np.ndarray, paths: list[str], thresholds: dict[str, float]):
         self.mean = mean.astype(np.float32)  # (P,)
         self.components = components.astype(np.float32)  # (K, P), orthonormal rows
-        self.coefficients = torch.as_tensor(coefficients.astype(np.float32))  # (N, K)
+        self.coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)  # (N, K)
+        self._squared_norms = (self.coefficients.astype(np.float64) ** 2).sum(1)  # (N,), for `nearest`
         self.hist_mean = hist_mean.astype(np.float64)  # (32,)
         self.subjects, self.paths = list(subjects), list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)  # (N,)
@@ -140,9 +137,17 @@ class TrustBank:
 
     def nearest(self, coef: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Indices (N, k) of the closest training slices in the basis, and distances (N, k) in grey levels RMS."""
-        d = torch.cdist(torch.as_tensor(coef, dtype=torch.float32), self.coefficients)  # (N, n_train)
-        value, index = d.topk(min(k, d.shape[1]), dim=1, largest=False)
-        return index.numpy(), value.numpy() * 255.0 / SIGNATURE_SIZE
+        coef = np.asarray(coef, dtype=np.float64).reshape(-1, self.coefficients.shape[1])
+        # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, in float64 so that near-equal distances keep their order
+        squared = (coef ** 2).sum(1)[:, None] + self._squared_norms[None] - 2.0 * coef @ self.coefficients.T.astype(
+            np.float64)  # (N, n_train)
+        k = min(k, squared.shape[1])
+        index = np.argpartition(squared, k - 1, axis=1)[:, :k] if k < squared.shape[1] else \
+            np.broadcast_to(np.arange(k), squared.shape).copy()
+        order = np.take_along_axis(squared, index, 1).argsort(1, kind="stable")
+        index = np.take_along_axis(index, order, 1)
+        distance = np.sqrt(np.clip(np.take_along_axis(squared, index, 1), 0.0, None))
+        return index, (distance * 255.0 / SIGNATURE_SIZE).astype(np.float32)
 
     def scores(self, images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(residual, histogram L1 distance, distance to the nearest training slice), each (N,)."""
@@ -184,7 +189,7 @@ class TrustBank:
     def save(self, path: Path = TRUST_BANK_PATH, record: dict | None = None, record_path: Path = TRUST_PATH) -> str:
         """Write the arrays (float16 coefficients) and trust.json with their SHA-256; returns the hash."""
         arrays = {"mean": self.mean, "components": self.components.astype(np.float16),
-                  "coefficients": self.coefficients.numpy().astype(np.float16),
+                  "coefficients": self.coefficients.astype(np.float16),
                   "hist_mean": self.hist_mean.astype(np.float32), "labels": self.labels.astype(np.int8)}
         return save_checked_arrays(arrays, path, record_path, "bank_sha256", {
             "signature_size": SIGNATURE_SIZE, "n_components": int(self.components.shape[0]),
@@ -228,7 +233,7 @@ def uncertainty(predictor, images) -> tuple[np.ndarray, np.ndarray]:
     if images.ndim == 2:
         images = images[None]
     views = np.concatenate([tta_views(im) for im in images])  # (N*8, S, S)
-    probs = predictor.probabilities(views).numpy().reshape(len(images), 8, -1)
+    probs = np.asarray(predictor.probabilities(views)).reshape(len(images), 8, -1)
     label = probs[:, 0].argmax(1)
     p_label = probs[np.arange(len(images)), :, label]  # (N, 8)
     agreement = (probs.argmax(2) == label[:, None]).mean(1)
@@ -288,7 +293,7 @@ def assess(predictor, images, bank: TrustBank | None = None, colour: list[float]
     images = np.asarray(images, dtype=np.uint8)
     if images.ndim == 2:
         images = images[None]
-    probs = predictor.probabilities(images)
+    probs = np.asarray(predictor.probabilities(images))  # (N, C): a tensor from a Predictor, an array from an engine
     spread, agreement = uncertainty(predictor, images)
     reports = bank.check(images, colour, k) if bank is not None else [None] * len(images)
     thresholds = {key: v for key, v in (bank.thresholds if bank else {}).items() if key.startswith("spread")}

@@ -19,7 +19,7 @@ from PIL import Image
 from pydantic import BaseModel, Field, PrivateAttr
 
 from model.core.constants import CLASS_NAMES, DISPLAY_NAMES
-from model.core.inference import Prediction, subject_prediction
+from model.core.prediction import Prediction, subject_prediction
 
 SCHEMA_VERSION = "1"
 PROBABILITY_DECIMALS = 6

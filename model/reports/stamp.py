@@ -66,10 +66,11 @@ def _model_facts(source) -> tuple[dict, dict]:
         config, sha = source, source.get("weights_sha256")
         temperature, image_size = config.get("temperature"), config.get("image_size")
         checksum_source = "recorded in model_config.json (the app refuses weights that do not match it)"
-    else:  # a model.core.inference.Predictor
+    else:  # a model.core.inference.Predictor, or a model.core.runtimes.EnginePredictor (which says its own source)
         config, sha = dict(source.config), source.sha256
         temperature, image_size = source.temperature, source.image_size
-        checksum_source = "of the loaded weights, verified against model_config.json when they were loaded"
+        checksum_source = getattr(source, "checksum_source",
+                                  "of the loaded weights, verified against model_config.json when they were loaded")
     return {"weights_sha256": (sha or "").lower() or None, "checksum_source": checksum_source,
             "arch": config.get("arch"), "weights_dtype": config.get("weights_dtype"),
             "image_size": image_size, "source_size": config.get("source_size"),

@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from model.core.constants import CLASS_NAMES, COHORT_BOOTSTRAP
-from model.core.inference import subject_level
+from model.core.prediction import subject_level
 from model.qualify.evaluate import cohort_metrics
 from model.reports.record import Result
 from model.serve.batch import STAGE_HELP, stage_folder, stage_label, subject_key

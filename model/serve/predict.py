@@ -62,14 +62,11 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
-from model.core.checkpoint import ModelLoadError
+from model.core.assets import ModelLoadError
 from model.core.constants import COHORT_BOOTSTRAP, MODEL_CONFIG_PATH, WEIGHTS_PATH
-from model.core.distributed import init_distributed
-from model.core.inference import Predictor
+from model.core.runtimes import DEFAULT_ENGINE, ENGINE_ENV_VAR, RUNTIMES, EnginePredictor
 from model.qualify.trust import TrustBank, TrustBankError
 from model.reports.record import ROW_COLUMNS, ErrorDetail, Failed, Result, SubjectResult
 from model.scans.scan_io import MAX_VOLUME_BYTES, ScanError, clean_name, scan_groups
@@ -445,11 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     # One file on the 2-core machine with a niced job on the other core: 3.0-3.7 s wall with 1 thread, 5.7-5.9 s
     # with 2 (2026-12-02, benchmarks/bench_workflow.py's CLI figure).
     threads = args.threads or (1 if len(args.paths) == 1 and args.paths[0].is_file() else 0)
-    if threads:
-        torch.set_num_threads(threads)
     try:
-        rank, world, device = init_distributed(args.device)  # (0, 1, device) without torchrun
-        predictor = Predictor.from_assets(args.weights, args.config, device=str(device))
+        rank, world, predictor = load_predictor(args.weights, args.config, args.device, threads)
     except (ModelLoadError, FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     say = _stderr if rank == 0 else (lambda message: None)
@@ -480,6 +474,48 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{rows:,} scans from {files:,} files in {seconds:.1f} s: {files / max(seconds, 1e-9):.1f} files/s"
             + (f" over {world} processes" if world > 1 else ""))
     return 1 if failed else 0
+
+
+def load_predictor(weights: Path, config: Path, device: str = "auto", threads: int = 0):
+    """(rank, world size, predictor) for this process.
+
+    One process on the CPU: the exported engine ($ALZ_MRI_ENGINE, OpenVINO by default), from its checked export in
+    the cache and without importing PyTorch (`EnginePredictor.from_cache`): importing torch alone was ~1.8 s of the
+    ~3.5 s a one-file run took (2026-12-03), so torch is imported below, not at the top. Otherwise (torchrun, a GPU,
+    $ALZ_MRI_ENGINE=torch, or no checked export cached yet) the PyTorch `Predictor`, which on the CPU predicts with
+    the same engine as the API and leaves the export and its check record for the next run. Both give the same
+    probabilities to ~1e-5 (the engine is checked against PyTorch's logits to 1e-3)."""
+    engine = os.environ.get(ENGINE_ENV_VAR, DEFAULT_ENGINE)
+    single = os.environ.get("WORLD_SIZE", "1") == "1"
+    if single and engine in RUNTIMES and (device == "cpu" or (device == "auto" and not _gpu_visible())):
+        fast = EnginePredictor.from_cache(weights, config, engine=engine, threads=threads)
+        if fast is not None:
+            return 0, 1, fast
+    import torch  # see the docstring
+
+    from model.core.distributed import init_distributed
+    from model.core.inference import Predictor
+
+    if threads:
+        torch.set_num_threads(threads)
+    rank, world, where = init_distributed(device)  # (0, 1, device) without torchrun
+    if where.type != "cpu" or engine not in RUNTIMES:
+        return rank, world, Predictor.from_assets(weights, config, device=str(where))
+    try:
+        return rank, world, Predictor.from_assets(weights, config, device="cpu", engine=engine, threads=threads or None)
+    except (ModelLoadError, FileNotFoundError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any engine failure: predict with PyTorch, and say so
+        _stderr(f"note: the {engine} engine is unavailable ({type(exc).__name__}: {exc}); predicting with PyTorch")
+        return rank, world, Predictor.from_assets(weights, config, device="cpu")
+
+
+def _gpu_visible() -> bool:
+    """Whether the NVIDIA driver lists a GPU that CUDA_VISIBLE_DEVICES does not hide: a stand-in for
+    torch.cuda.is_available() that needs no torch. A false yes only costs the PyTorch path, which checks properly."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    listed = gpus.is_dir() and any(gpus.iterdir())
+    return listed and os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() not in ("", "-1")
 
 
 def subject_volumes(paths: list[Path], predictor, bank=None, template=None) -> list[SubjectResult | Failed]:
@@ -659,6 +695,9 @@ def _run_sharded(plan: Plan, predictor, bank, args, fmt: str, rank: int, world: 
 
     # The waits at the end carry one number but may be long (the slowest shard, then rank 0's merge): a gloo group
     # with a day's timeout, on GPUs too, rather than NCCL's ten minutes.
+    import torch  # only under torchrun, where the process group already imported it (see `load_predictor`)
+    import torch.distributed as dist
+
     sync = dist.new_group(backend="gloo", timeout=timedelta(hours=24))
     where = [str(args.out) if args.out else (tempfile.mkdtemp(prefix="predict-") if rank == 0 else "")]
     if not args.out:

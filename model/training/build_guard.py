@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from model.core.checkpoint import read_model_config
+from model.core.assets import read_model_config
 from model.core.inference import Predictor
 from model.qualify.trust import (
     NEAR_COPY_QUANTILE,

@@ -40,7 +40,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from model.core.calibration import expected_calibration_error, fit_temperature, reliability
-from model.core.checkpoint import read_model_config
+from model.core.assets import read_model_config
 from model.core.constants import (
     CLASS_NAMES,
     CROSSVAL_PATH,
@@ -51,7 +51,8 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.dataset import DatasetError, SliceSet, load_split_with_keys, read_subjects, subjects_for
-from model.core.inference import predict_logits, subject_level
+from model.core.inference import predict_logits
+from model.core.prediction import subject_level
 from model.core.recipe import RESUME_FREE, recipe_differences
 from model.qualify.evaluate import balanced_accuracy, binary_auc, compute_metrics, subject_predictions
 from model.qualify.neighbours import nearest_neighbours

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from model.core.checkpoint import read_model_config, sha256_file
+from model.core.assets import read_model_config, sha256_file
 from model.core.constants import (
     CLASS_NAMES,
     DATASET_CARD_COUNTS,

@@ -37,7 +37,8 @@ from model.core.calibration import fit_temperature
 from model.core.constants import NUM_CLASSES, SELECTION_LOG_PATH, SUBJECT_TABLE_PATH, default_data_dir
 from model.core.dataset import SliceSet, fingerprint, load_split, slice_keys, subjects_for
 from model.core.distributed import init_distributed
-from model.core.inference import predict_logits, subject_level
+from model.core.inference import predict_logits
+from model.core.prediction import subject_level
 from model.core.network import build_model
 from model.core.preprocess import augment, cutout, hflip, mri_intensity, to_input
 from model.core.recipe import RESUME_FREE

@@ -98,3 +98,14 @@ def test_bench_bootstrap_quick(tmp_path):
     result = json.loads(out.read_text())
     assert result["slices"] == 6400 and result["subjects"] == 200 and result["resamples"] == 5
     assert result["largest_interval_difference"] < 1e-9 and result["speed_up"] > 0
+
+
+@needs_weights
+def test_bench_cli_quick(tmp_path):
+    """Both paths answer the same file alike (the benchmark fails otherwise); the ratio is only read for shape."""
+    out = tmp_path / "cli.json"
+    proc = run_benchmark("bench_cli", "--rounds", "1", "--out", str(out), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result["median_s"]) == {"pytorch", "engine"} and result["ratio_pytorch_over_engine"] > 0
+    assert (tmp_path / "engines").is_dir() and list((tmp_path / "engines").glob("*.check.json"))

@@ -30,7 +30,7 @@ MEMORY_CLINIC = {NON: 40.0, VERY_MILD: 35.0, MILD: 20.0, MODERATE: 5.0}
 
 def predictions(level: str):
     """(labels, probabilities) of the shipped predictions: "subject" or "slice" out of fold, or "test"."""
-    from model.core.inference import subject_level
+    from model.core.prediction import subject_level
 
     table = pd.read_csv(PREDICTIONS_PATH if level == "test" else CROSSVAL_PREDICTIONS_PATH)
     y = table.true_label.map(CLASS_NAMES.index).to_numpy()

@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import save_file
 
 from model.core.calibration import expected_calibration_error, fit_temperature
-from model.core.checkpoint import ChecksumError, ModelLoadError, export_weights, load_verified_state_dict
-from model.core.checkpoint import sha256_file
+from model.core.assets import ChecksumError, ModelLoadError, sha256_file
+from model.core.checkpoint import export_weights, load_verified_state_dict
 from model.core.inference import Predictor
 from model.core.network import build_model, pick_device
 

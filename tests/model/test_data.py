@@ -318,7 +318,7 @@ def test_a_damaged_split_list_is_named(local_copy, tmp_path):
 def test_download_resplits_the_hubs_arrangement_as_listed(local_copy, monkeypatch, capsys):
     """The hub holds the same bytes split 5/5 in another order and without paths: the project's files come back."""
     from model.training.data import main
-    from model.core.checkpoint import sha256_file
+    from model.core.assets import sha256_file
 
     shared, listed, dest = local_copy
     order = [9, 3, 0, 7, 5, 1, 8, 2, 6, 4]

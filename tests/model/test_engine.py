@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.core.engine import ENGINES, EngineError, export_onnx, load_engine
+from model.core.engine import export_onnx, load_engine
+from model.core.runtimes import ENGINES, EngineError
 from model.qualify.explain import explain
 from model.core.inference import Predictor
 

@@ -32,7 +32,7 @@ def test_predict_one_is_the_calibrated_softmax_of_the_logits(tiny_predictor, tes
 
 
 def test_subject_prediction_averages_probabilities():
-    from model.core.inference import Prediction, subject_prediction
+    from model.core.prediction import Prediction, subject_prediction
 
     slices = [Prediction((0.6, 0.0, 0.4, 0.0), 0), Prediction((0.1, 0.0, 0.45, 0.45), 2),
               Prediction((0.2, 0.0, 0.5, 0.3), 2)]

@@ -19,7 +19,7 @@ import pytest
 import model.serve.batch
 import model.serve.pipeline
 from model.serve.batch import iter_zip
-from model.core.inference import Prediction
+from model.core.prediction import Prediction
 from model.serve.predict import FORMATS, Plan, format_rows, main
 from model.scans.scan_io import ScanError, group_uploads
 from model.qualify.trust import Assessment

@@ -277,7 +277,7 @@ def test_evaluation_report_refuses_unknown_options(stamp, options, message):
 
 
 def test_the_page_record_carries_the_subject_id_the_user_gave(tiny_predictor, test_slices):
-    from model.core.inference import subject_prediction
+    from model.core.prediction import subject_prediction
     from model.serve.pipeline import classify_slices
 
     results = classify_slices(test_slices.images[:2, 0].numpy(), ["a.png", "b.png"], predictor=tiny_predictor)
@@ -288,7 +288,7 @@ def test_the_page_record_carries_the_subject_id_the_user_gave(tiny_predictor, te
 
 
 def test_a_subject_report_leads_with_the_subject_and_lists_its_slices(tiny_predictor, test_slices, stamp):
-    from model.core.inference import subject_prediction
+    from model.core.prediction import subject_prediction
     from model.qualify.explain import explain, overlay
     from model.serve.pipeline import classify_slices
 

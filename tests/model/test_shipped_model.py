@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from model.core.constants import CONFIG_FILES_PRESENT, METRICS_PATH, MODEL_CONFIG_PATH, PREDICTIONS_PATH
-from model.core.checkpoint import sha256_file
+from model.core.assets import sha256_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CONFIG_FILES_PRESENT(), reason="no shipped model")]
 

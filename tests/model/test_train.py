@@ -156,7 +156,7 @@ def test_resuming_under_other_options_is_refused(tmp_path, data_dir):
 
 
 def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, data_dir):
-    from model.core.checkpoint import ModelLoadError
+    from model.core.assets import ModelLoadError
 
     (tmp_path / "run").mkdir()
     for junk in (b"not a checkpoint", bytes(range(256)) * 4):
