@@ -194,7 +194,7 @@ def _series_uid(file: LazyFile) -> str:
             if fh.read(132)[128:132] != b"DICM":
                 return ""
             fh.seek(0)
-            import pydicom  # only for a DICOM file (model.scans.scan_io says why it is not imported at the top)
+            import pydicom  # only for a DICOM file (model.scans.dicom says why it is not imported at the top)
 
             return str(pydicom.dcmread(fh, force=False, stop_before_pixels=True).get("SeriesInstanceUID") or "")
     except Exception:  # unreadable or damaged: the file stays on its own, and its turn says what is wrong
