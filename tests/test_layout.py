@@ -100,7 +100,7 @@ def test_scans_need_no_torch():
 
 # What `alzmri predict FILE` imports when a checked export is cached (model.serve.predict.load_predictor): torch's
 # import alone was ~1.8 s of a 3.5 s run, so none of these may load it, directly or through what they import.
-TORCH_FREE = ("model.serve.predict", "model.serve.pipeline", "model.core.runtimes", "model.core.assets",
+TORCH_FREE = ("model.serve.predict", "model.serve.inputs", "model.serve.pipeline", "model.core.runtimes", "model.core.assets",
               "model.core.prediction", "model.core.resize", "model.core.slab", "model.qualify.trust",
               "model.qualify.unseen", "model.reports.record")
 

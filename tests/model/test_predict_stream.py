@@ -20,7 +20,8 @@ import model.serve.batch
 import model.serve.pipeline
 from model.serve.batch import iter_zip
 from model.core.prediction import Prediction
-from model.serve.predict import FORMATS, Plan, format_rows, main
+from model.serve.inputs import Plan
+from model.serve.predict import FORMATS, format_rows, main
 from model.scans.scan_io import ScanError, group_uploads
 from model.qualify.trust import Assessment
 from tests.conftest import ROOT, png_bytes
