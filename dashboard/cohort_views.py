@@ -7,6 +7,7 @@ import hashlib
 import streamlit as st
 
 from dashboard import evaluation_views as views
+from dashboard.interrogation_views import choice_signature, view_choices
 from dashboard.common import predictor_or_none
 from dashboard.shell import plain, shipped_config
 from model.core.constants import COHORT_BOOTSTRAP
@@ -75,8 +76,8 @@ def export(evaluation: dict) -> None:
     """The evaluation, with the choices made above, as a PDF or HTML report."""
     st.subheader("Export the evaluation")
     fmt = st.segmented_control("Format", ["PDF", "HTML"], default="PDF", key=f"{KEY}_format") or "PDF"
-    choices = views.view_choices(KEY)
-    wanted = (id(evaluation), fmt, views.choice_signature(KEY))
+    choices = view_choices(KEY)
+    wanted = (id(evaluation), fmt, choice_signature(KEY))
     if st.button("Build the report", key=f"{KEY}_build"):
         with st.spinner("Drawing the figures…"):
             predictor, _ = predictor_or_none()

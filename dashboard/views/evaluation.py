@@ -2,6 +2,7 @@
 import streamlit as st
 
 from dashboard import evaluation_views as views
+from dashboard.interrogation_views import choice_signature, view_choices
 from dashboard.common import predictor_or_none
 from dashboard.shell import shipped_baseline, shipped_config, shipped_crossval, shipped_metrics
 from model.reports import documents as reports
@@ -22,8 +23,8 @@ with st.expander("Export this view as a report"):
     level = "slice" if new and st.session_state.get("evaluation_level") == "per slice" else "subject"
     live = st.session_state.get("evaluation_live")  # the published view shows recomputed figures when there are
     key = "evaluation_new" if new else "evaluation_test"
-    choices = views.view_choices(key)  # the class mix, referral and cell chosen in the view below
-    wanted = (view, level, fmt, live is not None, views.choice_signature(key))
+    choices = view_choices(key)  # the class mix, referral and cell chosen in the view below
+    wanted = (view, level, fmt, live is not None, choice_signature(key))
     if st.button("Build the report", key="evaluation_export_build"):
         with st.spinner("Drawing the figures…"):
             predictor, _ = predictor_or_none()

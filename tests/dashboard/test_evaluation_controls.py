@@ -9,7 +9,8 @@ import pytest
 from sklearn import metrics as skm
 
 from dashboard import charts
-from dashboard.evaluation_views import OUT_OF_FOLD_NOTE, clicked_cell
+from dashboard.evaluation_views import clicked_cell
+from dashboard.interrogation_views import OUT_OF_FOLD_NOTE
 from model.qualify import interrogate
 from model.core.constants import (
     CLASS_NAMES,
