@@ -33,13 +33,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from model.core import checkpoint as ckpt
+from model.core.assets import ModelLoadError
 from model.core.calibration import fit_temperature
 from model.core.constants import NUM_CLASSES, SELECTION_LOG_PATH, SUBJECT_TABLE_PATH, default_data_dir
 from model.core.dataset import SliceSet, fingerprint, load_split, slice_keys, subjects_for
 from model.core.distributed import init_distributed
 from model.core.inference import predict_logits
-from model.core.prediction import subject_level
 from model.core.network import build_model
+from model.core.prediction import subject_level
 from model.core.preprocess import augment, cutout, hflip, mri_intensity, to_input
 from model.core.recipe import RESUME_FREE
 from model.qualify.evaluate import compute_metrics
@@ -585,7 +586,7 @@ def cli(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(**vars(args))
     try:
         main(cfg)
-    except (ValueError, FileNotFoundError, ckpt.ModelLoadError) as exc:
+    except (ValueError, FileNotFoundError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
