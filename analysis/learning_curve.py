@@ -7,7 +7,8 @@ model is fitted on a random f of that fold's training subjects (stratified by st
 subject; `--repeats` draws for f < 1) and predicts the fold's held-out subjects, all of them, so every point is
 scored on the same 200 subjects: subject any-dementia AUC (mean of slice probabilities) and 4-stage balanced
 accuracy, pooled over the folds. The floors are those of `model.training.crossval`, fitted the same way:
-PCA(50) + logistic regression on 64 px slices, and one PCA(20) + logistic regression per slice position. Nothing
+PCA(50) + logistic regression on 64 px slices, and one PCA(20) + logistic regression per slice position
+(`pca_probabilities` itself, told which slices each fold may fit on). Nothing
 here is chosen from the figures; it answers one question for issue 18's closing note: how the floors' figures move
 with the number of brains they learn from (at f = 1, about 160 subjects a fold, they are the shipped floors).
 """
@@ -17,24 +18,13 @@ import argparse
 import time
 
 import numpy as np
-import torch
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from analysis.folds import NON, emit, subject_figures
 from model.core.constants import NUM_CLASSES, SUBJECTS_PATH, default_data_dir
 from model.core.prediction import subject_level
-from model.training.crossval import folds_by_subject, load_everything, slice_positions
+from model.training.crossval import folds_by_subject, load_everything, pca_probabilities, slice_positions
 
 FLOORS = {"pca": (50, False), "pca_by_position": (20, True)}  # name -> (components, one model per position)
-
-
-def pixels(images: torch.Tensor, size: int = 64) -> np.ndarray:
-    """uint8 (N, 1, S, S) -> float (N, size * size) in [0, 1], as the floors in model.training.crossval read them."""
-    return torch.nn.functional.interpolate(images.float() / 255.0, size=(size, size), mode="bilinear",
-                                           antialias=True, align_corners=False).flatten(1).numpy()
 
 
 def chosen_subjects(groups: np.ndarray, labels: np.ndarray, train: np.ndarray, fraction: float,
@@ -51,23 +41,13 @@ def chosen_subjects(groups: np.ndarray, labels: np.ndarray, train: np.ndarray, f
     return train & np.isin(groups, keep)
 
 
-def floor_out_of_fold(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, fold: np.ndarray,
-                      positions: np.ndarray, components: int, by_position: bool, fraction: float,
-                      rng: np.random.Generator) -> np.ndarray:
-    """Out-of-fold slice probabilities (N, C), each fold fitted on `fraction` of its training subjects."""
-    out = np.zeros((len(labels), NUM_CLASSES))
-    strata = positions if by_position else np.zeros(len(labels), int)
-    for k in np.unique(fold):
-        fit_on = chosen_subjects(groups, labels, fold != k, fraction, rng)
-        for p in np.unique(strata):
-            train, held = fit_on & (strata == p), (fold == k) & (strata == p)
-            if not held.any():
-                continue
-            model = make_pipeline(PCA(n_components=min(components, int(train.sum()) - 1), random_state=0),
-                                  StandardScaler(), LogisticRegression(max_iter=3000, class_weight="balanced"))
-            model.fit(x[train], labels[train])
-            out[np.ix_(np.flatnonzero(held), model.classes_)] = model.predict_proba(x[held])
-    return out
+def floor_out_of_fold(images, labels: np.ndarray, groups: np.ndarray, fold: np.ndarray, positions: np.ndarray,
+                      components: int, by_position: bool, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Out-of-fold slice probabilities (N, C) of the floor (`pca_probabilities`), each fold fitted on `fraction` of
+    its training subjects."""
+    fit_on = {k: chosen_subjects(groups, labels, fold != k, fraction, rng) for k in np.unique(fold)}
+    return pca_probabilities(images, labels, fold, components=components,
+                             positions=positions if by_position else None, fit_on=fit_on)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     labels = data.labels.numpy()
     fold = folds_by_subject(labels, groups, args.folds, args.seed)
     positions = slice_positions(splits, data.ids, SUBJECTS_PATH)
-    x = pixels(data.images)
     train_subjects = [len(np.unique(groups[fold != k])) for k in range(args.folds)]
     result = {"folds": args.folds, "seed": args.seed, "subjects_scored": int(len(np.unique(groups))),
               "training_subjects_per_fold_at_1": train_subjects, "curves": {}}
@@ -95,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             figures, started = [], time.perf_counter()
             for r in range(draws):
                 rng = np.random.default_rng(1000 * r + int(fraction * 100))
-                probs = floor_out_of_fold(x, labels, groups, fold, positions, components, by_position, fraction, rng)
+                probs = floor_out_of_fold(data.images, labels, groups, fold, positions, components, by_position, fraction, rng)
                 _, subject_labels, subject_probs = subject_level(probs, labels, groups)
                 figures.append(subject_figures(subject_labels, subject_probs))
             auc = [f["auc"] for f in figures]

@@ -109,7 +109,8 @@ class TrustBank:
         self.mean = mean.astype(np.float32)  # (P,)
         self.components = components.astype(np.float32)  # (K, P), orthonormal rows
         self.coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)  # (N, K)
-        self._squared_norms = (self.coefficients.astype(np.float64) ** 2).sum(1)  # (N,), for `nearest`
+        self._coefficients64 = self.coefficients.astype(np.float64)  # (N, K), converted once for `nearest`
+        self._squared_norms = (self._coefficients64 ** 2).sum(1)  # (N,)
         self.hist_mean = hist_mean.astype(np.float64)  # (32,)
         self.subjects, self.paths = list(subjects), list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)  # (N,)
@@ -139,8 +140,7 @@ class TrustBank:
         """Indices (N, k) of the closest training slices in the basis, and distances (N, k) in grey levels RMS."""
         coef = np.asarray(coef, dtype=np.float64).reshape(-1, self.coefficients.shape[1])
         # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, in float64 so that near-equal distances keep their order
-        squared = (coef ** 2).sum(1)[:, None] + self._squared_norms[None] - 2.0 * coef @ self.coefficients.T.astype(
-            np.float64)  # (N, n_train)
+        squared = (coef ** 2).sum(1)[:, None] + self._squared_norms[None] - 2.0 * coef @ self._coefficients64.T
         k = min(k, squared.shape[1])
         index = np.argpartition(squared, k - 1, axis=1)[:, :k] if k < squared.shape[1] else \
             np.broadcast_to(np.arange(k), squared.shape).copy()

@@ -116,12 +116,15 @@ def clinical_probabilities(subjects: pd.DataFrame, subject_fold: pd.Series) -> p
 
 
 def pca_probabilities(images: torch.Tensor, labels: np.ndarray, fold: np.ndarray, *, size: int = 64,
-                      components: int = 50, positions: np.ndarray | None = None) -> np.ndarray:
+                      components: int = 50, positions: np.ndarray | None = None,
+                      fit_on: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Out-of-fold class probabilities (N, C) of a linear floor: slices downsampled to `size` px, PCA to
     `components`, standardised, then a class-balanced logistic regression, fitted on the other folds' slices.
 
     positions: (N,) slice position within its subject's stack (0..31, `assets/subjects.csv`); given, one
     model is fitted per position (the per-position floor). A floor that the network must beat by subject.
+    fit_on: {fold: mask (N,)} of the slices fold k's model may be fitted on (default: every other fold's slices),
+    e.g. a subset of the training subjects (`analysis.learning_curve`).
     """
     x = torch.nn.functional.interpolate(images.float() / 255.0, size=(size, size), mode="bilinear",
                                         antialias=True, align_corners=False).flatten(1).numpy()
@@ -129,7 +132,8 @@ def pca_probabilities(images: torch.Tensor, labels: np.ndarray, fold: np.ndarray
     strata = np.zeros(len(labels), int) if positions is None else np.asarray(positions)
     for k in np.unique(fold):
         for p in np.unique(strata):
-            train, held = (fold != k) & (strata == p), (fold == k) & (strata == p)
+            fit = (fold != k) if fit_on is None else fit_on[k]
+            train, held = fit & (strata == p), (fold == k) & (strata == p)
             if not held.any():
                 continue
             model = make_pipeline(PCA(n_components=min(components, int(train.sum()) - 1), random_state=0),

@@ -1,5 +1,6 @@
 """analysis.learning_curve: subsets keep whole subjects in every stage, and the floor predicts every held-out slice."""
 import numpy as np
+import torch
 
 from analysis.learning_curve import chosen_subjects, floor_out_of_fold
 
@@ -10,7 +11,8 @@ def cohort(n_subjects=24, slices=4, seed=0):
     groups = np.repeat([f"s{i}" for i in range(n_subjects)], slices)
     labels = np.repeat(labels_of, slices)
     positions = np.tile(np.arange(slices), n_subjects)
-    x = rng.normal(size=(len(labels), 30)) + labels[:, None] * 0.8  # stage-dependent pixels
+    pixels = rng.normal(60, 12, size=(len(labels), 1, 16, 16)) + labels[:, None, None, None] * 10  # by stage
+    x = torch.from_numpy(np.clip(pixels, 0, 255).astype(np.uint8))  # uint8 (N, 1, 16, 16) slices
     fold = np.repeat(np.arange(n_subjects) % 3, slices)
     return x, labels, groups, positions, fold
 
