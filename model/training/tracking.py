@@ -91,9 +91,11 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=rows[start:start + 900])
 
     def epoch_logger(self, prefix: str):
-        """A callback for `train.main(on_epoch=...)`: each epoch's row as `<prefix>_<name>` at step epoch."""
+        """A callback for `train.main(on_epoch=...)`: each epoch's row as `<prefix>_<name>` (or `<name>` with an
+        empty prefix) at step epoch."""
         def log(row: dict) -> None:
-            self.log_metrics({f"{prefix}_{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            self.log_metrics({f"{prefix}_{k}" if prefix else k: v for k, v in row.items() if k != "epoch"},
+                             step=int(row["epoch"]))
         return log
 
     def log_dict(self, data: dict, name: str) -> None:

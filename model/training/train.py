@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import inspect
 import math
+import os
 import re
 import sys
 import time
@@ -582,14 +583,54 @@ def write_log(path: Path, history: list[dict]) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    cfg = TrainConfig(**vars(args))
+    """The command line: the recipe's flags (`get_args_parser`) plus where the run is tracked."""
+    parser = get_args_parser()
+    tracking = parser.add_argument_group("tracking")
+    tracking.add_argument("--track", action=argparse.BooleanOptionalAction, default=True,
+                          help="record the run in MLflow ($MLFLOW_TRACKING_URI, else runs/mlflow.db); default: True")
+    tracking.add_argument("--run-name", default=None, help="the MLflow run's name; default: the --output-dir's name")
+    options = vars(parser.parse_args(argv))
+    track, run_name = options.pop("track"), options.pop("run_name")
+    cfg = TrainConfig(**options)
+    tracker = None
     try:
-        main(cfg)
+        cfg.validate()
+        if track and int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one run, from the main process
+            tracker = start_tracking(cfg, run_name)
+        result = main(cfg, on_epoch=tracker.epoch_logger("") if tracker is not None else None)
     except (ValueError, FileNotFoundError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if tracker is not None:
+            tracker.finish(ok=False)
         return 2
+    if tracker is not None and "selected" in result:
+        finish_tracking(tracker, cfg, result)
     return 0
+
+
+def start_tracking(cfg: TrainConfig, run_name: str | None):
+    """The MLflow run of one training; a resumed training (--resume, same --output-dir) continues its run."""
+    from model.training.tracking import Tracker  # MLflow takes ~1.5 s to import: only when a run is tracked
+
+    out_dir = Path(cfg.output_dir)
+    tracker = Tracker(run_name or out_dir.name, dataclasses.asdict(cfg),
+                      tags={"kind": "train", "output_dir": str(out_dir)},
+                      resume_file=out_dir / "mlflow_run_id" if cfg.resume else None)
+    if not cfg.resume:  # a fresh run in a used folder must not be continued by a later --resume of another
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "mlflow_run_id").write_text(tracker.run_id + "\n")
+    print(f"tracking in MLflow run {tracker.run_id} ({tracker.uri})", flush=True)
+    return tracker
+
+
+def finish_tracking(tracker, cfg: TrainConfig, result: dict) -> None:
+    """The selected epoch's figures and temperature, the epoch log and (when exported) the shipped config."""
+    tracker.log_metrics({"temperature": result["temperature"],
+                         **{f"selected_{k}": v for k, v in result["selected"].items()}})
+    tracker.log_artifact(Path(cfg.output_dir) / "log.csv")
+    if cfg.export_dir:
+        tracker.log_artifact(Path(cfg.export_dir) / "model_config.json")
+    tracker.finish()
 
 
 if __name__ == "__main__":

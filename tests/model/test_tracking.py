@@ -41,3 +41,24 @@ def test_an_interrupted_run_is_continued_not_duplicated(store, tmp_path):
 def test_the_local_store_is_the_default(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.tracking_uri() == f"sqlite:///{tracking.RUNS_DIR / 'mlflow.db'}"
+
+
+def test_a_training_run_is_tracked_and_a_resumed_one_continues_it(store, tmp_path, data_dir):
+    from model.training import train
+
+    flags = ["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "run"), "--image-size", "32",
+             "--batch-size", "16", "--limit", "96", "--eval-batch-size", "64", "--threads", "1"]
+    assert train.cli([*flags, "--epochs", "1", "--run-name", "tiny"]) == 0
+    assert train.cli([*flags, "--epochs", "2", "--resume"]) == 0  # continues the same MLflow run
+    runs = tracking.runs_table()
+    assert len(runs) == 1 and runs["tags.mlflow.runName"][0] == "tiny" and runs["tags.kind"][0] == "train"
+    assert runs["params.image_size"][0] == "32" and runs["params.epochs"][0] == "1"  # the recipe it started with
+    client = MlflowClient(store)
+    run_id = runs["run_id"][0]
+    assert [m.step for m in client.get_metric_history(run_id, "val_acc")] == [1, 2]
+    assert runs["metrics.selected_epoch"][0] in (1, 2) and runs["metrics.temperature"][0] > 0
+    assert [a.path for a in client.list_artifacts(run_id)] == ["log.csv"]
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+    assert train.cli([*flags, "--epochs", "1", "--output-dir", str(tmp_path / "quiet"), "--no-track"]) == 0
+    assert len(tracking.runs_table()) == 1  # --no-track records nothing
