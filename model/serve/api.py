@@ -11,27 +11,14 @@ GET /v1/model, GET /healthz. Every answer is what the Classify page shows for th
 reads it (after `group_uploads` made one scan of its files), `model.qualify.trust.assess` predicts it with the spread
 over test-time variants and the guard's report, `model.qualify.explain` draws Grad-CAM.
 
-Limits, the same as the app's and checked before the work they guard:
-
-* the request body: Content-Length over `Limits.request_bytes` is refused before a byte is read, and the bytes
-  are counted as they arrive (a chunked body has no Content-Length); each file is capped at MAX_VOLUME_BYTES
-  while it streams in, and `model.scans.scan_io` applies its own caps (2D file size, pixels, voxels) when reading;
-* files per request (`Limits.max_files`: a long DICOM series, or a batch) and the time an upload may take;
-* requests in flight: `max_in_flight` at once, counted from before the body is read, so memory stays bounded;
-  one more is answered 503 with Retry-After at once, never queued.
-
-Uploads never touch the disk and are never logged. Starlette's form parser spools every file part to a
-SpooledTemporaryFile, which rolls over to a temporary file on disk above 1 MB; so the endpoints declare no
-`File()` parameter and read the raw request stream themselves, parsing it with python-multipart's streaming
-`MultipartParser` into bytearrays (`read_uploads`). The request body schema shown in /docs is declared by hand.
+Limits (the same as the app's, checked before the work they guard), streaming uploads that never touch the disk,
+and the JSON error bodies live in `model.serve.transport`.
 
 Model work runs in the thread pool (the Predictor's lock keeps shared Grad-CAM hooks correct), so the event loop
 keeps answering health checks and refusing overload while a scan is classified.
 
-Errors are JSON, {"error": {"code": ..., "message": ...}}: 400 unreadable scan (the ScanError's message), 401
-missing or wrong API key, 404, 405, 408 upload too slow, 413 too large or too many files, 415 not multipart or
-not a scan type, 422 bad query values, 503 busy, 500 anything else (a generic message; the log gets only the
-exception's type). Set $ALZ_MRI_API_KEY to require the header X-API-Key on every /v1 endpoint.
+Errors are JSON, {"error": {"code": ..., "message": ...}} (`model.serve.transport` lists them). Set $ALZ_MRI_API_KEY
+to require the header X-API-Key on every /v1 endpoint.
 """
 from __future__ import annotations
 
@@ -41,7 +28,7 @@ import json
 import logging
 import os
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,28 +36,24 @@ import anyio
 import fastapi_offline
 import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from model.core.constants import CLASS_NAMES, CROSSVAL_PATH, DISPLAY_NAMES, METRICS_PATH, NUM_CLASSES
 from model.core.inference import shipped_predictor
-from model.core.recipe import crossval_describes
+from model.core.recipe import crossval_describes, floors_of
 from model.core.network import CAM_LAYERS, default_cam_layer
 from model.qualify.explain import COLORMAPS, METHOD_NOTES, METHODS, explain, overlay
 from model.qualify.faithfulness import default_method, read_table
 from model.qualify.trust import TRUST_PATH, TrustBank, TrustBankError
 from model.reports.record import ErrorDetail, Failed, Result, SubjectResult, png_bytes
-from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, MAX_VOLUME_BYTES, clean_name, group_uploads
+from model.scans.scan_io import ACCEPTED, MAX_UPLOAD_BYTES, group_uploads
 from model.serve.pipeline import CHUNK, assess_opened, open_item, stage_subject
+from model.serve.transport import ApiError, Limits, check_declared_size, handle_errors, read_uploads, scan_error
 
 API_KEY_ENV_VAR = "ALZ_MRI_API_KEY"  # when set, every /v1 endpoint wants it in the X-API-Key header
 MAX_IN_FLIGHT_ENV_VAR = "ALZ_MRI_API_MAX_IN_FLIGHT"  # `uvicorn model.serve.api:app` only; create_app takes an argument
@@ -84,216 +67,6 @@ INTENDED_USE = {
                      "match the training slices when staged as a subject)"],
 }
 log = logging.getLogger(__name__)
-# python-multipart logs each parse error it raises, quoting a byte of the body; the 400 says enough
-_MULTIPART_LOG = logging.getLogger(__name__ + ".multipart")
-_MULTIPART_LOG.addHandler(logging.NullHandler())
-_MULTIPART_LOG.propagate = False
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may carry. Sizes in bytes."""
-
-    request_bytes: int = MAX_VOLUME_BYTES + (4 << 20)  # a scan (a series is capped at that) + framing; batches too
-    file_bytes: int = MAX_VOLUME_BYTES  # one file as it streams in; scan_io caps a 2D image at MAX_UPLOAD_BYTES
-    max_files: int = 1000  # files in one request: a long DICOM series of single-frame files, or a batch
-    max_fields: int = 16  # non-file form fields (ignored, but counted)
-    field_bytes: int = 64 << 10  # one non-file form field
-    upload_seconds: float = 120.0  # the whole body must arrive within this, or 408: a slow upload holds a slot
-
-
-# ---------------------------------------------------------------------------------------------- errors
-
-
-class ApiError(Exception):
-    """An error a client can act on: an HTTP status, a stable code and a plain message."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
-
-
-def _error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
-
-
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-               413: "too_large", 415: "unsupported_media_type", 503: "busy"}
-
-
-async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return _error_response(exc.status, exc.code, exc.message, exc.headers)
-
-
-async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    message = {404: f"no such endpoint: {request.method} {request.url.path}; see /docs",
-               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
-    return _error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), message,
-                           getattr(exc, "headers", None))
-
-
-async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """Pydantic's errors as one line each ('slice: Input should be greater than or equal to 1'); the input
-    values are not echoed."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "header", "path", "body"))
-        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
-    return _error_response(422, "invalid_parameter", "; ".join(parts) or "invalid request")
-
-
-class _ContainErrors:
-    """Pure ASGI middleware: any exception left unhandled becomes a generic 500 and one log line with its type.
-
-    Starlette's own catch-all answers 500 but re-raises, and uvicorn then logs the trace, whose messages can
-    quote a file's bytes or name; here nothing but the type and the endpoint reaches the log."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def tracked(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracked)
-        except Exception as exc:  # the last line of defence: never a trace to the client or the log
-            log.error("internal error (%s) on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
-            if not started:
-                response = _error_response(500, "internal_error", "the server could not answer this request; "
-                                           "the error was logged without the upload")
-                await response(scope, receive, send)
-
-
-# ---------------------------------------------------------------------------------------------- uploads
-
-
-class _Parts:
-    """python-multipart callbacks that keep every file part in memory, checking counts and sizes as data comes."""
-
-    def __init__(self, limits: Limits):
-        self.limits = limits
-        self.files: list[tuple[str, bytearray]] = []
-        self.fields = 0
-        self._name, self._value, self._disposition = bytearray(), bytearray(), b""
-        self._current: bytearray | None = None  # the file being read; None inside a non-file field
-        self._field_size = 0
-
-    def callbacks(self) -> dict:
-        return {"on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
-                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
-                "on_headers_finished": self.on_headers_finished, "on_part_data": self.on_part_data}
-
-    def on_part_begin(self) -> None:
-        self._disposition, self._current, self._field_size = b"", None, 0
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def on_header_end(self) -> None:
-        if bytes(self._name).lower() == b"content-disposition":
-            self._disposition = bytes(self._value)
-        self._name, self._value = bytearray(), bytearray()
-
-    def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
-        if b"filename" not in options:
-            self.fields += 1
-            if self.fields > self.limits.max_fields:
-                raise ApiError(400, "too_many_fields", f"more than {self.limits.max_fields} form fields; send the "
-                                                       "scan files only (options go in the query string)")
-            return
-        if len(self.files) >= self.limits.max_files:
-            raise ApiError(413, "too_many_files", f"more than {self.limits.max_files:,} files in one request")
-        self._current = bytearray()
-        self.files.append((clean_name(options[b"filename"].decode("utf-8", "replace")), self._current))
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._current is None:
-            self._field_size += end - start
-            if self._field_size > self.limits.field_bytes:
-                raise ApiError(413, "too_large", f"a form field is over {self.limits.field_bytes // 1024} KB")
-            return
-        if len(self._current) + end - start > self.limits.file_bytes:
-            name = self.files[-1][0]
-            raise ApiError(413, "too_large", f"{name}: over the {self.limits.file_bytes // 2**20} MB limit for one "
-                                             "file")
-        self._current += data[start:end]
-
-
-def _too_large(limits: Limits) -> ApiError:
-    return ApiError(413, "too_large", f"the request is over the {limits.request_bytes // 2**20} MB limit; a scan "
-                                      f"file may be up to {limits.file_bytes // 2**20} MB (a 2D image up to "
-                                      f"{MAX_UPLOAD_BYTES // 2**20} MB); send fewer files per request")
-
-
-def check_declared_size(request: Request, limits: Limits) -> None:
-    """Refuse a request that is not multipart/form-data (415) or whose Content-Length is over the cap (413),
-    before any of its body is read."""
-    content_type, params = parse_options_header(request.headers.get("content-type"))
-    if content_type != b"multipart/form-data" or not params.get(b"boundary"):
-        raise ApiError(415, "unsupported_media_type", "send the scan as multipart/form-data file fields, e.g. "
-                                                      "curl -F file=@slice.png")
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiError(400, "bad_request", "the Content-Length header is not a number")
-        if int(declared) > limits.request_bytes:
-            raise _too_large(limits)
-
-
-async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
-    """The request's files as (clean name, bytes), in the order sent, read into memory as they arrive.
-
-    Never spooled to disk; the body is counted as it streams (413 past `limits.request_bytes`, or a file past
-    `limits.file_bytes`) and must arrive within `limits.upload_seconds` (408). Non-file fields are ignored.
-    """
-    check_declared_size(request, limits)
-    _, params = parse_options_header(request.headers.get("content-type"))
-    parts = _Parts(limits)
-    received = 0
-    try:
-        parser = MultipartParser(params[b"boundary"], parts.callbacks())
-        parser.logger = _MULTIPART_LOG
-        with anyio.fail_after(limits.upload_seconds):
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > limits.request_bytes:
-                    raise _too_large(limits)
-                parser.write(chunk)
-        parser.finalize()
-        if received and parser.state != MultipartState.END:
-            raise ApiError(400, "bad_multipart", "the multipart/form-data body ended before its closing boundary: "
-                                                 "the upload was cut off")
-    except FormParserError as exc:
-        raise ApiError(400, "bad_multipart", "the multipart/form-data body is malformed") from exc
-    except TimeoutError as exc:
-        raise ApiError(408, "upload_timeout", f"the upload took over {limits.upload_seconds:g} s") from exc
-    except ClientDisconnect as exc:  # nobody is left to read the answer; not a server error worth a log line
-        raise ApiError(400, "client_disconnected", "the client went away before the upload finished") from exc
-    if not parts.files:
-        raise ApiError(400, "no_file", "no file in the request; send the scan as a multipart file field, e.g. "
-                                       "curl -F file=@slice.png")
-    return [(name, bytes(data)) for name, data in parts.files]
-
-
-def scan_error(error: ErrorDetail) -> ApiError:
-    """A scan that cannot be read (`model.serve.pipeline.error_detail`): 415 for a file that is no scan type this
-    tool reads, else 400."""
-    return ApiError(415 if error.code == "unsupported_type" else 400, error.code, error.message)
 
 
 # ---------------------------------------------------------------------------------------------- responses
@@ -446,7 +219,11 @@ def describe_model(predictor, bank: TrustBank | None, limits: Limits, crossval_p
                     "brain; a subject's stage is the mean of its slices' calibrated probabilities",
             "n_subjects": subject.get("n"), **_with_ci(subject, "any_dementia_auc"),
             **_with_ci(subject, "balanced_accuracy"),
-            "describes_this_model": crossval_describes(config, crossval)}
+            "describes_this_model": crossval_describes(config, crossval),
+            "floors": [{k: v for k, v in floor.items() if k != "key"} | {"method": floor["key"]}
+                       for floor in floors_of(crossval)],
+            "floors_mean": "methods with no deep learning scored on the same folds; auc_difference: this network's "
+                           "AUC minus the floor's, paired over the same subjects, with its 95% interval"}
     if metrics:
         figures["published_test_split"] = {
             "what": "slice-level accuracy on the dataset's published test split",
@@ -467,6 +244,19 @@ def describe_model(predictor, bank: TrustBank | None, limits: Limits, crossval_p
                         "default_layer": default_cam_layer(predictor.image_size), "colormaps": list(COLORMAPS)},
             "figures": figures, "guard": guard, "intended_use": INTENDED_USE,
             "limits": {**asdict(limits), "image_file_bytes": MAX_UPLOAD_BYTES, "readable": ACCEPTED}}
+
+
+def new_subject_sentence(crossval_path: Path = CROSSVAL_PATH) -> str:
+    """What /docs says of the model on brains it never saw, from the shipped figures (not typed here)."""
+    crossval = _read_json(crossval_path)
+    if not crossval:
+        return "no cross-validated figures are shipped with this model."
+    auc = crossval["network"]["subject"]["any_dementia_auc"]
+    text = f"on brains it never saw the model's subject-level any-dementia AUC is {auc:.2f}"
+    floors = floors_of(crossval)
+    if floors:
+        text += f", against {floors[0]['any_dementia_auc']:.2f} for a {floors[0]['name']} on the same subjects"
+    return text + "."
 
 
 def _shipped_bank() -> TrustBank | None:
@@ -546,9 +336,8 @@ def create_app(predictor=None, bank: TrustBank | None = None, *, max_in_flight: 
             "Grad-CAM: the same model, scan reader and checks as the research dashboard.\n\n"
             f"**Files.** {ACCEPTED}. One scan may be several files (an Analyze pair, a DICOM series). A volume "
             "is read at one axial slice (the middle one unless `?slice=` picks another).\n\n"
-            "**Read the answers with the figures in `GET /v1/model`**: on brains it never saw the model barely "
-            "stages (subject-level any-dementia AUC about 0.73); an answer flagged unreliable is shown for "
-            "completeness only.\n\n"
+            f"**Read the answers with the figures in `GET /v1/model`**: {new_subject_sentence()} An answer "
+            "flagged unreliable is shown for completeness only.\n\n"
             "**Errors** are JSON `{\"error\": {\"code\", \"message\"}}`. Busy: 503 with Retry-After. With "
             f"`${API_KEY_ENV_VAR}` set on the server, send the key in `X-API-Key`."),
         lifespan=lifespan,
@@ -556,10 +345,7 @@ def create_app(predictor=None, bank: TrustBank | None = None, *, max_in_flight: 
     )
     _offline_docs(app)
     app.state.service = service
-    app.add_exception_handler(ApiError, _on_api_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_middleware(_ContainErrors)
+    handle_errors(app)
     app.include_router(_v1_router(), prefix="/v1")
 
     @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness: is the model loaded")
