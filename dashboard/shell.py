@@ -25,7 +25,7 @@ from model.core.constants import (
     default_data_dir,
 )
 from model.core.datafiles import slice_count
-from model.core.recipe import crossval_describes
+from model.core.recipe import crossval_describes, floors_of
 
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
 
@@ -161,6 +161,10 @@ def render_sidebar():
                            "cross-validation by subject)")
             c2.metric("Dementia AUC", f"{net['any_dementia_auc']:.2f}",
                       help="ROC AUC of any dementia against none, per new subject")
+            floors = floors_of(crossval)
+            if floors:
+                st.caption(f"The best floor, a {floors[0]['name']} with no deep learning, scores AUC "
+                           f"{floors[0]['any_dementia_auc']:.2f} on the same subjects.")
             if not crossval_describes_shipped_model():
                 st.caption("These are the cross-validated recipe's figures; the shipped network was trained "
                            "with another recipe or temperature.")

@@ -38,3 +38,28 @@ def crossval_describes(config: dict | None, crossval: dict | None) -> bool:
     same = not recipe_differences(config.get("train_config", {}), crossval.get("plan", {}).get("recipe", {}))
     temperature = crossval.get("calibration", {}).get("temperature")
     return same and temperature_from_crossval(config) and (temperature is None or config.get("temperature") == temperature)
+
+
+# The pixel floors every cross-validation scores on the network's own folds (`model.training.crossval`), named once
+FLOOR_NAMES = {"lookup": "raw-pixel lookup (no learning)",
+               "pca": "PCA(50) + logistic regression on 64 px pixels",
+               "pca_by_position": "PCA(20) + logistic regression per slice position"}
+
+
+def floors_of(crossval: dict | None) -> list[dict]:
+    """The floors a cross-validation scored, by subject, highest AUC first, each with the network's paired
+    difference from it: [{"key", "name", "n", "any_dementia_auc", "balanced_accuracy" (each with "<key>_ci95"),
+    "auc_difference", "auc_difference_ci95", "bacc_difference", "bacc_difference_ci95"}]. A difference is None
+    where the figures file has no pairing (one from before the floors were paired)."""
+    rows = []
+    for key, name in FLOOR_NAMES.items():
+        entry = (crossval or {}).get(key, {}).get("subject")
+        if not entry:
+            continue
+        ci, paired = entry.get("ci95", {}), (crossval.get("paired") or {}).get(key, {})
+        rows.append({"key": key, "name": name, "n": entry.get("n"),
+                     **{k: entry.get(k) for k in ("any_dementia_auc", "balanced_accuracy")},
+                     **{f"{k}_ci95": ci.get(k) for k in ("any_dementia_auc", "balanced_accuracy")},
+                     **{k: paired.get(k) for k in ("auc_difference", "auc_difference_ci95", "bacc_difference",
+                                                   "bacc_difference_ci95")}})
+    return sorted(rows, key=lambda r: -(r["any_dementia_auc"] or 0))

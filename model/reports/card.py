@@ -6,7 +6,7 @@ assets/metrics.json (as dicts) and returns Markdown.
 from __future__ import annotations
 
 from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, HF_DATASET_ID
-from model.core.recipe import recipe_differences, temperature_from_crossval
+from model.core.recipe import FLOOR_NAMES, floors_of, recipe_differences, temperature_from_crossval
 from model.qualify.explain import METHOD_NAMES as EXPLAIN_NAMES
 from model.qualify.faithfulness import RANDOMISATION_LIMIT
 from model.qualify.neighbours import distance_summary
@@ -74,7 +74,7 @@ def _selection(config: dict, tc: dict) -> str:
 
 
 # What the evaluation compares, named once: the model card, the Evaluation page, its exported report, the chart
-BASELINE_NAMES = {"network": "this network", "lookup": "raw-pixel lookup (no learning)",
+BASELINE_NAMES = {"network": "this network", **FLOOR_NAMES,
                   "clinical": "clinical baseline: age, sex, eTIV, nWBV",
                   "network_on_clinical_subjects": "this network, on the clinical baseline's subjects"}
 
@@ -85,6 +85,24 @@ def _with_ci(entry: dict, key: str) -> str:
         return "–"
     ci = entry.get("ci95", {}).get(key)
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+
+
+def paired_auc(crossval: dict, key: str) -> str:
+    """The network's AUC minus method `key`'s, paired over the same subjects, with its 95% interval, or "–"."""
+    diff = (crossval.get("paired") or {}).get(key)
+    if not diff:
+        return "–"
+    low, high = diff["auc_difference_ci95"]
+    return f"{diff['auc_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def floor_verdict(auc: float, floor: dict) -> str:
+    """'above', 'level with' or 'below' a floor: above or below only where the paired interval excludes 0
+    (without a pairing, by the point figures)."""
+    if floor.get("auc_difference_ci95"):
+        low, high = floor["auc_difference_ci95"]
+        return "above" if low > 0 else "below" if high < 0 else "level with (the paired interval includes 0)"
+    return "above" if auc > floor["any_dementia_auc"] else "no better than"
 
 
 def confound_sentence(confounds: dict) -> str:
@@ -114,13 +132,13 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
              f"{recipe.get('epochs')} epochs, epoch chosen on an inner split of subjects). Subject level: a "
              "subject's probabilities averaged over its slices. 95% intervals from a bootstrap over subjects.",
              "", "| method | subjects | any-dementia ROC AUC | 4-stage balanced accuracy | 3-stage balanced "
-                 "accuracy | ECE |", "|---|---|---|---|---|---|"]
+                 "accuracy | ECE | this network's AUC minus it (paired) |", "|---|---|---|---|---|---|---|"]
     for key, name in BASELINE_NAMES.items():
         entry = crossval.get(key, {}).get("subject")
         if entry:
             lines.append(f"| {name} | {entry['n']} | {_with_ci(entry, 'any_dementia_auc')} | "
                          f"{_with_ci(entry, 'balanced_accuracy')} | {_with_ci(entry, 'three_class_balanced_accuracy')} "
-                         f"| {entry['ece']:.3f} |")
+                         f"| {entry['ece']:.3f} | {paired_auc(crossval, key)} |")
     net = crossval["network"]["subject"]["per_class"]
     lines += ["", "Subjects recalled: " + "; ".join(
         f"{DISPLAY_NAMES[CLASS_NAMES.index(n)].lower()} {e['recalled']} (exact 95% "
@@ -131,12 +149,16 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
         f"{cal['temperature']:.3f}, fitted on all out-of-fold logits, ships with the model; with each fold's "
         f"temperature fitted on the other folds, the out-of-fold ECE is {cal['ece_after']:.3f} "
         f"({cal['ece_before']:.3f} before scaling)."]
-    lookup, clinical = crossval.get("lookup", {}).get("subject"), crossval.get("clinical", {}).get("subject")
-    if lookup:
-        net = crossval["network"]["subject"]
+    floors, clinical = floors_of(crossval), crossval.get("clinical", {}).get("subject")
+    if floors:
+        net, best = crossval["network"]["subject"], floors[0]
         verdict = (f"On new subjects this network's any-dementia AUC is {net['any_dementia_auc']:.3f}, "
-                   f"{'above' if net['any_dementia_auc'] > lookup['any_dementia_auc'] else 'no better than'} the "
-                   f"lookup that learns nothing ({lookup['any_dementia_auc']:.3f})")
+                   f"{floor_verdict(net['any_dementia_auc'], best)} the best floor, a {best['name']} "
+                   f"({best['any_dementia_auc']:.3f}")
+        if best["auc_difference"] is not None:
+            low, high = best["auc_difference_ci95"]
+            verdict += f"; paired difference {best['auc_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        verdict += ")"
         if clinical:
             verdict += (f", and its 4-stage balanced accuracy {net['balanced_accuracy']:.3f} is "
                         f"{'above' if net['balanced_accuracy'] > clinical['balanced_accuracy'] else 'below'} the "

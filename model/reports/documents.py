@@ -25,7 +25,7 @@ from model.qualify.explain import METHOD_NAMES, METHOD_NOTES
 from model.qualify.neighbours import distance_summary
 from model.reports.blocks import (Bars, Beside, Bullets, Figures, Heading, KeyValues, Lead, Notice, Paragraph,
                                   Report, Table, display, words)
-from model.reports.card import BASELINE_NAMES, confound_sentence
+from model.reports.card import BASELINE_NAMES, confound_sentence, paired_auc
 from model.reports.figures import (figure_class_balance, figure_confusion, figure_headline, figure_pr,
                                    figure_reliability, figure_roc, figure_train_distance, pixel_png)
 from model.reports.render import FORMATS, render
@@ -266,13 +266,15 @@ def per_class_rows(metrics: dict, unit: str) -> tuple[tuple[str, ...], tuple[tup
 
 
 def baseline_rows(crossval: dict, level: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    """This network against the baselines (`card.BASELINE_NAMES`) at one level ("slice" or "subject")."""
+    """This network against the baselines (`card.BASELINE_NAMES`) at one level ("slice" or "subject"), with the
+    network's AUC minus each, paired over the same subjects (subject level only)."""
     rows = tuple((label, str(e["n"]), _ci(e, "any_dementia_auc"), _ci(e, "balanced_accuracy"),
                   _ci(e, "three_class_balanced_accuracy"),
-                  " / ".join(str(e["per_class"][CLASS_NAMES[i]].get("recalled", "")) for i in STAGE_ORDER))
+                  " / ".join(str(e["per_class"][CLASS_NAMES[i]].get("recalled", "")) for i in STAGE_ORDER),
+                  paired_auc(crossval, key) if level == "subject" else "–")
                  for key, label in BASELINE_NAMES.items() if (e := crossval.get(key, {}).get(level)))
     return (("method", "n", "any-dementia AUC", "balanced accuracy", "3-stage balanced accuracy",
-             "recalled: none / very mild / mild / moderate"), rows)
+             "recalled: none / very mild / mild / moderate", "network AUC minus it, paired by subject"), rows)
 
 
 def per_class_table(metrics: dict, unit: str) -> Table:
@@ -281,7 +283,7 @@ def per_class_table(metrics: dict, unit: str) -> Table:
 
 def _baseline_table(crossval: dict, level: str) -> Table | None:
     columns, rows = baseline_rows(crossval, level)
-    return Table(columns, rows, widths=(2.4, 0.6, 2, 2, 2, 2)) if rows else None
+    return Table(columns, rows, widths=(2.2, 0.5, 1.8, 1.8, 1.8, 1.7, 1.8)) if rows else None
 
 
 def _counts(metrics: dict) -> list[int]:

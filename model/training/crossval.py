@@ -266,39 +266,34 @@ FLOORS = {  # name -> what it is, for tables; every one runs on the network's fo
 
 
 def floor_probabilities(data: SliceSet, labels: np.ndarray, fold: np.ndarray,
-                        positions: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Out-of-fold slice probabilities (N, C) of every pixel floor on these folds."""
-    floors = {"lookup": lookup_probabilities(data.images, labels, fold),
-              "pca": pca_probabilities(data.images, labels, fold, components=50)}
-    if positions is not None:
-        floors["pca_by_position"] = pca_probabilities(data.images, labels, fold, components=20, positions=positions)
-    return floors
+                        positions: np.ndarray | None, names=("lookup", "pca", "pca_by_position")
+                        ) -> dict[str, np.ndarray]:
+    """Out-of-fold slice probabilities (N, C) of the pixel floors `names` on these folds (the per-position
+    floor only when the positions are known)."""
+    make = {"lookup": lambda: lookup_probabilities(data.images, labels, fold),
+            "pca": lambda: pca_probabilities(data.images, labels, fold, components=50),
+            "pca_by_position": lambda: pca_probabilities(data.images, labels, fold, components=20,
+                                                         positions=positions)}
+    return {name: make[name]() for name in names if name != "pca_by_position" or positions is not None}
 
 
-def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], fold: np.ndarray,
-                         logits: np.ndarray, subject_table: pd.DataFrame | None, n_bootstrap: int,
-                         positions: np.ndarray | None = None, reference: np.ndarray | None = None
-                         ) -> tuple[dict, pd.DataFrame]:
-    """Every figure of the network and the floors, paired differences against each, and the per-slice
-    out-of-fold table. reference: slice probabilities (N, C) of an earlier recipe on the same folds
-    (`--compare-to`), compared by subject like a floor."""
+def floor_figures(data: SliceSet, groups: np.ndarray, fold: np.ndarray, probs: np.ndarray,
+                  subject_table: pd.DataFrame | None, n_bootstrap: int, positions: np.ndarray | None = None,
+                  reference: np.ndarray | None = None) -> dict:
+    """Every floor's figures on these folds, and the network's paired difference from each, by subject.
+
+    probs: the network's calibrated out-of-fold slice probabilities (N, C). Returns {floor: level figures, ...,
+    "clinical": ..., "network_on_clinical_subjects": ..., "paired": {floor: network - floor}}; the clinical entries
+    only with a subject table that has the clinical columns."""
     labels = data.labels.numpy()
-    probs, temps = calibrated_out_of_fold(logits, labels, fold)
-    shipped_t = fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
-    raw = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
     floors = floor_probabilities(data, labels, fold, positions)
     if reference is not None:
         floors["reference"] = reference
-    result = {"network": level_figures(probs, labels, groups, n_bootstrap)}
-    result.update({name: level_figures(p, labels, groups, n_bootstrap) for name, p in floors.items()})
+    result = {name: without_curves(level_figures(p, labels, groups, n_bootstrap)) for name, p in floors.items()}
     ids, subject_labels, subject_probs = subject_level(probs, labels, groups)
     result["paired"] = {name: paired_difference(subject_labels, subject_probs, subject_level(p, labels, groups)[2],
                                                 n_bootstrap=max(n_bootstrap, 200))
                         for name, p in floors.items()}
-    result["calibration"] = {
-        "temperature": shipped_t, "cross_fitted_temperatures": temps,
-        "ece_before": expected_calibration_error(raw, labels), "ece_after": expected_calibration_error(probs, labels),
-        "reliability_before": reliability(raw, labels), "reliability_after": reliability(probs, labels)}
     if subject_table is not None and "age" in subject_table.columns:
         table = subject_table.set_index("subject")
         subject_fold = pd.Series(fold, index=groups).groupby(level=0).first()
@@ -312,6 +307,61 @@ def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], 
         result["paired"]["clinical"] = paired_difference(
             subject_labels[on_same], subject_probs[on_same], clinical.loc[ids[on_same]].to_numpy(),
             n_bootstrap=max(n_bootstrap, 200))
+    return result
+
+
+def without_curves(figures: dict) -> dict:
+    """Level figures without the per-class ROC and PR curves: only the network's are drawn, and a floor's
+    continuous probabilities give curves of thousands of points per class."""
+    for level in figures.values():
+        for entry in level.get("per_class", {}).values():
+            entry.pop("roc_curve", None)
+            entry.pop("pr_curve", None)
+    return figures
+
+
+def add_floors(figures_path: Path, predictions_path: Path, data: SliceSet, groups: np.ndarray, splits: list[str],
+               subject_table: pd.DataFrame | None, n_bootstrap: int, positions: np.ndarray | None) -> dict:
+    """Bring a shipped figures file (`--out`) up to date with today's floors: score every floor on the folds of
+    its out-of-fold table (`--predictions-out`), with the network's paired difference from each, and rewrite the
+    file with them (the network's own figures, calibration and plan are kept as they are)."""
+    result = json.loads(Path(figures_path).read_text())
+    table = pd.read_csv(predictions_path).set_index(["split", "id"])
+    keys = pd.MultiIndex.from_arrays([splits, list(data.ids)])
+    fold = table["fold"].reindex(keys).to_numpy()
+    if np.isnan(fold).any():
+        raise ValueError(f"{predictions_path} lacks {int(np.isnan(fold).sum())} of these slices: another data set")
+    probs = reference_subject_probs(predictions_path, splits, data.ids, groups)
+    result.update(floor_figures(data, groups, fold.astype(int), probs, subject_table, n_bootstrap, positions))
+    result["summary"] = summary(result)
+    Path(figures_path).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def summary(result: dict) -> dict:
+    """The headline rows of every method at both levels (`summary_row`)."""
+    return {level: [summary_row(name, result[name][level]) for name in
+                    ("network", *FLOORS, "reference", "network_on_clinical_subjects")
+                    if level in result.get(name, {})] for level in ("slice", "subject")}
+
+
+def evaluate_out_of_fold(data: SliceSet, groups: np.ndarray, splits: list[str], fold: np.ndarray,
+                         logits: np.ndarray, subject_table: pd.DataFrame | None, n_bootstrap: int,
+                         positions: np.ndarray | None = None, reference: np.ndarray | None = None
+                         ) -> tuple[dict, pd.DataFrame]:
+    """Every figure of the network and the floors, paired differences against each, and the per-slice
+    out-of-fold table. reference: slice probabilities (N, C) of an earlier recipe on the same folds
+    (`--compare-to`), compared by subject like a floor."""
+    labels = data.labels.numpy()
+    probs, temps = calibrated_out_of_fold(logits, labels, fold)
+    shipped_t = fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
+    raw = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
+    result = {"network": level_figures(probs, labels, groups, n_bootstrap)}
+    result.update(floor_figures(data, groups, fold, probs, subject_table, n_bootstrap, positions, reference))
+    result["calibration"] = {
+        "temperature": shipped_t, "cross_fitted_temperatures": temps,
+        "ece_before": expected_calibration_error(raw, labels), "ece_after": expected_calibration_error(probs, labels),
+        "reliability_before": reliability(raw, labels), "reliability_after": reliability(probs, labels)}
     table = pd.DataFrame({"split": splits, "id": data.ids, "subject": groups, "fold": fold,
                           "true_label": [CLASS_NAMES[v] for v in labels]})
     for c, name in enumerate(CLASS_NAMES):
@@ -479,6 +529,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="write the out-of-fold temperature into this model_config.json (a network trained "
                              "with the same recipe), so its probabilities are calibrated for a new subject "
                              "(default: none)")
+    parser.add_argument("--add-floors", action="store_true",
+                        help="train nothing: score today's floors on the folds of the existing --predictions-out "
+                             "table and add them, with the network's paired differences, to the existing --out")
     return parser
 
 
@@ -500,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.add_floors:
+        return add_floors_cli(args, data, groups, splits)
     tracker = None
     if args.track:
         recipe = plan_recipe(cfg)
@@ -530,10 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                                                positions=positions, reference=reference)
     plan = json.loads((args.output_dir / "plan.json").read_text())
     result.update({"plan": plan, "folds_run": infos, "slices": len(data),
-                   "subjects": int(len(set(groups))),
-                   "summary": {level: [summary_row(name, result[name][level]) for name in
-                                       ("network", *FLOORS, "reference", "network_on_clinical_subjects")
-                                       if level in result.get(name, {})] for level in ("slice", "subject")}})
+                   "subjects": int(len(set(groups)))})
+    result["summary"] = summary(result)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -560,6 +613,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"temperature {result['calibration']['temperature']:.4f}; out-of-fold ECE "
           f"{result['calibration']['ece_before']:.4f} -> {result['calibration']['ece_after']:.4f}")
     print(f"wrote {args.out} and {args.predictions_out}")
+    return 0
+
+
+def add_floors_cli(args: argparse.Namespace, data: SliceSet, groups: np.ndarray, splits: list[str]) -> int:
+    table = pd.read_csv(args.subject_table) if args.subject_table.is_file() else None
+    try:
+        result = add_floors(args.out, args.predictions_out, data, groups, splits, table, args.bootstrap,
+                            slice_positions(splits, data.ids, args.subjects))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: --add-floors: {exc}", file=sys.stderr)
+        return 2
+    for name, diff in result["paired"].items():
+        print(f"  network - {name:18s} AUC {diff['auc_difference']:+.3f} {_interval(diff['auc_difference_ci95'])}  "
+              f"balanced acc {diff['bacc_difference']:+.3f} {_interval(diff['bacc_difference_ci95'])}")
+    print(f"wrote the floors into {args.out}")
     return 0
 
 

@@ -6,6 +6,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.shell import WARMUP
+from model.core.recipe import floors_of
+from model.reports.card import paired_auc
 from model.core.constants import (
     BASELINE_PATH,
     CONFIG_FILES_PRESENT,
@@ -52,6 +54,10 @@ def test_landing_page_and_sidebar():
     assert not [c.value for c in at.sidebar.caption if "/work" in c.value or "/home" in c.value]
     assert at.sidebar.metric[0].value == f"{crossval['balanced_accuracy']:.0%}"
     assert any("Published test split" in c.value for c in at.sidebar.caption)
+    floors = floors_of(json.loads(CROSSVAL_PATH.read_text()))
+    if floors:  # the best floor beside the network's figures
+        assert any(f"AUC {floors[0]['any_dementia_auc']:.2f} on the same subjects" in c.value
+                   for c in at.sidebar.caption)
     assert WARMUP.done.wait(120) and WARMUP.error is None  # the model loads on a thread; once it has, the
     at.run()  # sidebar names its device
     assert any("Running on" in c.value for c in at.sidebar.caption)
@@ -222,8 +228,12 @@ def test_evaluation_opens_on_new_subjects_and_matches_crossval_file():
                                                    "Moderate_Demented")]
     methods = frame(at, "any-dementia AUC")
     clinical = crossval["clinical"]["subject"]["n"]
-    assert list(methods["n"]) == [str(n) for n in (200, 200, clinical, clinical)]  # the exported report's rows
-    assert list(methods["method"])[:2] == ["this network", "raw-pixel lookup (no learning)"]
+    assert list(methods["n"]) == [str(n) for n in (200, 200, 200, 200, clinical, clinical)]  # the report's rows
+    assert list(methods["method"])[:4] == ["this network", "raw-pixel lookup (no learning)",
+                                          "PCA(50) + logistic regression on 64 px pixels",
+                                          "PCA(20) + logistic regression per slice position"]
+    paired = list(methods["network AUC minus it, paired by subject"])  # each floor beside, paired
+    assert paired[0] == "–" and paired[3] == paired_auc(crossval, "pca_by_position")
     at.button_group(key="evaluation_level").set_value("per slice").run()
     assert sum(map(sum, plotly_specs(at)["evaluation_new_confusion"]["data"][0]["z"])) == 6400
     subjects = frame(at, "p(true stage)")

@@ -21,8 +21,9 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from model.serve.api import API_KEY_ENV_VAR, Limits, create_app
-from model.core.constants import CLASS_NAMES, CONFIG_FILES_PRESENT, DISPLAY_NAMES
+from model.serve.api import API_KEY_ENV_VAR, Limits, create_app, new_subject_sentence
+from model.core.constants import CLASS_NAMES, CONFIG_FILES_PRESENT, CROSSVAL_PATH, DISPLAY_NAMES
+from model.core.recipe import floors_of
 from model.scans.scan_io import open_upload
 from model.qualify.trust import TrustBank, TrustBankError, assess
 from tests.conftest import png_bytes
@@ -229,8 +230,12 @@ def test_model_info_and_health(client, tiny_predictor):
     if "new_subjects" in figures:
         assert 0.5 < figures["new_subjects"]["any_dementia_auc"] < 1
         assert len(figures["new_subjects"]["balanced_accuracy_ci95"]) == 2
+        floors = figures["new_subjects"]["floors"]  # the floors beside, best first, with the paired difference
+        assert [f["method"] for f in floors] == [f["key"] for f in floors_of(json.loads(CROSSVAL_PATH.read_text()))]
+        assert all(0.5 < f["any_dementia_auc"] < 1 and "auc_difference" in f for f in floors)
     assert client.get("/healthz").json() == {"status": "ok", "model_loaded": True, "device": "CPU", "guard": True}
     docs = client.get("/openapi.json").json()
+    assert new_subject_sentence() in docs["info"]["description"]  # the figure from the shipped file, not typed
     assert {"/v1/predict", "/v1/explain", "/v1/predict/batch", "/v1/model", "/healthz"} <= set(docs["paths"])
     assert "multipart/form-data" in docs["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert client.get("/docs").status_code == 200

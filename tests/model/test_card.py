@@ -1,6 +1,7 @@
 import json
 
-from model.reports.card import model_card_markdown
+from model.core.recipe import floors_of
+from model.reports.card import floor_verdict, model_card_markdown, paired_auc
 from model.core.constants import BASELINE_PATH, CROSSVAL_PATH, METRICS_PATH, MODEL_CONFIG_PATH
 
 
@@ -51,14 +52,34 @@ def test_card_leads_with_the_new_subject_figures():
     assert f"{net['per_class']['Moderate_Demented']['recalled']}" in card and "cannot validate" in card
     assert f"{crossval['calibration']['temperature']:.3f}, fitted on all out-of-fold logits" in card
     assert "Why this network ships" in card
-    lookup = crossval["lookup"]["subject"]["any_dementia_auc"]
-    assert ("no better than the lookup" in card) == (net["any_dementia_auc"] <= lookup)  # the shipped network is the cross-validated recipe
+    best = floors_of(crossval)[0]  # the verdict is against the best floor, paired where the file pairs them
+    assert f"the best floor, a {best['name']} ({best['any_dementia_auc']:.3f}" in card
+    for floor in floors_of(crossval):
+        row = next(line for line in card.splitlines() if line.startswith(f"| {floor['name']} |"))
+        assert row.endswith(f"| {paired_auc(crossval, floor['key'])} |")
     other = {**config, "train_config": {**config["train_config"], "image_size": 999}}
     assert "**Caution.**" in model_card_markdown(other, metrics, None, crossval) and "image_size: 999" in \
         model_card_markdown(other, metrics, None, crossval)
     tagged = {**config, "temperature_source": {"method": "crossval out-of-fold"}}
     assert "meant for a new subject" in model_card_markdown(tagged, metrics, None, crossval)
     assert "meant for a new subject" not in model_card_markdown({**config, "temperature_source": {}}, metrics)
+
+
+def test_a_floor_is_beaten_or_not_by_its_paired_interval():
+    floor = {"any_dementia_auc": 0.76, "auc_difference_ci95": [-0.05, 0.01]}
+    assert floor_verdict(0.80, floor).startswith("level with")  # the point is above, the interval says nothing
+    assert floor_verdict(0.80, {**floor, "auc_difference_ci95": [0.01, 0.07]}) == "above"
+    assert floor_verdict(0.70, {**floor, "auc_difference_ci95": [-0.09, -0.01]}) == "below"
+    assert floor_verdict(0.70, {"any_dementia_auc": 0.76, "auc_difference_ci95": None}) == "no better than"
+    crossval = {"pca": {"subject": {"n": 200, "any_dementia_auc": 0.76, "balanced_accuracy": 0.36}},
+                "lookup": {"subject": {"n": 200, "any_dementia_auc": 0.75, "balanced_accuracy": 0.30}},
+                "paired": {"pca": {"auc_difference": -0.02, "auc_difference_ci95": [-0.05, 0.01],
+                                   "bacc_difference": 0.0, "bacc_difference_ci95": [-0.06, 0.06]}}}
+    rows = floors_of(crossval)
+    assert [r["key"] for r in rows] == ["pca", "lookup"]  # the best first
+    assert rows[0]["auc_difference"] == -0.02 and rows[1]["auc_difference"] is None  # unpaired: said, not made up
+    assert paired_auc(crossval, "pca") == "-0.020 [-0.050, +0.010]" and paired_auc(crossval, "lookup") == "–"
+    assert floors_of(None) == [] and floors_of({"network": {}}) == []
 
 
 def _summary(mean, lo, hi):
