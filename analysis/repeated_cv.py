@@ -3,7 +3,7 @@
     python -m analysis.repeated_cv \
         --a r5=docs/runs/r5,docs/runs/c1/r5_s1,docs/runs/c1/r5_s2 \
         --b shipped=assets/crossval_predictions.csv,docs/runs/c1/ship_s1,docs/runs/c1/ship_s2 \
-        --new 1 2 [--partial] [--out c1.json]
+        --new 1 2 [--floor pca pca_by_position] [--partial] [--out c1.json]
 
 Repeat i pairs the i-th source of --a with the i-th of --b (the same fold seed). A source is a cross-validation
 folder (`fold<k>/oof.npz` logits: each fold's temperature fitted on the other folds', as `model.training.crossval`
@@ -13,6 +13,8 @@ then the mean over the repeats, and a minus b with a 95% interval from a paired 
 resample of subjects is applied to every repeat and the figures are averaged over the repeats. `--new` names the
 repeats (0-based) that are also summarised alone. Without `--partial` every source must cover every slice; with it,
 a repeat counts only the subjects both of its sources have finished, and the output says "partial".
+`--floor NAME` also compares a with a pixel floor (lookup, pca, pca_by_position), computed by the product's own code
+(`model.training.crossval.floor_probabilities`) on each repeat's folds as a's source assigns them, the same way.
 """
 from __future__ import annotations
 
@@ -20,11 +22,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from analysis.folds import NON, add_common_args, emit, fold_logits
 from model.core.prediction import subject_level
 from model.qualify.evaluate import balanced_accuracy, binary_auc
-from model.training.crossval import calibrated_out_of_fold, load_everything, reference_subject_probs
+from model.training.crossval import (calibrated_out_of_fold, floor_probabilities, load_everything,
+                                     reference_subject_probs, slice_positions)
+
+FLOORS = ("lookup", "pca", "pca_by_position")
 
 
 def parse_recipe(text: str) -> tuple[str, list[Path]]:
@@ -45,6 +51,15 @@ def slice_probabilities(source: Path, labels: np.ndarray, splits: list[str], ids
     if done.any():
         probs[done] = calibrated_out_of_fold(logits[done], labels[done], fold[done])[0]
     return probs
+
+
+def source_folds(source: Path, n_slices: int, splits: list[str], ids) -> np.ndarray:
+    """The outer fold (N,) of every slice in a source, -1 where it has not covered the slice."""
+    if source.suffix == ".csv":
+        table = pd.read_csv(source).set_index(["split", "id"])
+        keys = pd.MultiIndex.from_arrays([splits, list(ids)])
+        return table["fold"].reindex(keys).fillna(-1).to_numpy(int)
+    return fold_logits(source, n_slices)[1]
 
 
 def subject_table(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict[str, tuple[int, np.ndarray]]:
@@ -107,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", type=parse_recipe, required=True, help="NAME=SOURCE,SOURCE,... (one per fold seed)")
     parser.add_argument("--b", type=parse_recipe, required=True, help="the baseline, the same way")
     parser.add_argument("--new", type=int, nargs="*", default=[], help="repeats also summarised alone (0-based)")
+    parser.add_argument("--floor", nargs="*", default=[], choices=FLOORS,
+                        help="also compare a with these floors on a's folds (default: none)")
     parser.add_argument("--partial", action="store_true",
                         help="count the subjects both sources of a repeat have finished (default: all are needed)")
     add_common_args(parser)
@@ -116,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--a and --b need one source per repeat each, as many for both")
     data, groups, splits = load_everything(args.data_dir)
     labels = data.labels.numpy()
-    repeats, coverage = [], []
+    positions = slice_positions(splits, data.ids) if "pca_by_position" in args.floor else None
+    if "pca_by_position" in args.floor and positions is None:
+        parser.error("--floor pca_by_position needs the slice positions of assets/subjects.csv")
+    repeats, coverage, floor_repeats = [], [], {name: [] for name in args.floor}
     for source_a, source_b in zip(sources_a, sources_b):
         a = subject_table(slice_probabilities(source_a, labels, splits, data.ids, groups), labels, groups)
         b = subject_table(slice_probabilities(source_b, labels, splits, data.ids, groups), labels, groups)
@@ -125,14 +145,24 @@ def main(argv: list[str] | None = None) -> int:
         if not args.partial and len(both) < len(set(groups)):
             parser.exit(2, f"error: {source_a} and {source_b} cover {len(both)} of {len(set(groups))} subjects; "
                            "finish their folds or pass --partial\n")
-        if both:
-            repeats.append({"subjects": both, "labels": np.array([a[s][0] for s in both]),
-                            "a": np.array([a[s][1] for s in both]), "b": np.array([b[s][1] for s in both])})
+        if not both:
+            continue
+        repeats.append({"subjects": both, "labels": np.array([a[s][0] for s in both]),
+                        "a": np.array([a[s][1] for s in both]), "b": np.array([b[s][1] for s in both])})
+        if args.floor:
+            fold = source_folds(source_a, len(labels), splits, data.ids)
+            if (fold < 0).any():
+                parser.exit(2, f"error: a floor is fitted on every fold of {source_a}; finish its folds first\n")
+            for name, probs in floor_probabilities(data, labels, fold, positions, names=args.floor).items():
+                floor = subject_table(probs, labels, groups)
+                floor_repeats[name].append({**repeats[-1], "b": np.array([floor[s][1] for s in both])})
     subsets = {"all_repeats": list(range(len(repeats)))}
     new = [i for i in args.new if i < len(repeats)]
     if new:
         subsets["new_repeats"] = new
     result = compare(repeats, args.bootstrap, subsets)
+    if args.floor:
+        result["floors"] = {name: compare(rows, args.bootstrap, subsets) for name, rows in floor_repeats.items()}
     return emit({"a": name_a, "b": name_b, "sources_a": [str(s) for s in sources_a],
                  "sources_b": [str(s) for s in sources_b], "subjects_per_repeat": coverage,
                  "partial": bool(args.partial and min(coverage) < len(set(groups))), **result}, args.out)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from analysis.repeated_cv import compare, figures
+from analysis.repeated_cv import compare, figures, source_folds
 from model.qualify.evaluate import balanced_accuracy, binary_auc
 
 
@@ -47,3 +47,19 @@ def test_subjects_missing_from_a_repeat_are_left_out_of_it_only():
 def test_figures_need_both_answers_of_the_any_dementia_question():
     labels = np.array([2, 2, 2])
     assert figures(labels, np.full((3, 4), 0.25), np.ones(3, int)) is None
+
+
+def test_the_folds_of_a_source_come_from_its_table_or_its_fold_files(tmp_path):
+    import json
+
+    import pandas as pd
+
+    splits, ids = ["train", "train", "test", "test"], ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    table = pd.DataFrame({"split": ["test", "train", "train"], "id": ["c.jpg", "b.jpg", "a.jpg"], "fold": [1, 0, 2]})
+    table.to_csv(tmp_path / "run.csv", index=False)
+    assert source_folds(tmp_path / "run.csv", 4, splits, ids).tolist() == [2, 0, 1, -1]  # d.jpg: not covered
+    run = tmp_path / "run"
+    (run / "fold1").mkdir(parents=True)
+    (run / "plan.json").write_text(json.dumps({"folds": 2}))
+    np.savez(run / "fold1" / "oof.npz", index=np.array([3, 0]), logits=np.zeros((2, 4)))
+    assert source_folds(run, 4, splits, ids).tolist() == [1, -1, -1, 1]  # fold 0 not finished
