@@ -139,7 +139,7 @@ def new_subjects(crossval: dict | None) -> None:
                "(raw pixels). The two PCA floors are linear models on downsampled pixels (one for all slices, or "
                "one per slice position), fitted per fold. The clinical baseline is a logistic regression on age, "
                "sex, eTIV and nWBV, fitted per fold on the subjects with an OASIS row (MMSE and CDR are left out: "
-               "they define the stage). The last column is this network's AUC minus the method's on the same "
+               "they define the stage). The column after the AUC is this network's AUC minus the method's on the same "
                "subjects, with a paired 95% bootstrap interval: a floor is beaten only where the interval is "
                "above 0.")
 

@@ -268,13 +268,13 @@ def per_class_rows(metrics: dict, unit: str) -> tuple[tuple[str, ...], tuple[tup
 def baseline_rows(crossval: dict, level: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
     """This network against the baselines (`card.BASELINE_NAMES`) at one level ("slice" or "subject"), with the
     network's AUC minus each, paired over the same subjects (subject level only)."""
-    rows = tuple((label, str(e["n"]), _ci(e, "any_dementia_auc"), _ci(e, "balanced_accuracy"),
+    rows = tuple((label, str(e["n"]), _ci(e, "any_dementia_auc"),
+                  paired_auc(crossval, key) if level == "subject" else "–", _ci(e, "balanced_accuracy"),
                   _ci(e, "three_class_balanced_accuracy"),
-                  " / ".join(str(e["per_class"][CLASS_NAMES[i]].get("recalled", "")) for i in STAGE_ORDER),
-                  paired_auc(crossval, key) if level == "subject" else "–")
+                  " / ".join(str(e["per_class"][CLASS_NAMES[i]].get("recalled", "")) for i in STAGE_ORDER))
                  for key, label in BASELINE_NAMES.items() if (e := crossval.get(key, {}).get(level)))
-    return (("method", "n", "any-dementia AUC", "balanced accuracy", "3-stage balanced accuracy",
-             "recalled: none / very mild / mild / moderate", "network AUC minus it, paired by subject"), rows)
+    return (("method", "n", "any-dementia AUC", "network AUC minus it, paired by subject", "balanced accuracy",
+             "3-stage balanced accuracy", "recalled: none / very mild / mild / moderate"), rows)
 
 
 def per_class_table(metrics: dict, unit: str) -> Table:
@@ -283,7 +283,7 @@ def per_class_table(metrics: dict, unit: str) -> Table:
 
 def _baseline_table(crossval: dict, level: str) -> Table | None:
     columns, rows = baseline_rows(crossval, level)
-    return Table(columns, rows, widths=(2.2, 0.5, 1.8, 1.8, 1.8, 1.7, 1.8)) if rows else None
+    return Table(columns, rows, widths=(2.2, 0.5, 1.8, 1.8, 1.8, 1.8, 1.7)) if rows else None
 
 
 def _counts(metrics: dict) -> list[int]:
