@@ -97,11 +97,11 @@ def paired_auc(crossval: dict, key: str) -> str:
 
 
 def floor_verdict(auc: float, floor: dict) -> str:
-    """'above', 'level with' or 'below' a floor: above or below only where the paired interval excludes 0
-    (without a pairing, by the point figures)."""
+    """'above', 'not distinguishable from' or 'below' a floor: above or below only where the paired interval
+    excludes 0 (without a pairing, 'above' or 'no better than' by the point figures)."""
     if floor.get("auc_difference_ci95"):
         low, high = floor["auc_difference_ci95"]
-        return "above" if low > 0 else "below" if high < 0 else "level with (the paired interval includes 0)"
+        return "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
     return "above" if auc > floor["any_dementia_auc"] else "no better than"
 
 
@@ -157,7 +157,8 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
                    f"({best['any_dementia_auc']:.3f}")
         if best["auc_difference"] is not None:
             low, high = best["auc_difference_ci95"]
-            verdict += f"; paired difference {best['auc_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+            verdict += (f"; paired difference {best['auc_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+                        + (", an interval that includes 0" if low <= 0 <= high else ""))
         verdict += ")"
         if clinical:
             verdict += (f", and its 4-stage balanced accuracy {net['balanced_accuracy']:.3f} is "

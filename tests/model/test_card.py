@@ -67,7 +67,7 @@ def test_card_leads_with_the_new_subject_figures():
 
 def test_a_floor_is_beaten_or_not_by_its_paired_interval():
     floor = {"any_dementia_auc": 0.76, "auc_difference_ci95": [-0.05, 0.01]}
-    assert floor_verdict(0.80, floor).startswith("level with")  # the point is above, the interval says nothing
+    assert floor_verdict(0.80, floor) == "not distinguishable from"  # the point is above; the interval includes 0
     assert floor_verdict(0.80, {**floor, "auc_difference_ci95": [0.01, 0.07]}) == "above"
     assert floor_verdict(0.70, {**floor, "auc_difference_ci95": [-0.09, -0.01]}) == "below"
     assert floor_verdict(0.70, {"any_dementia_auc": 0.76, "auc_difference_ci95": None}) == "no better than"
