@@ -7,7 +7,8 @@
     curl -F files=@a.png -F files=@b.dcm http://127.0.0.1:8000/v1/predict/batch
 
 Endpoints (interactive documentation at /docs): POST /v1/predict, POST /v1/explain, POST /v1/predict/batch,
-GET /v1/model, GET /healthz. Every answer is what the Classify page shows for the same file: `open_upload`
+POST /v1/predict/subject (a volume staged as a subject from its 32 training-position slices), GET /v1/model,
+GET /healthz. Every answer is what the Classify page shows for the same file: `open_upload`
 reads it (after `group_uploads` made one scan of its files), `model.qualify.trust.assess` predicts it with the spread
 over test-time variants and the guard's report, `model.qualify.explain` draws Grad-CAM.
 
@@ -335,7 +336,9 @@ def create_app(predictor=None, bank: TrustBank | None = None, *, max_in_flight: 
             "calibrated probabilities, the spread over test-time variants, an out-of-distribution guard and "
             "Grad-CAM: the same model, scan reader and checks as the research dashboard.\n\n"
             f"**Files.** {ACCEPTED}. One scan may be several files (an Analyze pair, a DICOM series). A volume "
-            "is read at one axial slice (the middle one unless `?slice=` picks another).\n\n"
+            "is read at one axial slice (the middle one unless `?slice=` picks another); `POST /v1/predict/subject` "
+            "stages a NIfTI or Analyze volume as a subject, from the 32 consecutive axial slices that match the "
+            "training slices' positions.\n\n"
             f"**Read the answers with the figures in `GET /v1/model`**: {new_subject_sentence()} An answer "
             "flagged unreliable is shown for completeness only.\n\n"
             "**Errors** are JSON `{\"error\": {\"code\", \"message\"}}`. Busy: 503 with Retry-After. With "
