@@ -6,7 +6,7 @@
 Every table is a cross-validation's per-slice out-of-fold table (`alzmri-train crossval --predictions-out`) on the same
 folds. For each subject every member's prediction then comes from a network or floor that never saw it, so the mean
 of the members' slice probabilities is itself an out-of-fold prediction. The floors (`lookup`, `pca`,
-`pca_by_position`) are computed by the product's own code (`model.training.crossval.floor_probabilities`) on those
+`pca_by_position`) are computed by the product's own code (`model.training.floors.floor_probabilities`) on those
 folds and can be members too. Each ensemble is scored by subject (mean over a subject's slices) and compared, paired
 over subjects, with the first table and with every floor. The rule that judges them is written in
 docs/experiments.md before a run.
@@ -22,8 +22,8 @@ import pandas as pd
 from analysis.folds import add_common_args, emit, subject_figures
 from model.core.constants import SUBJECTS_PATH
 from model.core.prediction import subject_level
-from model.training.crossval import (floor_probabilities, load_everything, paired_difference,
-                                     reference_subject_probs, slice_positions)
+from model.training.crossval import load_everything, slice_positions
+from model.training.floors import floor_probabilities, paired_difference, reference_subject_probs
 
 def folds_of(path: Path, splits: list[str], ids) -> np.ndarray:
     """Each slice's outer fold, as a table records it, in this data's row order."""

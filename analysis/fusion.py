@@ -8,7 +8,7 @@ them). A subject's image probabilities are the mean of its calibrated slice prob
 and sex (`assets/subject_table.csv`), per outer fold of the source: a class-balanced logistic regression on the four
 image log-probabilities plus age and sex (F1), and one on age and sex alone, each fitted on the other folds' subjects
 and scored on the held-out fold. F1 is compared, paired over the same subjects, with the image model alone and with
-age and sex alone (`model.training.crossval.paired_difference`). The rule is in docs/experiments.md (2026-12-03).
+age and sex alone (`model.training.floors.paired_difference`). The rule is in docs/experiments.md (2026-12-03).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from analysis.folds import add_common_args, emit, subject_figures
 from analysis.repeated_cv import parse_recipe, slice_probabilities, source_folds
 from model.core.constants import CLASS_NAMES, SUBJECT_TABLE_PATH
 from model.core.prediction import subject_level
-from model.training.crossval import load_everything, paired_difference
+from model.training.crossval import load_everything
+from model.training.floors import paired_difference
 
 PARTS = ("age", "sex")  # what a user may give with a scan; never MMSE or CDR, which define the stage
 

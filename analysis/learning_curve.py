@@ -22,7 +22,8 @@ import numpy as np
 from analysis.folds import NON, emit, subject_figures
 from model.core.constants import NUM_CLASSES, SUBJECTS_PATH, default_data_dir
 from model.core.prediction import subject_level
-from model.training.crossval import folds_by_subject, load_everything, pca_probabilities, slice_positions
+from model.training.crossval import folds_by_subject, load_everything, slice_positions
+from model.training.floors import pca_probabilities
 
 FLOORS = {"pca": (50, False), "pca_by_position": (20, True)}  # name -> (components, one model per position)
 

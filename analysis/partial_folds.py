@@ -22,8 +22,8 @@ from analysis.ensembles import parse_pairs
 from analysis.folds import NON, add_common_args, emit, fold_logits, subject_figures
 from model.core.constants import SUBJECTS_PATH
 from model.core.prediction import subject_level
-from model.training.crossval import (calibrated_out_of_fold, load_everything, paired_difference,
-                                     reference_subject_probs)
+from model.training.crossval import calibrated_out_of_fold, load_everything
+from model.training.floors import paired_difference, reference_subject_probs
 
 
 def compare(logits: dict[str, np.ndarray], fold: np.ndarray, labels: np.ndarray, groups: np.ndarray,

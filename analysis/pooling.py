@@ -19,7 +19,8 @@ from sklearn.metrics import roc_auc_score
 from analysis.folds import NON, emit, fold_logits
 from model.core.constants import SUBJECTS_PATH, default_data_dir
 from model.core.prediction import subject_level
-from model.training.crossval import calibrated_out_of_fold, load_everything, paired_difference, slice_positions
+from model.training.crossval import calibrated_out_of_fold, load_everything, slice_positions
+from model.training.floors import paired_difference
 
 WINDOW_STARTS = (0, 8, 16, 22)
 

@@ -14,7 +14,7 @@ resample of subjects is applied to every repeat and the figures are averaged ove
 repeats (0-based) that are also summarised alone. Without `--partial` every source must cover every slice; with it,
 a repeat counts only the subjects both of its sources have finished, and the output says "partial".
 `--floor NAME` also compares a with a pixel floor (lookup, pca, pca_by_position), computed by the product's own code
-(`model.training.crossval.floor_probabilities`) on each repeat's folds as a's source assigns them, the same way.
+(`model.training.floors.floor_probabilities`) on each repeat's folds as a's source assigns them, the same way.
 """
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ import pandas as pd
 from analysis.folds import NON, add_common_args, emit, fold_logits
 from model.core.prediction import subject_level
 from model.qualify.evaluate import balanced_accuracy, binary_auc
-from model.training.crossval import (calibrated_out_of_fold, floor_probabilities, load_everything,
-                                     reference_subject_probs, slice_positions)
+from model.core.recipe import FLOOR_NAMES
+from model.training.crossval import calibrated_out_of_fold, load_everything, slice_positions
+from model.training.floors import floor_probabilities, reference_subject_probs
 
-FLOORS = ("lookup", "pca", "pca_by_position")
+PIXEL_FLOORS = tuple(FLOOR_NAMES)  # the floors scored on slices (the clinical one needs the subject table)
 
 
 def parse_recipe(text: str) -> tuple[str, list[Path]]:
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", type=parse_recipe, required=True, help="NAME=SOURCE,SOURCE,... (one per fold seed)")
     parser.add_argument("--b", type=parse_recipe, required=True, help="the baseline, the same way")
     parser.add_argument("--new", type=int, nargs="*", default=[], help="repeats also summarised alone (0-based)")
-    parser.add_argument("--floor", nargs="*", default=[], choices=FLOORS,
+    parser.add_argument("--floor", nargs="*", default=[], choices=PIXEL_FLOORS,
                         help="also compare a with these floors on a's folds (default: none)")
     parser.add_argument("--partial", action="store_true",
                         help="count the subjects both sources of a repeat have finished (default: all are needed)")
