@@ -38,3 +38,25 @@ def test_a_finished_runs_folds_cover_every_slice_once_and_give_its_figures(run, 
     assert figures["subjects"] == network["n"] == 200
     assert figures["auc"] == pytest.approx(network["any_dementia_auc"], abs=1e-9)
     assert figures["balanced_accuracy"] == pytest.approx(network["balanced_accuracy"], abs=1e-9)
+
+
+REPEATS = sorted(p for p in (RUNS / "c1").glob("*_s*") if (p / "plan.json").is_file())
+
+
+def test_the_repeated_cross_validation_pairs_its_recipes_on_the_same_folds(everything):
+    """C1 (docs/runs/c1): each recipe's folds at a fold seed hold the same subjects as every other recipe's at that
+    seed, so the repeats are paired; a fold never splits a subject; the folder's name is its plan's seed."""
+    labels, groups = everything
+    assert REPEATS, "no committed C1 fold seed"
+    by_seed: dict[int, list[np.ndarray]] = {}
+    for run in REPEATS:
+        plan = json.loads((run / "plan.json").read_text())
+        assert run.name.endswith(f"_s{plan['seed']}")
+        _, fold = fold_logits(run, len(labels))
+        for k in set(fold) - {-1}:
+            assert not set(groups[fold == k]) & set(groups[(fold != k) & (fold >= 0)])
+        by_seed.setdefault(plan["seed"], []).append(fold)
+    for seed, folds in by_seed.items():
+        for other in folds[1:]:  # where both recipes finished a fold, it holds the same slices
+            both = (folds[0] >= 0) & (other >= 0)
+            assert both.any() and np.array_equal(folds[0][both], other[both]), seed
