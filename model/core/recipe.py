@@ -40,7 +40,7 @@ def crossval_describes(config: dict | None, crossval: dict | None) -> bool:
     return same and temperature_from_crossval(config) and (temperature is None or config.get("temperature") == temperature)
 
 
-# The pixel floors every cross-validation scores on the network's own folds (`model.training.crossval`), named once
+# The pixel floors every cross-validation scores on the network's own folds (`model.training.floors`), named once
 FLOOR_NAMES = {"lookup": "raw-pixel lookup (no learning)",
                "pca": "PCA(50) + logistic regression on 64 px pixels",
                "pca_by_position": "PCA(20) + logistic regression per slice position"}
