@@ -19,8 +19,9 @@ NAME=$1
 WORK=runs/ship_$NAME && mkdir -p "$WORK"
 
 # 1. The network: the recipe on the published train split. The whole subjects of --val-fraction are held out, as in
-#    every fold (`--select last`: they choose nothing, and build-faithfulness scores the maps on them).
-"$BIN/alzmri-train" train $RECIPE --val-fraction 0.1 --output-dir "$WORK/train" --run-name "ship-$NAME" \
+#    every fold (`--select last`: they choose nothing, and build-faithfulness scores the maps on them). --resume:
+#    a rerun continues from the last finished epoch (a fresh folder starts from scratch).
+"$BIN/alzmri-train" train $RECIPE --val-fraction 0.1 --output-dir "$WORK/train" --run-name "ship-$NAME" --resume \
   --export-dir assets
 
 # 2. Its new-subject figures and temperature: fold seed 0's folds are committed (docs/runs/$NAME), so crossval trains
