@@ -16,38 +16,23 @@ import argparse
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from analysis.folds import add_common_args, emit, subject_figures
 from analysis.repeated_cv import parse_recipe, slice_probabilities, source_folds
-from model.core.constants import CLASS_NAMES, SUBJECT_TABLE_PATH
+from model.core.constants import SUBJECT_TABLE_PATH
 from model.core.prediction import subject_level
 from model.training.crossval import load_everything
-from model.training.floors import paired_difference
+from model.training.floors import logistic_out_of_fold, paired_difference
 
 PARTS = ("age", "sex")  # what a user may give with a scan; never MMSE or CDR, which define the stage
-
-
-def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Class probabilities (S, C) of a standardised, class-balanced logistic regression, each fold's rows
-    predicted by a model fitted on the other folds' rows."""
-    out = np.zeros((len(y), len(CLASS_NAMES)))
-    for k in np.unique(folds):
-        fit, held = folds != k, folds == k
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
-        model.fit(x[fit], y[fit])
-        out[np.ix_(np.flatnonzero(held), model.classes_)] = model.predict_proba(x[held])
-    return out
 
 
 def fuse(image: np.ndarray, clinical: np.ndarray, y: np.ndarray, folds: np.ndarray, n_bootstrap: int) -> dict:
     """image (S, C) subject probabilities, clinical (S, 2) age and sex (1 = female), y (S,), folds (S,): F1 and
     its two parts, each one's figures, and F1 minus each part, paired."""
     features = np.log(np.clip(image, 1e-6, 1))
-    fused = out_of_fold(np.hstack([features, clinical]), y, folds)
-    alone = out_of_fold(clinical, y, folds)
+    fused = logistic_out_of_fold(np.hstack([features, clinical]), y, folds)
+    alone = logistic_out_of_fold(clinical, y, folds)
     return {"subjects": int(len(y)),
             "figures": {"fusion": subject_figures(y, fused), "image": subject_figures(y, image),
                         "age_sex": subject_figures(y, alone)},

@@ -22,14 +22,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from analysis.folds import NON, add_common_args, emit, fold_logits
 from model.core.prediction import subject_level
 from model.qualify.evaluate import balanced_accuracy, binary_auc
 from model.core.recipe import FLOOR_NAMES
 from model.training.crossval import calibrated_out_of_fold, load_everything, slice_positions
-from model.training.floors import floor_probabilities, reference_subject_probs
+from model.training.floors import floor_probabilities, reference_folds, reference_subject_probs
 
 PIXEL_FLOORS = tuple(FLOOR_NAMES)  # the floors scored on slices (the clinical one needs the subject table)
 
@@ -57,9 +56,7 @@ def slice_probabilities(source: Path, labels: np.ndarray, splits: list[str], ids
 def source_folds(source: Path, n_slices: int, splits: list[str], ids) -> np.ndarray:
     """The outer fold (N,) of every slice in a source, -1 where it has not covered the slice."""
     if source.suffix == ".csv":
-        table = pd.read_csv(source).set_index(["split", "id"])
-        keys = pd.MultiIndex.from_arrays([splits, list(ids)])
-        return table["fold"].reindex(keys).fillna(-1).to_numpy(int)
+        return reference_folds(source, splits, ids)
     return fold_logits(source, n_slices)[1]
 
 

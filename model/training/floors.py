@@ -50,13 +50,19 @@ def clinical_probabilities(subjects: pd.DataFrame, subject_fold: pd.Series) -> p
     known = subjects.dropna(subset=["age", "etiv", "nwbv", "sex"]).copy()
     x = known[list(CLINICAL_FEATURES)].assign(sex=(known.sex == "F").astype(float)).to_numpy(float)
     y = known.label.map(CLASS_NAMES.index).to_numpy()
-    folds = subject_fold.loc[known.index].to_numpy()
-    out = pd.DataFrame(0.0, index=known.index, columns=list(CLASS_NAMES))
+    probs = logistic_out_of_fold(x, y, subject_fold.loc[known.index].to_numpy())
+    return pd.DataFrame(probs, index=known.index, columns=list(CLASS_NAMES))
+
+
+def logistic_out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Class probabilities (S, C) of a standardised, class-balanced logistic regression, each fold's rows
+    predicted by a model fitted on the other folds' rows (a stage absent from those gets 0)."""
+    out = np.zeros((len(y), len(CLASS_NAMES)))
     for k in np.unique(folds):
-        train, held = folds != k, folds == k
+        fit, held = folds != k, folds == k
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
-        model.fit(x[train], y[train])
-        out.iloc[np.flatnonzero(held), model.classes_] = model.predict_proba(x[held])
+        model.fit(x[fit], y[fit])
+        out[np.ix_(np.flatnonzero(held), model.classes_)] = model.predict_proba(x[held])
     return out
 
 
@@ -126,6 +132,13 @@ def reference_subject_probs(path: Path, splits: list[str], ids, groups: np.ndarr
     if len(missing):
         raise ValueError(f"{path} lacks {len(missing)} of these slices (e.g. {missing[0]}): another data set")
     return table.loc[keys, [f"p_{c}" for c in CLASS_NAMES]].to_numpy(float)
+
+
+def reference_folds(path: Path, splits: list[str], ids) -> np.ndarray:
+    """The outer fold (N,) of every slice of an out-of-fold table, in this data's row order; -1 where the table
+    lacks the slice."""
+    table = pd.read_csv(path).set_index(["split", "id"])
+    return table["fold"].reindex(pd.MultiIndex.from_arrays([splits, list(ids)])).fillna(-1).to_numpy(int)
 
 
 def level_figures(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_bootstrap: int) -> dict:
@@ -212,13 +225,11 @@ def add_floors(figures_path: Path, predictions_path: Path, data: SliceSet, group
     its out-of-fold table (`--predictions-out`), with the network's paired difference from each, and rewrite the
     file with them (the network's own figures, calibration and plan are kept as they are)."""
     result = json.loads(Path(figures_path).read_text())
-    table = pd.read_csv(predictions_path).set_index(["split", "id"])
-    keys = pd.MultiIndex.from_arrays([splits, list(data.ids)])
-    fold = table["fold"].reindex(keys).to_numpy()
-    if np.isnan(fold).any():
-        raise ValueError(f"{predictions_path} lacks {int(np.isnan(fold).sum())} of these slices: another data set")
+    fold = reference_folds(predictions_path, splits, data.ids)
+    if (fold < 0).any():
+        raise ValueError(f"{predictions_path} lacks {int((fold < 0).sum())} of these slices: another data set")
     probs = reference_subject_probs(predictions_path, splits, data.ids, groups)
-    result.update(floor_figures(data, groups, fold.astype(int), probs, subject_table, n_bootstrap, positions))
+    result.update(floor_figures(data, groups, fold, probs, subject_table, n_bootstrap, positions))
     result["summary"] = summary(result)
     Path(figures_path).write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -1,7 +1,8 @@
 """analysis.fusion: image probabilities plus age and sex, fitted out of fold, against each part (F1, issue 18)."""
 import numpy as np
 
-from analysis.fusion import fuse, out_of_fold
+from analysis.fusion import fuse
+from model.training.floors import logistic_out_of_fold as out_of_fold
 
 
 def cohort(n=300, seed=0, age_informative=True):
