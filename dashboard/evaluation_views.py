@@ -78,7 +78,7 @@ def metric_panel(metrics: dict, counts: dict, unit: str, key: str) -> tuple[int,
             col.metric(label, "undefined", help="Needs cases of more than one stage (for an AUC: demented and not)")
         elif name in metrics:
             col.metric(label, f"{metrics[name]:.1%}" if "accuracy" in name else f"{metrics[name]:.3f}",
-                       help=f"95% bootstrap interval {ci[name][0]:.3f}–{ci[name][1]:.3f}" if name in ci else None)
+                       help=f"95% bootstrap interval [{ci[name][0]:.3f}, {ci[name][1]:.3f}]" if name in ci else None)
     cols[4].metric("Calibration error", f"{metrics['ece']:.3f}", help=f"Expected calibration error over {unit}, "
                    "15 confidence bins")
     left, right = st.columns(2)

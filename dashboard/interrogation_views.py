@@ -310,9 +310,9 @@ def ordinal_section(rows: Rows, key: str) -> None:
         for col, (name, label) in zip(st.columns(2) * 2, labels):
             value = f"{scores[name]:.3f}" if name == "quadratic_weighted_kappa" else f"{scores[name]:.1%}"
             lo, hi = ci.get(name, (float("nan"), float("nan")))
-            col.metric(label, value, help=f"95% bootstrap interval over {by}: {lo:.3f}–{hi:.3f}",
-                       delta=f"95%: {lo:.2f}–{hi:.2f}" if name == "quadratic_weighted_kappa" else
-                       f"95%: {lo:.0%}–{hi:.0%}", delta_color="off", delta_arrow="off")
+            col.metric(label, value, help=f"95% bootstrap interval over {by}: [{lo:.3f}, {hi:.3f}]",
+                       delta=f"95%: [{lo:.2f}, {hi:.2f}]" if name == "quadratic_weighted_kappa" else
+                       f"95%: [{lo:.0%}, {hi:.0%}]", delta_color="off", delta_arrow="off")
         st.caption(f"Stages in order: no, very mild, mild, moderate dementia. Kappa weighs a mistake by the square of "
                    f"its distance (1 is perfect agreement, 0 chance). Intervals: {scores['bootstrap']['resamples']:,} "
                    f"bootstrap resamples of {by}.")

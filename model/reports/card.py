@@ -142,7 +142,7 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
     net = crossval["network"]["subject"]["per_class"]
     lines += ["", "Subjects recalled: " + "; ".join(
         f"{DISPLAY_NAMES[CLASS_NAMES.index(n)].lower()} {e['recalled']} (exact 95% "
-        f"{e['recall_exact_ci95'][0]:.0%}–{e['recall_exact_ci95'][1]:.0%})" for n, e in net.items()) + ". "
+        f"[{e['recall_exact_ci95'][0]:.0%}, {e['recall_exact_ci95'][1]:.0%}])" for n, e in net.items()) + ". "
         "Moderate dementia is 2 subjects: this data cannot validate that class.",
         "", f"Per slice, out of fold: balanced accuracy {_with_ci(crossval['network']['slice'], 'balanced_accuracy')}"
         f" (the lookup: {crossval['lookup']['slice']['balanced_accuracy']:.3f}). Calibration: one temperature, "

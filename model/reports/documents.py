@@ -204,7 +204,7 @@ def _ci(entry: dict, key: str, percent: bool = False) -> str:
     fmt = "{:.1%}" if percent else "{:.3f}"
     ci = entry.get("ci95", {}).get(key)
     known = ci and all(map(_finite, ci))  # a class never predicted has no interval
-    return fmt.format(value) + (f" ({fmt.format(ci[0])}–{fmt.format(ci[1])})" if known else "")
+    return fmt.format(value) + (f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if known else "")
 
 
 def headline_rows(crossval: dict | None, metrics: dict | None, baseline: dict | None) -> list[dict]:
@@ -259,7 +259,7 @@ def per_class_rows(metrics: dict, unit: str) -> tuple[tuple[str, ...], tuple[tup
         e = metrics["per_class"][name]
         exact = e.get("recall_exact_ci95")
         rows.append((display(name), str(e.get("recalled", e.get("support", ""))),
-                     "{:.0%}–{:.0%}".format(*exact) if exact else "–", _ci(e, "precision"), _ci(e, "recall"),
+                     "[{:.0%}, {:.0%}]".format(*exact) if exact else "–", _ci(e, "precision"), _ci(e, "recall"),
                      _ci(e, "f1"), _ci(e, "roc_auc"), _ci(e, "pr_auc")))
     return (("stage", f"recalled ({unit})", "recall, exact 95%", "precision", "recall", "F1", "ROC AUC", "PR AUC"),
             tuple(rows))

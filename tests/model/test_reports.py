@@ -220,13 +220,13 @@ def test_evaluation_pdf_of_new_subjects_per_slice(shipped, stamp):
     assert "Evaluation: New subjects (cross-validated)" in words
     assert "not for the diagnosis of any patient" in words
     low, high = net["ci95"]["balanced_accuracy"]
-    assert f"{net['balanced_accuracy']:.1%} ({low:.1%}–{high:.1%})" in words  # the headline figure, its interval
+    assert f"{net['balanced_accuracy']:.1%} [{low:.1%}, {high:.1%}]" in words  # the headline figure, its interval
     assert f"{metrics['balanced_accuracy']:.1%}" in words and f"{baseline['test']['balanced_accuracy']:.1%}" in words
     assert "Moderate dementia is 2 subjects" in words and "recognising a seen brain" in words
     assert f"{crossval['calibration']['ece_after']:.3f} after temperature scaling" in words
     assert "raw-pixel lookup (no learning)" in words and "clinical baseline" in words
     slices = crossval["network"]["slice"]["per_class"]["Non_Demented"]
-    assert "Per stage (slices)" in words and f"{slices['recalled']} {slices['recall_exact_ci95'][0]:.0%}" in words
+    assert "Per stage (slices)" in words and f"{slices['recalled']} [{slices['recall_exact_ci95'][0]:.0%}," in words
     assert stamp["model"]["weights_sha256"] in text
     # headline, confusion matrix, class balance, ROC, PR, reliability
     assert sum(len(page.images) for page in reader.pages) == 6
