@@ -83,18 +83,21 @@ def overlay_src(page) -> str | None:
     return imgs.nth(1).get_attribute("src") if imgs.count() >= 2 else None
 
 
-def wait_new_overlay(page, before: str | None, timeout: float = 120_000) -> None:
-    """Until the second image (the overlay) is a new, decoded picture and the stage beside it is no longer stale."""
+def wait_new_overlay(page, before: str | None, timeout: float = 120_000, caption: str | None = None) -> None:
+    """Until the second image (the overlay) is a new, decoded picture, or its caption is new (`caption`: the one
+    before; two empty maps draw the same picture, and the page says so under a new caption), and the stage beside it
+    is no longer stale."""
     page.wait_for_function(
-        """(before) => {
+        """([before, caption]) => {
             const imgs = document.querySelectorAll("[data-testid='stImage'] img");
-            if (imgs.length < 2 || !imgs[1].complete || imgs[1].naturalWidth === 0 || imgs[1].src === before)
-                return false;
+            if (imgs.length < 2 || !imgs[1].complete || imgs[1].naturalWidth === 0) return false;
+            const shown = document.querySelectorAll("[data-testid='stImage']")[1].innerText;
+            if (imgs[1].src === before && (caption === null || shown === caption)) return false;
             const metric = [...document.querySelectorAll("[data-testid='stMetric']")]
                 .find(m => m.innerText.includes("Predicted stage"));
             const box = metric && metric.closest("[data-testid='stElementContainer']");
             return !!box && box.getAttribute("data-stale") !== "true";
-        }""", arg=before, timeout=timeout)
+        }""", arg=[before, caption], timeout=timeout)
 
 
 def remove_upload(page) -> None:
@@ -110,10 +113,10 @@ def pick_option(page, label: str, option: str | re.Pattern) -> None:
 
 
 def timed_change(page, action) -> float:
-    before = overlay_src(page)
+    before, caption = overlay_src(page), page.locator("[data-testid='stImage']").nth(1).inner_text()
     t = time.perf_counter()
     action()
-    wait_new_overlay(page, before)
+    wait_new_overlay(page, before, caption=caption)
     seconds = time.perf_counter() - t
     wait_idle(page)
     return seconds

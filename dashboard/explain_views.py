@@ -22,7 +22,7 @@ def first_method() -> tuple[str, str]:
     return default_method(read_json(str(FAITHFULNESS_PATH)))
 
 
-def explanation(image, prediction, image_size: int):
+def explanation(image, prediction, predictor):
     """The controls, then the map (with a spinner for the slow methods). Returns (Explanation, opacity, colormap)."""
     c0, c1, c2, c3, c4 = st.columns([3, 3, 3, 2, 2])
     default, why = first_method()
@@ -31,7 +31,8 @@ def explanation(image, prediction, image_size: int):
     target = c1.selectbox("Explain class", ["predicted", *range(NUM_CLASSES)], key="classify_target",
                           format_func=lambda t: "The predicted stage" if t == "predicted" else DISPLAY_NAMES[t])
     layers = list(CAM_LAYERS.values())
-    layer = c2.selectbox("Layer", layers, key="classify_layer", index=layers.index(default_cam_layer(image_size)),
+    layer = c2.selectbox("Layer", layers, key="classify_layer",
+                         index=layers.index(default_cam_layer(predictor.image_size, predictor.config)),
                          format_func=LAYER_LABELS.__getitem__, disabled=method not in LAYER_METHODS,
                          help="; ".join(CAM_LAYERS) if method in LAYER_METHODS else
                          f"{METHOD_NAMES[method]} reads no layer")

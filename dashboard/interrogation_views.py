@@ -101,7 +101,7 @@ def mean_cam(path: str, items: tuple[tuple[str, str, int], ...]) -> tuple[np.nda
     """Mean slice (uint8 (S, S)) and mean Grad-CAM map ((S, S) in [0, 1]) over (split, id, target) items."""
     predictor, _ = predictor_or_none()
     images = np.stack([slice_image(path, split, name) for split, name, _ in items])
-    layer = default_cam_layer(predictor.image_size)  # layer2 at 48 px: layer4 would be 2x2
+    layer = default_cam_layer(predictor.image_size, predictor.config)
     maps = [explain(predictor, img, target=t, layer=layer).heatmap for img, (_, _, t) in zip(images, items)]
     return images.mean(0).round().astype(np.uint8), interrogate.mean_map(maps)
 
@@ -227,7 +227,7 @@ def draw_gallery(items: list[tuple[str, str, str]], target: int, method: str | N
             st.info(f"The slices cannot be shown from `{data}` ({type(exc).__name__}: {exc}): it is not the copy of "
                     "the dataset these predictions were made on, or a split is missing.")
             return
-    layer = default_cam_layer(get_predictor().image_size)
+    layer = default_cam_layer(get_predictor().image_size, get_predictor().config)
     shown = images
     if method:
         with st.spinner(f"Computing {METHOD_NAMES[method]} for {len(images)} slices…"):
@@ -343,7 +343,9 @@ def prevalence_section(rows: Rows, metrics: dict, key: str) -> None:
     if abs(shares.sum() - 100) > 0.05:
         st.caption(f"The shares add up to {shares.sum():.1f}%; they are rescaled to 100%.")
     confusion = np.asarray(metrics["confusion_matrix"])
-    clinic, here = interrogate.prevalence_ppv_npv(confusion, shares), interrogate.prevalence_ppv_npv(confusion)
+    # the boxes show each share to 0.1%; this data's own mix is used unrounded, so its PPV is its precision
+    mix = None if preset == "this dataset" else shares
+    clinic, here = interrogate.prevalence_ppv_npv(confusion, mix), interrogate.prevalence_ppv_npv(confusion)
     table = prevalence_table(clinic, here)
     st.dataframe(table, hide_index=True, key=f"{key}_mix_table")
     st.session_state[f"{key}_mix_result"] = {  # for the report: the mix chosen and what it gives

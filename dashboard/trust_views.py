@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.common import train_images_by_path
-from dashboard.shell import crossval_describes_shipped_model, dataset_dir, plain
+from dashboard.shell import crossval_describes_shipped_model, dataset_dir, plain, read_json
 from model.core.constants import DISPLAY_NAMES
-from model.qualify.trust import spread_sentence
+from model.qualify.trust import TRUST_PATH, spread_sentence
 from model.qualify.unseen import never_seen
 
 
@@ -52,7 +52,9 @@ def never_seen_answer(subject: str, path: str | None) -> None:
 
 def uncertainty_caption(assessment) -> None:
     if assessment.spread_thresholds:
-        st.caption(spread_sentence(assessment.spread, assessment.agreement, assessment.spread_thresholds))
+        measured = ((read_json(str(TRUST_PATH)) or {}).get("uncertainty_never_trained") or {}).get("auroc_error", {})
+        st.caption(spread_sentence(assessment.spread, assessment.agreement, assessment.spread_thresholds,
+                                   measured.get("spread")))
     else:
         st.caption(f"Spread over 8 test-time variants: ±{assessment.spread:.1%}; {assessment.agreement:.0%} agree.")
 

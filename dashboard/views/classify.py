@@ -134,7 +134,7 @@ def answer(image, result, scan, name, assessment, true_label, scans, subject, su
     the method, the layer, the opacity or the colormap reruns this part alone, not the page with its guard and
     nearest slices (issue 20: a control's answer within half a second)."""
     prediction = assessment.prediction
-    explanation, alpha, colormap = explain_views.explanation(image, prediction, predictor.image_size)
+    explanation, alpha, colormap = explain_views.explanation(image, prediction, predictor)
     blended = overlay(image, explanation.heatmap, alpha=alpha, colormap=colormap)
 
     left, middle, right = st.columns([2, 2, 3])

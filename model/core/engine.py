@@ -9,10 +9,11 @@ against PyTorch when it is loaded (`MAX_LOGIT_DIFFERENCE`).
 
 The export (float32, eval mode, a dynamic batch of 1-channel S x S slices) is cached in `cache_dir()`,
 named by the weights' SHA-256 and the input size, so it is made once per set of weights and machine, never
-committed. Why these runtimes: at the shipped 48 px and one slice at a time, PyTorch's CPU convolutions take
-their generic im2col path (oneDNN is chosen only for batches > 1 or larger inputs), and ONNX Runtime and
-OpenVINO run the whole graph with fused convolution + batch-norm + ReLU kernels. One slice on 2 CPU cores
-(2026-11-30, `benchmarks/bench_serving.py`): PyTorch 17.8 ms, ONNX Runtime 11.3 ms, OpenVINO 7.6 ms (p50).
+committed. Why these runtimes: one slice at a time, PyTorch's CPU convolutions take their generic im2col path
+(oneDNN is chosen only for batches > 1 or larger inputs), and ONNX Runtime and OpenVINO run the whole graph with
+fused convolution + batch-norm + ReLU kernels. One slice at the shipped 96 px on 2 CPU cores (2026-12-03,
+`benchmarks/bench_serving.py`): PyTorch 20.9 ms, ONNX Runtime 14.8 ms, OpenVINO 10.3 ms (p50; at 48 px, 17.8,
+11.3 and 7.6 ms).
 
 The runtimes themselves, the cache's naming and the check records live in `model.core.runtimes`, which needs no
 PyTorch; this module is the PyTorch side: exporting, and checking against the network.

@@ -34,9 +34,14 @@ CAM_STRIDE = {"layer4": 32, "layer4.2.conv2": 32, "layer3": 16, "layer2": 8}
 MIN_CAM_SIDE = 5
 
 
-def default_cam_layer(image_size: int) -> str:
-    """The deepest Grad-CAM layer whose map is at least MIN_CAM_SIDE cells a side at this input size:
-    layer4 at 160 px and above (5x5), layer2 at 48 px (6x6; layer4 would be 2x2)."""
+def default_cam_layer(image_size: int, config: dict | None = None) -> str:
+    """The Grad-CAM layer a network's maps use unless the user picks another: the layer its config names
+    ("cam_layer", written by `alzmri-train data build-faithfulness --layer L --set-default-layer` after a measurement;
+    the shipped 96 px network: layer2, 12x12), else the deepest layer whose map is at least MIN_CAM_SIDE cells a side
+    at this input size: layer4 at 160 px and above (5x5), layer3 at 96 px (6x6), layer2 at 48 px (6x6)."""
+    chosen = (config or {}).get("cam_layer")
+    if chosen in CAM_STRIDE:
+        return chosen
     for layer in ("layer4", "layer3", "layer2"):
         if -(-image_size // CAM_STRIDE[layer]) >= MIN_CAM_SIDE:
             return layer

@@ -74,7 +74,7 @@ def _gradcam(net: torch.nn.Module, x: torch.Tensor, target: int, layer: str) -> 
 
 BLACK = -MEAN / STD  # a black pixel after normalisation: the reference of integrated gradients and occlusion
 IG_STEPS = 32
-OCCLUSION_WINDOW = 0.125  # of the input side: 6 px at 48 px, about the size of a ventricle
+OCCLUSION_WINDOW = 0.125  # of the input side: 12 px at 96 px, about the size of a ventricle
 OCCLUSION_STRIDE = 0.0625
 
 

@@ -245,12 +245,25 @@ def spread_level(spread: float, thresholds: dict[str, float]) -> str:
     return "low" if spread < thresholds["spread_low"] else "high" if spread > thresholds["spread_high"] else "typical"
 
 
-def spread_sentence(spread: float, agreement: float, thresholds: dict[str, float]) -> str:
-    """How to read the spread, in one sentence."""
-    return (f"Under a mirror image, one-pixel shifts and ±5% brightness the probability of this stage moves by "
-            f"±{spread:.1%} ({spread_level(spread, thresholds)} for a new subject's slice), and {agreement:.0%} of "
-            "those 8 variants give the same stage. A high spread means the answer hangs on details that should "
-            "not matter.")
+def spread_sentence(spread: float, agreement: float, thresholds: dict[str, float],
+                    auroc_error: float | None = None) -> str:
+    """How to read the spread, in one sentence; with `auroc_error` (how well the spread told wrong answers from
+    right ones on slices of subjects never trained on: trust.json's "uncertainty_never_trained"), a second saying
+    how much that is worth."""
+    out = (f"Under a mirror image, one-pixel shifts and ±5% brightness the probability of this stage moves by "
+           f"±{spread:.1%} ({spread_level(spread, thresholds)} for a new subject's slice), and {agreement:.0%} of "
+           "those 8 variants give the same stage. A high spread means the answer hangs on details that should "
+           "not matter.")
+    if auroc_error is None:
+        return out
+    return out + (f" On slices of subjects the network never trained on, a high spread {error_worth(auroc_error)} "
+                  f"(AUROC {auroc_error:.2f}; 0.5 is chance).")
+
+
+def error_worth(auroc_error: float) -> str:
+    """What an AUROC at telling wrong answers from right ones is worth, in words (the page and the model card)."""
+    return ("does not mark wrong answers" if auroc_error < 0.55 else
+            "marks wrong answers only weakly" if auroc_error < 0.7 else "marks wrong answers")
 
 
 # ---------------------------------------------------------------------- one call for the app, CLI and API

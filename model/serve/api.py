@@ -242,7 +242,8 @@ def describe_model(predictor, bank: TrustBank | None, limits: Limits, crossval_p
             "temperature": predictor.temperature, "image_size": predictor.image_size, "device": predictor.device_name(),
             "engine": getattr(predictor, "engine", "torch"),
             "explain": {"methods": list(METHODS), "layers": list(CAM_LAYERS.values()),
-                        "default_layer": default_cam_layer(predictor.image_size), "colormaps": list(COLORMAPS)},
+                        "default_layer": default_cam_layer(predictor.image_size, config),
+                        "colormaps": list(COLORMAPS)},
             "figures": figures, "guard": guard, "intended_use": INTENDED_USE,
             "limits": {**asdict(limits), "image_file_bytes": MAX_UPLOAD_BYTES, "readable": ACCEPTED}}
 
@@ -440,7 +441,7 @@ def _v1_router() -> APIRouter:
         method = method or DEFAULT_EXPLAIN_METHOD
         service = _service(request)
         target_index = _target(target)
-        layer = layer or default_cam_layer(service.predictor.image_size)
+        layer = layer or default_cam_layer(service.predictor.image_size, getattr(service.predictor, "config", None))
         check_declared_size(request, service.limits)
         async with service.slot():
             files = await read_uploads(request, service.limits)

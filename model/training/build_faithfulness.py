@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from model.core.inference import Predictor
-from model.core.network import default_cam_layer
+from model.core.constants import MODEL_CONFIG_PATH
+from model.core.network import CAM_STRIDE, default_cam_layer
 from model.qualify.explain import METHODS, explain
 from model.qualify.faithfulness import (
     FAITHFULNESS_PATH,
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=64, help="held-out slices to score (default: %(default)s)")
     parser.add_argument("--methods", nargs="+", default=None, help="default: every method in model.qualify.explain")
     parser.add_argument("--layer", default=None, help="Grad-CAM layer (default: the shipped network's default)")
+    parser.add_argument("--set-default-layer", action="store_true",
+                        help="write --layer into assets/model_config.json as the network's default Grad-CAM layer "
+                             "(the page, the API and this table's default), after a measurement says it should be")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("--out", default=str(FAITHFULNESS_PATH), help="default: %(default)s")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
@@ -101,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    if args.layer is not None and args.layer not in CAM_STRIDE:
+        parser.error(f"unknown layer {args.layer!r}; choose from {', '.join(CAM_STRIDE)}")
+    if args.set_default_layer and args.layer is None:
+        parser.error("--set-default-layer needs --layer")
     torch.set_num_threads(max(1, args.threads))
     predictor = Predictor.from_assets(device="cpu")
-    layer = args.layer or default_cam_layer(predictor.image_size)
+    layer = args.layer or default_cam_layer(predictor.image_size, predictor.config)
     images, labels, ids = held_out_slices(args.data_dir, args.slices, args.seed)
     result = score_methods(predictor, images, methods, layer, args.seed,
                            progress=lambda m, i, n: print(f"\r{m}: {i}/{n}", end="", file=sys.stderr))
@@ -114,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w") as fh:
         json.dump(record, fh, indent=1)
         fh.write("\n")
+    if args.set_default_layer:
+        config = json.loads(MODEL_CONFIG_PATH.read_text())
+        config["cam_layer"] = layer
+        MODEL_CONFIG_PATH.write_text(json.dumps(config, indent=2) + "\n")
+        print(f"{MODEL_CONFIG_PATH}: Grad-CAM's default layer is now {layer}", file=sys.stderr)
     for method, r in result.items():
         print(f"{method:22s} deletion {r['map_deletion']['mean']:.3f} (random {r['random_deletion']['mean']:.3f}, "
               f"edges {r['edges_deletion']['mean']:.3f})  insertion {r['map_insertion']['mean']:.3f} (random "

@@ -76,7 +76,7 @@ def test_bench_gpu_dry_run(data_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["quick"] and not result["skipped"]
-    assert [row["image_size"] for row in result["throughput"]] == [160, 48]
+    assert [row["image_size"] for row in result["throughput"]] == [160, 96]
     assert all(row["images_per_s"] > 0 and row["final_loss"] > 0 for row in result["throughput"])
     assert result["recipe"][0]["data"] == "device" and result["recipe"][0]["selected_epoch"] == 1
     assert result["crossval"]["folds_run"] == result["crossval"]["folds"] == 2

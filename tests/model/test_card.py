@@ -27,6 +27,7 @@ def test_card_names_the_regularisers_that_were_used():
     config = {**config, "train_config": {**config["train_config"], "neighbour_mix": 0.5, "neighbour_k": 3,
                                          "cutout": 0.5, "cutout_size": 0.25, "ema_decay": 0.998}}
     card = model_card_markdown(config, None)
+    assert "dropout 0.3 before the classifier" in card and "16 slices of each subject drawn per epoch" in card
     assert "3 nearest same-class train slices" in card and "25% of the side" in card and "decay 0.998" in card
     assert "test-split metrics" not in card and "most similar training slice" not in card
 
@@ -93,6 +94,8 @@ def test_card_states_the_checks_on_every_input_and_the_faithfulness_verdict():
     trust = json.loads(TRUST_PATH.read_text())
     text = "\n".join(trust_section(trust, {"flagged": 94, "images": 94}))
     assert f"{trust['false_alarms']['cross_fitted']:.1%}" in text and "94 of 94" in text
+    chance = {**trust, "uncertainty_never_trained": {"auroc_error": {"spread": 0.49, "one_minus_probability": 0.64}}}
+    assert "a high spread does not mark wrong answers (AUROC 0.49" in "\n".join(trust_section(chance))
     method = {k: _summary(0.2, 0.1, 0.3) for k in ("map_deletion", "random_deletion", "edges_deletion",
                                                    "map_insertion", "random_insertion", "edges_insertion",
                                                    "randomisation_spearman")}

@@ -195,13 +195,16 @@ def test_the_default_method_falls_back_to_gradcam_only_when_none_beats_both():
     assert default_method(table(unknown=("beats", "beats", 0.0)))[0] == "gradcam"  # not a method the app has
 
 
-def test_the_shipped_table_picks_a_method_that_beats_both_baselines():
+def test_the_shipped_table_picks_a_method_that_beats_both_baselines_or_says_none_does():
     record = read_table()
-    method, _ = default_method(record)
-    r = record["methods"][method]
-    assert r["verdict"] == {"random": "beats", "edges": "beats"}
-    assert all(r["map_outside_brain"]["mean"] <= o["map_outside_brain"]["mean"] for o in record["methods"].values()
-               if o["verdict"] == {"random": "beats", "edges": "beats"})
+    method, why = default_method(record)
+    both = {m: r for m, r in record["methods"].items() if r["verdict"] == {"random": "beats", "edges": "beats"}
+            and r["randomisation_spearman"]["mean"] < RANDOMISATION_LIMIT}
+    if not both:  # the 96 px network (2026-12-03): no method beats both on the held-out slices, and the page says so
+        assert method == "gradcam" and "no method beats both" in why
+        return
+    assert method in both
+    assert all(both[method]["map_outside_brain"]["mean"] <= r["map_outside_brain"]["mean"] for r in both.values())
 
 
 def test_randomisation_verdict_reads_rho_against_the_limit():

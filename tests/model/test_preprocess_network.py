@@ -76,6 +76,8 @@ def test_the_default_cam_layer_keeps_the_map_readable_at_small_inputs():
     assert default_cam_layer(224) == default_cam_layer(160) == "layer4"  # 7x7 and 5x5 maps
     assert default_cam_layer(96) == "layer3"  # layer4 would be 3x3
     assert default_cam_layer(48) == "layer2"  # layer4 2x2, layer3 3x3
+    assert default_cam_layer(96, {"cam_layer": "layer2"}) == "layer2"  # a measured choice in the config wins
+    assert default_cam_layer(96, {"cam_layer": "nonsense"}) == "layer3"  # ... when it names a Grad-CAM layer
 
 
 def test_the_network_is_torchvisions_resnet34_weight_for_weight():

@@ -126,6 +126,9 @@ def test_uncertainty_and_assess_with_a_tiny_network(tiny_predictor, bank):
     assert not flagged.reliable and flagged.flags() == ["out of distribution"]
     assert assess(tiny_predictor, images[:1])[0].flags() == ["no guard"]
     assert "8 variants" in spread_sentence(0.03, 0.75, bank.thresholds)
+    assert "AUROC" not in spread_sentence(0.03, 0.75, bank.thresholds)  # nothing measured, nothing claimed
+    assert "does not mark wrong answers (AUROC 0.49" in spread_sentence(0.03, 0.75, bank.thresholds, 0.494)
+    assert "only weakly (AUROC 0.57" in spread_sentence(0.03, 0.75, bank.thresholds, 0.566)
 
 
 # ------------------------------------------------------------------ the shipped guard
