@@ -103,8 +103,8 @@ if source == "Upload a scan":
             pick, subject = subject_panel(scans)
             subject_name = subject_id.strip() or None
         else:
-            pick = st.selectbox("Scan to show", range(len(scans)), format_func=lambda i: plain(scans[i].file),
-                                key="classify_scan_pick")
+            pick = st.selectbox("Scan to show", range(len(scans)), key="classify_scan_pick",
+                                format_func=lambda i: scans[i].file)  # options are plain text: no escaping
             scans_table(scans)
         result = scans[pick]
     else:

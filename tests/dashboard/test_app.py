@@ -124,23 +124,25 @@ def test_several_slices_of_one_subject_give_a_subject_prediction(test_slices):
     slices = [png_bytes(test_slices.images[i, 0].numpy()) for i in range(3)]
     at = start()
     at.file_uploader(key="classify_upload").set_value(
-        [(f"slice{i}.png", data, "image/png") for i, data in enumerate(slices)]).run()
+        [(f"slice_{i}.png", data, "image/png") for i, data in enumerate(slices)]).run()
     assert not at.exception, [e.value for e in at.exception]
     # nothing is averaged until the user says the slices are one subject
     assert not [m for m in at.metric if m.label.startswith("Subject-level")]
-    assert list(frame(at, "file")["file"]) == ["slice0.png", "slice1.png", "slice2.png"]
+    assert list(frame(at, "file")["file"]) == ["slice_0.png", "slice_1.png", "slice_2.png"]
+    # a selectbox shows its options as plain text: a name is not Markdown-escaped there ("slice\_0\.png")
+    assert at.selectbox(key="classify_scan_pick").options == ["slice_0.png", "slice_1.png", "slice_2.png"]
     at.radio(key="classify_together").set_value("slices of one subject").run()
     at.text_input(key="classify_subject_id").input("S-017").run()
     assert at.metric[0].label == "Subject-level stage (3 slices)"
     table = frame(at, "file")
-    assert list(table["file"]) == ["slice0.png", "slice1.png", "slice2.png"]
+    assert list(table["file"]) == ["slice_0.png", "slice_1.png", "slice_2.png"]
     stages = [d for d in table.columns if d in DISPLAY_NAMES]
     mean = table[stages].mean()
     assert at.metric[0].value == mean.idxmax()  # the subject's stage is the arg-max of the mean probabilities
     bars = plotly_specs(at)["classify_subject_probs"]["data"][0]
     assert dict(zip(bars["y"], bars["x"])) == pytest.approx(mean.to_dict(), abs=2e-3)
     at.selectbox(key="classify_slice").set_value(2).run()
-    assert any(c.value == "slice2\\.png" for c in at.caption)
+    assert any(c.value == "slice\\_2\\.png" for c in at.caption)  # a caption is Markdown: escaped
 
 
 def test_slices_of_different_training_subjects_are_not_silently_one_subject(data_dir):
