@@ -1,6 +1,6 @@
 """Do recipes (or a recipe and a floor) read different things? Ensembles of out-of-fold predictions on the same folds.
 
-    python -m analysis.ensembles --table shipped=assets/crossval_predictions.csv --table r1=runs/screen/r1_pred.csv \
+    python -m analysis.ensembles --table shipped=docs/runs/c1/ship_s0.csv --table r1=runs/screen/r1_pred.csv \
         --ensemble E1=shipped+r1 --ensemble E2=shipped+pca_by_position --out runs/ensembles.json
 
 Every table is a cross-validation's per-slice out-of-fold table (`alzmri-train crossval --predictions-out`) on the same

@@ -1,6 +1,6 @@
 """F1: does age and sex beside the image model stage a new subject better than either alone? (issue 18)
 
-    python -m analysis.fusion --image shipped=assets/crossval_predictions.csv --image r5=docs/runs/r5 \
+    python -m analysis.fusion --image shipped=docs/runs/c1/ship_s0.csv --image r5=docs/runs/r5 \
         [--out docs/runs/fusion.json]
 
 An image source is a cross-validation's per-slice out-of-fold table or its folder (as `analysis.repeated_cv` reads

@@ -2,7 +2,7 @@
 
     python -m analysis.repeated_cv \
         --a r5=docs/runs/r5,docs/runs/c1/r5_s1,docs/runs/c1/r5_s2 \
-        --b shipped=assets/crossval_predictions.csv,docs/runs/c1/ship_s1,docs/runs/c1/ship_s2 \
+        --b shipped=docs/runs/c1/ship_s0.csv,docs/runs/c1/ship_s1,docs/runs/c1/ship_s2 \
         --new 1 2 [--floor pca pca_by_position] [--partial] [--out c1.json]
 
 Repeat i pairs the i-th source of --a with the i-th of --b (the same fold seed). A source is a cross-validation
