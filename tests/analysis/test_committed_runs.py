@@ -60,3 +60,15 @@ def test_the_repeated_cross_validation_pairs_its_recipes_on_the_same_folds(every
         for other in folds[1:]:  # where both recipes finished a fold, it holds the same slices
             both = (folds[0] >= 0) & (other >= 0)
             assert both.any() and np.array_equal(folds[0][both], other[both]), seed
+
+
+def test_the_48px_recipes_seed_0_table_is_paired_with_r5s_seed_0(data_dir):
+    """docs/runs/c1/ship_s0.csv (the out-of-fold table shipped until R5 replaced it) holds the same folds as
+    docs/runs/r5, so C1's seed-0 repeat stays paired now that assets/ holds R5's table."""
+    from analysis.repeated_cv import source_folds
+
+    data, _, splits = load_everything(data_dir)
+    n = len(data.labels)
+    old = source_folds(RUNS / "c1" / "ship_s0.csv", n, splits, data.ids)
+    r5 = source_folds(RUNS / "r5", n, splits, data.ids)
+    assert (old >= 0).all() and np.array_equal(old, r5)
