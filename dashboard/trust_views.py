@@ -24,8 +24,8 @@ def verdict(assessment) -> None:
     elif trust.near_copy:
         n = trust.neighbours[0]
         st.warning(f"**Near-copy of a training slice** (subject {plain(n.subject)}, {n.stage}, distance "
-                   f"{n.distance:.1f}). The model has seen this brain, so the stage below is recognition of a "
-                   "seen brain, not a reading of a new one.", icon=":material/content_copy:")
+                   f"{n.distance:.1f}). The model has seen this brain, so the stage below is not a reading of a "
+                   "new one.", icon=":material/content_copy:")
         never_seen_answer(n.subject, n.path)
     else:
         st.success("Like the training slices, and not a near-copy of any of them: the model has not seen this "
@@ -46,7 +46,8 @@ def never_seen_answer(subject: str, path: str | None) -> None:
     st.info(f"**Read this one: the answer for a brain the model never saw.** The fold-{answer.fold + 1} network of "
             f"{whose} 5-fold cross-validation was trained without {plain(subject)}; from all 32 of its slices it "
             f"stages this subject **{answer.display_name}** ({max(answer.probabilities):.0%}), {right}.{slice_part} "
-            "That is what the model does on a new brain; the stage below only says which brain it recognised.",
+            "That is what the model does on a new brain; the stage below comes from a network that trained on this "
+            "brain.",
             icon=":material/visibility_off:")
 
 

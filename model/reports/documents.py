@@ -60,8 +60,8 @@ def _guard_blocks(record: dict) -> list:
         if guard.get("reasons"):
             blocks += [Paragraph("Out of distribution because:"), Bullets(tuple(map(str, guard["reasons"])))]
         if guard.get("near_copy"):
-            blocks.append(Paragraph("A near-copy of a training slice: the answer recognises a brain seen in "
-                                    "training; it is not a reading of a new one."))
+            blocks.append(Paragraph("A near-copy of a training slice: the network trained on this brain, so "
+                                    "the answer is not a reading of a new one."))
             seen = record.get("never_seen")
             if seen:
                 whose = "the shipped recipe's" if seen.get("shipped_recipe") else "an earlier recipe's"
@@ -71,7 +71,7 @@ def _guard_blocks(record: dict) -> list:
                     f"Read this one: the fold-{seen['fold']} network of {whose} 5-fold cross-validation was trained "
                     f"without {seen['subject']}; from all 32 of its slices it stages this subject "
                     f"{seen['display_name']} ({seen['confidence']:.0%}), {right}. That is what the model does on a "
-                    "new brain; the stage above only says which brain it recognised."))
+                    "new brain; the stage above comes from a network that trained on this brain."))
         near = guard.get("nearest_training_slices") or []
         if near:
             blocks.append(Table(("nearest training slice", "subject", "stage", "distance (grey levels RMS)"),

@@ -57,7 +57,7 @@ class Guard(BaseModel):
 
 class NeverSeenAnswer(BaseModel):
     """For a near-copy of a training slice: what the cross-validation's network that never saw that subject said of
-    it. This is the answer to read; the shipped network's only says which brain it recognised."""
+    it. This is the answer to read; the shipped network trained on that brain."""
 
     subject: str = Field(description="the recognised training subject")
     fold: int = Field(description="the cross-validation fold (1-5) whose network was trained without it")
