@@ -139,9 +139,10 @@ def crossval_section(crossval: dict, config: dict) -> list[str]:
              f"{plan.get('folds')}-fold cross-validation by subject: every slice by a network that never saw any "
              f"slice of that brain, trained with this recipe ({recipe.get('image_size')} px, "
              f"{recipe.get('epochs')} epochs, "
-             + ("the last epoch kept" if recipe.get("select") == "last" else "epoch chosen on an inner split of subjects")
-             + "). Subject level: a "
-             "subject's probabilities averaged over its slices. 95% intervals from a bootstrap over subjects.",
+             + ("the last epoch kept" if recipe.get("select") == "last" else
+                "epoch chosen on an inner split of subjects")
+             + "). Subject level: a subject's probabilities averaged over its slices. 95% intervals from a bootstrap "
+               "over subjects.",
              "", "| method | subjects | any-dementia ROC AUC | 4-stage balanced accuracy | 3-stage balanced "
                  "accuracy | ECE | this network's AUC minus it (paired) |", "|---|---|---|---|---|---|---|"]
     for key, name in BASELINE_NAMES.items():
@@ -214,8 +215,7 @@ def trust_section(trust: dict, rates: dict | None = None) -> list[str]:
         auc = unc["auroc_error"]
         lines.append(f"- **An uncertainty**: the spread of the probability over 8 test-time variants. On slices of "
                      f"never-trained subjects a high spread {error_worth(auc['spread'])} (AUROC {auc['spread']:.2f}, "
-                     f"0.5 is chance; the calibrated "
-                     f"probability itself: {auc['one_minus_probability']:.2f}).")
+                     f"0.5 is chance; the calibrated probability itself: {auc['one_minus_probability']:.2f}).")
     return lines
 
 
