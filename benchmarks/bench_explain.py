@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     from model.qualify.explain import METHODS, explain
     from model.qualify.faithfulness import faithfulness
     from model.core.inference import Predictor
-    from model.core.network import build_model, default_cam_layer
+    from model.core.network import build_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     y, x = np.mgrid[-1:1:128j, -1:1:128j]
     image = np.clip(np.where(x ** 2 + y ** 2 < 0.8, 120, 0) + rng.normal(0, 8, (128, 128)), 0, 255).astype(np.uint8)
-    layer = default_cam_layer(predictor.image_size)
+    layer = predictor.cam_layer
     forward = timed(lambda: predictor.probabilities(image), repeat)
     base = statistics.median(forward)
     rows = []

@@ -107,13 +107,12 @@ def naive_end_to_end(weights: Path, data: bytes, temperature: float) -> np.ndarr
 def end_to_end(predictor, data: bytes):
     """PNG bytes -> model.scans.scan_io -> Predictor.predict_one -> Grad-CAM for the predicted class."""
     from model.qualify.explain import explain
-    from model.core.network import default_cam_layer
     from model.scans.scan_io import open_scan
 
     image = open_scan(data, "scan.png").image
     prediction = predictor.predict_one(image)
     return prediction, explain(predictor, image, target=prediction.label,
-                               layer=default_cam_layer(predictor.image_size))
+                               layer=predictor.cam_layer)
 
 
 def breakdown(predictor, images: list[np.ndarray], pngs: list[bytes], repeat: int) -> dict[str, float]:
@@ -121,7 +120,6 @@ def breakdown(predictor, images: list[np.ndarray], pngs: list[bytes], repeat: in
     from model.qualify.explain import explain
     from model.core.inference import as_batch
     from model.core.prediction import Prediction
-    from model.core.network import default_cam_layer
     from model.core.preprocess import to_input
     from model.scans.scan_io import open_scan
 
@@ -140,7 +138,7 @@ def breakdown(predictor, images: list[np.ndarray], pngs: list[bytes], repeat: in
     x = to_input(as_batch(pick()), predictor.image_size)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     logits = predictor.logits(pick())
-    layer = default_cam_layer(predictor.image_size)
+    layer = predictor.cam_layer
 
     def forward(_=0, inp=x_cl):
         with torch.inference_mode():

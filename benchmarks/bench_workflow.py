@@ -206,14 +206,13 @@ def pipeline_baseline(files: list[Path]) -> float:
     """Median seconds of the model's own work for one upload, in this process: group -> open -> assess, the
     first map (Grad-CAM at the default layer) and its faithfulness scores. What the page can at best approach."""
     from model.core.inference import Predictor
-    from model.core.network import default_cam_layer
     from model.qualify.explain import explain
     from model.qualify.faithfulness import faithfulness
     from model.qualify.trust import TrustBank
     from model.serve.pipeline import classify
 
     predictor, bank = Predictor.from_assets(), TrustBank.load()
-    layer = default_cam_layer(predictor.image_size)
+    layer = predictor.cam_layer  # the shipped default (model_config.json's cam_layer)
     times = []
     for path in files:
         t = time.perf_counter()

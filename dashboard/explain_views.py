@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard.common import cached_explanation, cached_faithfulness, cached_randomisation, explain_others_ahead
 from dashboard.shell import read_json
 from model.core.constants import DISPLAY_NAMES, NUM_CLASSES
-from model.core.network import CAM_LAYERS, CAM_STRIDE, default_cam_layer
+from model.core.network import CAM_LAYERS, CAM_STRIDE
 from model.qualify.explain import COLORMAPS, LAYER_METHODS, METHOD_NAMES, METHOD_NOTES, METHODS, overlay
 from model.qualify.faithfulness import FAITHFULNESS_PATH, default_method, randomisation_verdict
 
@@ -32,7 +32,7 @@ def explanation(image, prediction, predictor):
                           format_func=lambda t: "The predicted stage" if t == "predicted" else DISPLAY_NAMES[t])
     layers = list(CAM_LAYERS.values())
     layer = c2.selectbox("Layer", layers, key="classify_layer",
-                         index=layers.index(default_cam_layer(predictor.image_size, predictor.config)),
+                         index=layers.index(predictor.cam_layer),
                          format_func=LAYER_LABELS.__getitem__, disabled=method not in LAYER_METHODS,
                          help="; ".join(CAM_LAYERS) if method in LAYER_METHODS else
                          f"{METHOD_NAMES[method]} reads no layer")

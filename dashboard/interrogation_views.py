@@ -21,7 +21,6 @@ from dashboard.common import (
 from dashboard.shell import dataset_dir, read_json
 from model.core.constants import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, STAGE_ORDER
 from model.core.dataset import DatasetError
-from model.core.network import default_cam_layer
 from model.qualify import interrogate
 from model.qualify.explain import METHOD_NAMES, explain, overlay
 from model.qualify.faithfulness import FAITHFULNESS_PATH, default_method
@@ -101,7 +100,7 @@ def mean_cam(path: str, items: tuple[tuple[str, str, int], ...]) -> tuple[np.nda
     """Mean slice (uint8 (S, S)) and mean Grad-CAM map ((S, S) in [0, 1]) over (split, id, target) items."""
     predictor, _ = predictor_or_none()
     images = np.stack([slice_image(path, split, name) for split, name, _ in items])
-    layer = default_cam_layer(predictor.image_size, predictor.config)
+    layer = predictor.cam_layer
     maps = [explain(predictor, img, target=t, layer=layer).heatmap for img, (_, _, t) in zip(images, items)]
     return images.mean(0).round().astype(np.uint8), interrogate.mean_map(maps)
 
@@ -227,7 +226,7 @@ def draw_gallery(items: list[tuple[str, str, str]], target: int, method: str | N
             st.info(f"The slices cannot be shown from `{data}` ({type(exc).__name__}: {exc}): it is not the copy of "
                     "the dataset these predictions were made on, or a split is missing.")
             return
-    layer = default_cam_layer(get_predictor().image_size, get_predictor().config)
+    layer = get_predictor().cam_layer
     shown = images
     if method:
         with st.spinner(f"Computing {METHOD_NAMES[method]} for {len(images)} slices…"):

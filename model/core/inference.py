@@ -27,7 +27,7 @@ from model.core.assets import ModelLoadError, read_model_config
 from model.core.checkpoint import load_verified_state_dict
 from model.core.constants import CLASS_NAMES, MODEL_CONFIG_PATH, WEIGHTS_PATH
 from model.core.engine import load_engine
-from model.core.network import build_model, pick_device
+from model.core.network import build_model, default_cam_layer, pick_device
 from model.core.prediction import Prediction
 from model.core.preprocess import to_input
 from model.core.runtimes import DEFAULT_ENGINE, ENGINE_ENV_VAR, ENGINES
@@ -92,6 +92,12 @@ class Predictor:
         return cls(net, image_size=cfg["image_size"], temperature=cfg["temperature"], device=device,
                    sha256=cfg["weights_sha256"].lower(), config=cfg,  # verified equal to the file's hash above
                    engine=engine, threads=threads)
+
+    @property
+    def cam_layer(self) -> str:
+        """The Grad-CAM layer this network's maps use unless a user picks another (`default_cam_layer`: the layer
+        its config names, else the deepest readable one at its input size)."""
+        return default_cam_layer(self.image_size, self.config)
 
     def device_name(self) -> str:
         if self.device.type == "cuda":

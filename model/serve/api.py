@@ -441,7 +441,7 @@ def _v1_router() -> APIRouter:
         method = method or DEFAULT_EXPLAIN_METHOD
         service = _service(request)
         target_index = _target(target)
-        layer = layer or default_cam_layer(service.predictor.image_size, getattr(service.predictor, "config", None))
+        layer = layer or service.predictor.cam_layer
         check_declared_size(request, service.limits)
         async with service.slot():
             files = await read_uploads(request, service.limits)

@@ -18,7 +18,7 @@ import torch
 
 from model.core.inference import Predictor
 from model.core.constants import MODEL_CONFIG_PATH
-from model.core.network import CAM_STRIDE, default_cam_layer
+from model.core.network import CAM_STRIDE
 from model.qualify.explain import METHODS, explain
 from model.qualify.faithfulness import (
     FAITHFULNESS_PATH,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--set-default-layer needs --layer")
     torch.set_num_threads(max(1, args.threads))
     predictor = Predictor.from_assets(device="cpu")
-    layer = args.layer or default_cam_layer(predictor.image_size, predictor.config)
+    layer = args.layer or predictor.cam_layer
     images, labels, ids = held_out_slices(args.data_dir, args.slices, args.seed)
     result = score_methods(predictor, images, methods, layer, args.seed,
                            progress=lambda m, i, n: print(f"\r{m}: {i}/{n}", end="", file=sys.stderr))

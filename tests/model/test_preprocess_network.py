@@ -95,3 +95,16 @@ def test_the_network_is_torchvisions_resnet34_weight_for_weight():
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
         assert torch.equal(ours(x), theirs(x))
+
+
+def test_a_predictor_draws_its_maps_at_the_layer_its_config_names():
+    """Every caller (pages, API, CLI, benchmarks) asks the predictor, so none measures or draws another layer."""
+    from model.core.assets import read_model_config
+    from model.core.constants import MODEL_CONFIG_PATH
+    from model.core.inference import Predictor
+
+    net = build_model()
+    assert Predictor(net, image_size=96).cam_layer == "layer3"
+    assert Predictor(net, image_size=96, config={"cam_layer": "layer2"}).cam_layer == "layer2"
+    cfg = read_model_config(MODEL_CONFIG_PATH)  # the shipped network's: layer2, chosen by build-faithfulness
+    assert Predictor(net, image_size=cfg["image_size"], config=cfg).cam_layer == "layer2"
