@@ -272,11 +272,15 @@ def mean_maps(slices: Rows, key: str, note: str = "") -> None:
             cols[n].image(overlay(entry[0], entry[1]), width="stretch", caption=caption)
         else:
             cols[n].caption(caption)
+    faith = read_json(str(FAITHFULNESS_PATH)) or {}
+    off = faith.get("methods", {}).get("gradcam", {}).get("map_outside_brain", {}).get("mean")
+    off = (f"on held-out slices {off:.0%} of its mass at {faith.get('layer')} lies off the brain" if off is not None
+           else "part of its mass can lie off the brain")
     st.caption(f"Columns in pairs per true stage: the mean of up to {cap} slices (a seeded sample) staged "
                "right, then wrong, each slice's Grad-CAM for the stage it was given, over their mean slice. "
-               "Grad-CAM here because hundreds of maps must be cheap; it is coarse, and on held-out slices about half "
-               "of its mass lies off the brain (the Model card's faithfulness table), so read these as where the "
-               "network's layer-2 features respond, not as pixel evidence. " + note)
+               f"Grad-CAM here because hundreds of maps must be cheap; it is coarse, and {off} (the Model card's "
+               f"faithfulness table), so read these as where the network's {get_predictor().cam_layer} features "
+               "respond, not as pixel evidence. " + note)
 
 
 def compute_mean_maps(slices: Rows, samples: dict, pred: np.ndarray) -> dict:

@@ -169,8 +169,10 @@ def render_sidebar():
                 st.caption("These are the cross-validated recipe's figures; the shipped network was trained "
                            "with another recipe or temperature.")
         if metrics:
+            lookup = shipped_baseline()
+            lookup = f", a lookup that learns nothing {lookup['test']['accuracy']:.1%}" if lookup else ""
             st.caption(f"Published test split (slices of brains also in training): {metrics['accuracy']:.1%} "
-                       "accuracy, which measures recognising a seen brain. See the Evaluation page.")
+                       f"accuracy{lookup}. It rewards recognising a seen brain. See the Evaluation page.")
         data = dataset_dir()  # named, not shown by its path: a screenshot says nothing of the machine it was taken on
         st.caption(f"Dataset: {HF_DATASET_ID}, {local_slices(str(data)):,} slices here" if data else
                    f"No local dataset (`make data`, or set ${DATA_ENV_VAR}, to enable examples).")

@@ -426,8 +426,8 @@ def _v1_router() -> APIRouter:
         target: Annotated[str | None, Query(max_length=64, description=(
             f"class to explain: a class name ({', '.join(CLASS_NAMES)}) or its index; default: the predicted "
             "stage"))] = None,
-        layer: Annotated[Layer | None, Query(description="network layer; default: the deepest whose map is at "
-                                                         "least 5 cells a side at the model's input size")] = None,
+        layer: Annotated[Layer | None, Query(description="network layer; default: the model's own "
+                                                         "(GET /v1/model, explain.default_layer)")] = None,
         fmt: Annotated[Literal["png", "json"], Query(alias="format", description=(
             "png: the overlay on the slice; json: the map as numbers"))] = "png",
         alpha: Annotated[float, Query(ge=0.0, le=1.0, description="opacity of the overlay")] = 0.45,

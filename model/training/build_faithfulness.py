@@ -86,6 +86,14 @@ def verdict(summary: dict, baseline: str) -> str:
     return "no clear difference"
 
 
+def held_out_source(config: dict) -> str:
+    """Where the scored slices come from, in the words the model card prints: whether the shipped epoch was chosen
+    on those subjects depends on the recipe (`--select last` keeps the last epoch, chosen on nobody)."""
+    chosen = (config.get("train_config") or {}).get("select", "best") != "last"
+    return ("slices of the 20 subjects the shipped network never trained on "
+            + ("(its epoch was chosen on them)" if chosen else "(held out; it ships its last epoch, chosen on none)"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alzmri-train data build-faithfulness", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="default: $ALZ_MRI_DATA or ../shared/data/alzheimer_mri")
@@ -116,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     result = score_methods(predictor, images, methods, layer, args.seed,
                            progress=lambda m, i, n: print(f"\r{m}: {i}/{n}", end="", file=sys.stderr))
     print(file=sys.stderr)
-    record = {"model_sha256": predictor.sha256, "slices": len(images), "source": "slices of the 20 subjects the "
-              "shipped network never trained on (its epoch was chosen on them)", "layer": layer, "steps": STEPS,
+    record = {"model_sha256": predictor.sha256, "slices": len(images), "source": held_out_source(predictor.config),
+              "layer": layer, "steps": STEPS,
               "randomised_blocks": list(RANDOMISED_BLOCKS), "seed": args.seed, "methods": result}
     with open(args.out, "w") as fh:
         json.dump(record, fh, indent=1)

@@ -13,7 +13,7 @@ from dashboard.evaluation_views import clicked_cell
 from dashboard.interrogation_views import OUT_OF_FOLD_NOTE
 from model.qualify import interrogate
 from model.qualify.explain import METHOD_NAMES
-from model.qualify.faithfulness import default_method, read_table
+from model.qualify.faithfulness import FAITHFULNESS_PATH, default_method, read_table
 from model.core.constants import (
     CLASS_NAMES,
     CONFIG_FILES_PRESENT,
@@ -202,6 +202,9 @@ def test_mean_maps_of_right_and_wrong_slices_on_both_views():
                 for c in STAGE_ORDER for r in (True, False) if ((y == c) & ((pred == c) == r)).any()]
     assert [c for c in gallery_captions(at) if ", right" in c or ", wrong" in c] == expected
     assert any(OUT_OF_FOLD_NOTE in c.value and "Columns in pairs" in c.value for c in at.caption)
+    faith = json.loads(FAITHFULNESS_PATH.read_text())  # the caption says the measured share, at the measured layer
+    share = f"{faith['methods']['gradcam']['map_outside_brain']['mean']:.0%} of its mass at {faith['layer']} lies off"
+    assert any(share in c.value for c in at.caption)
 
 
 # ---------------------------------------------------------------- the pieces, without a page

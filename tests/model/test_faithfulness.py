@@ -16,7 +16,7 @@ from model.qualify.faithfulness import (
     read_table,
     sobel_map,
 )
-from model.training.build_faithfulness import score_methods, verdict
+from model.training.build_faithfulness import held_out_source, score_methods, verdict
 from model.core.inference import Predictor
 
 
@@ -211,3 +211,16 @@ def test_randomisation_verdict_reads_rho_against_the_limit():
     assert "depends on the learned weights" in randomisation_verdict(0.08)
     assert "says little about what the network learned" in randomisation_verdict(RANDOMISATION_LIMIT)
     assert "says little" in randomisation_verdict(0.9) and "0.90" in randomisation_verdict(0.9)
+
+
+def test_the_record_says_whether_the_shipped_epoch_was_chosen_on_the_scored_subjects():
+    """The model card prints this source: a recipe that keeps its last epoch chose it on nobody."""
+    import json
+
+    from model.core.constants import MODEL_CONFIG_PATH
+    from model.qualify.faithfulness import FAITHFULNESS_PATH
+
+    assert "chosen on them" in held_out_source({"train_config": {"select": "best"}})
+    assert "chosen on none" in held_out_source({"train_config": {"select": "last"}})
+    shipped = json.loads(MODEL_CONFIG_PATH.read_text())
+    assert json.loads(FAITHFULNESS_PATH.read_text())["source"] == held_out_source(shipped)
